@@ -1,0 +1,377 @@
+"""Declarative run files: parsing, whole-config validation, overrides.
+
+A run file (YAML) has ``seed``, ``device``, ``dataset``, ``task``, ``model``, ``losses``,
+``trainer`` and ``eval``. Every component node is ``{type: <registered name>, ...params}``;
+parents declare child slots by kind (see :func:`medtoolkit.components.params.slot`).
+:func:`validate_config` resolves every name and validates every ``Params``, collecting
+*all* errors with their config path before any data is read.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from medtoolkit.components.params import Node, slot_kind
+from medtoolkit.registry import UnknownComponentError
+
+if TYPE_CHECKING:  # avoids an import cycle at runtime
+    from medtoolkit.plugins import PluginHost
+
+
+class TrainerParams(BaseModel):
+    """Settings of :class:`medtoolkit.training.Trainer`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(40, ge=0, description="maximum number of epochs")
+    lr: float = Field(2e-4, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
+    batch_size: int = Field(16, ge=1, description="patients per optimizer step")
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm (None: no clipping)")
+    amp: bool = Field(False, description="automatic mixed precision (CUDA only)")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many epochs without validation improvement"
+    )
+    select_metric: Literal["jaccard", "prauc", "f1", "loss"] = Field(
+        "jaccard", description="validation metric that selects the best epoch"
+    )
+    progress: Literal["auto", "bar", "log", "none"] = Field(
+        "auto", description="progress bar on a terminal, plain log lines otherwise"
+    )
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+
+
+class EvalParams(BaseModel):
+    """How test predictions are scored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="probability threshold for a recommended drug")
+    averaging: Literal["patient", "visit"] = Field(
+        "patient", description="average per patient (neural papers) or per visit (LR/ECC/TEMPT)"
+    )
+    bootstrap_rounds: int = Field(10, ge=0, description="bootstrap rounds (0: score the full test set once)")
+    bootstrap_fraction: float = Field(0.8, gt=0, le=1, description="share of test patients drawn per round")
+    bootstrap_seed: int = Field(2048, description="seed of the bootstrap draws")
+    batch_size: int = Field(256, ge=1, description="patients per evaluation batch")
+
+
+class RunConfig(BaseModel):
+    """A validated run file. Nodes are resolved :class:`Node` objects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = "run"
+    seed: int = 0
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
+    dataset: Node
+    task: Node = Field(default_factory=lambda: Node(type="medication_recommendation"))
+    model: Node
+    losses: list[Node] = Field(default_factory=list)
+    trainer: TrainerParams = Field(default_factory=TrainerParams)
+    eval: EvalParams = Field(default_factory=EvalParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (every default filled in)."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "device": self.device,
+            "dataset": node_to_dict(self.dataset),
+            "task": node_to_dict(self.task),
+            "model": node_to_dict(self.model),
+            "losses": [node_to_dict(n) for n in self.losses],
+            "trainer": self.trainer.model_dump(),
+            "eval": self.eval.model_dump(),
+        }
+
+
+#: top-level key -> kind of its node(s)
+NODE_SECTIONS = {"dataset": "dataset", "task": "task", "model": "recommender", "losses": "loss"}
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """One problem in a run file.
+
+    Attributes:
+        path: dotted config path (``model.encoder.hidden_size``, ``losses.1.type``).
+        message: what is wrong.
+        plugin: the plugin that owns the node, when known.
+    """
+
+    path: str
+    message: str
+    plugin: str | None = None
+
+    def __str__(self) -> str:
+        owner = f" [{self.plugin}]" if self.plugin else ""
+        return f"{self.path or '<root>'}: {self.message}{owner}"
+
+
+class ConfigValidationError(ValueError):
+    """Raised with every :class:`ConfigError` of a run file at once."""
+
+    def __init__(self, errors: Sequence[ConfigError], source: str = "config") -> None:
+        self.errors = list(errors)
+        self.source = source
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"{source}: {len(self.errors)} error(s)\n{lines}")
+
+
+# ---------------------------------------------------------------------------- helpers
+def node_to_dict(node: Node) -> dict[str, Any]:
+    """A resolved node as plain data with every default filled in (children recursively)."""
+    out: dict[str, Any] = {"type": node.type}
+    params = node._params
+    if params is None:
+        out.update(node.raw_params)
+        return out
+    for field_name in type(params).model_fields:
+        value = getattr(params, field_name)
+        if isinstance(value, Node):
+            out[field_name] = node_to_dict(value)
+        elif isinstance(value, BaseModel):
+            out[field_name] = value.model_dump(mode="json")
+        else:
+            out[field_name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _join(*parts: object) -> str:
+    return ".".join(str(p) for p in parts if str(p) != "")
+
+
+def _pydantic_errors(
+    error: ValidationError, path: str, plugin: str | None, fields: Sequence[str], skip: set[str]
+) -> list[ConfigError]:
+    found = []
+    for item in error.errors():
+        location = [str(x) for x in item["loc"]]
+        if location and location[0] in skip:
+            continue
+        message = item["msg"]
+        if item["type"] == "extra_forbidden" and location:
+            close = difflib.get_close_matches(location[-1], list(fields), n=1, cutoff=0.6)
+            message = f"unknown key {location[-1]!r}"
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            message += f" (valid keys: {', '.join(fields)})"
+        elif "input" in item and item["type"] not in ("missing",):
+            message += f" (got {item['input']!r})"
+        found.append(ConfigError(_join(path, *location), message, plugin))
+    return found
+
+
+def _validate_node(
+    value: Any, kind: str, path: str, host: "PluginHost", errors: list[ConfigError]
+) -> Node | None:
+    """Resolve and validate one node (and its children); append problems to ``errors``."""
+    if isinstance(value, Node):
+        value = {"type": value.type, **value.raw_params}
+    if not isinstance(value, Mapping):
+        errors.append(ConfigError(path, f"expected a {kind} node {{type: <name>, ...}}, got {value!r}"))
+        return None
+    if "type" not in value:
+        errors.append(ConfigError(path, f"missing 'type' (a registered {kind} name)"))
+        return None
+    type_name = value["type"]
+    if not isinstance(type_name, str):
+        errors.append(ConfigError(_join(path, "type"), f"must be a registered {kind} name, got {type_name!r}"))
+        return None
+    try:
+        entry = host.registry(kind).get(type_name)
+    except UnknownComponentError as error:
+        errors.append(ConfigError(_join(path, "type"), str(error)))
+        return None
+    params_class = entry.obj.Params
+    fields = list(params_class.model_fields)
+    raw = {k: v for k, v in value.items() if k != "type"}
+    inputs: dict[str, Any] = {}
+    failed_slots: set[str] = set()
+    for key, item in raw.items():
+        child_kind = slot_kind(params_class, key) if key in params_class.model_fields else None
+        if child_kind is None:
+            inputs[key] = item
+            continue
+        child = _validate_node(item, child_kind, _join(path, key), host, errors)
+        if child is None:
+            failed_slots.add(key)
+        else:
+            inputs[key] = child
+    try:
+        params = params_class.model_validate(inputs)
+    except ValidationError as error:
+        errors.extend(_pydantic_errors(error, path, entry.plugin, fields, failed_slots))
+        return None
+    if failed_slots:
+        return None
+    # default children (slots not written in the file) are resolved too
+    updates = {}
+    for field_name in fields:
+        child_kind = slot_kind(params_class, field_name)
+        child = getattr(params, field_name)
+        if child_kind is not None and isinstance(child, Node) and child._component is None:
+            resolved = _validate_node(child, child_kind, _join(path, field_name), host, errors)
+            if resolved is None:
+                return None
+            updates[field_name] = resolved
+    if updates:
+        params = params.model_copy(update=updates)
+    node = Node(type=type_name, **raw)
+    node.bind(entry.obj, params)
+    return node
+
+
+def validate_config(
+    raw: Mapping[str, Any], host: "PluginHost | None" = None, source: str = "config"
+) -> RunConfig:
+    """Validate a whole run config; raise :class:`ConfigValidationError` listing every problem.
+
+    Args:
+        raw: the parsed YAML (or a Python dict of the same shape).
+        host: plugin host to resolve names with (default: the process-wide host).
+        source: name of the file, used in messages.
+    """
+    if host is None:
+        from medtoolkit.plugins import default_host
+
+        host = default_host()
+    if not isinstance(raw, Mapping):
+        raise ConfigValidationError([ConfigError("", f"a run file must be a mapping, got {type(raw).__name__}")], source)
+    errors: list[ConfigError] = []
+    resolved: dict[str, Any] = {}
+    top_fields = list(RunConfig.model_fields)
+    for key, value in raw.items():
+        if key not in RunConfig.model_fields:
+            close = difflib.get_close_matches(str(key), top_fields, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            errors.append(ConfigError(str(key), f"unknown top-level key {key!r}{hint} (valid: {', '.join(top_fields)})"))
+            continue
+        kind = NODE_SECTIONS.get(key)
+        if kind is None:
+            resolved[key] = value
+        elif key == "losses":
+            if not isinstance(value, list):
+                errors.append(ConfigError("losses", f"expected a list of loss nodes, got {value!r}"))
+                continue
+            nodes = [_validate_node(item, kind, f"losses.{i}", host, errors) for i, item in enumerate(value)]
+            resolved[key] = nodes
+        else:
+            resolved[key] = _validate_node(value, kind, key, host, errors)
+    if "task" not in raw:
+        resolved["task"] = _validate_node({"type": "medication_recommendation"}, "task", "task", host, errors)
+    for required in ("dataset", "model"):
+        if required not in raw:
+            errors.append(ConfigError(required, f"missing required section '{required}'"))
+    skip = {k for k, v in resolved.items() if v is None or (isinstance(v, list) and None in v)}
+    skip |= {k for k in raw if k not in RunConfig.model_fields}
+    try:
+        config = RunConfig.model_validate({k: v for k, v in resolved.items() if k not in skip})
+    except ValidationError as error:
+        errors.extend(_pydantic_errors(error, "", None, top_fields, skip | {"dataset", "model"} & set(skip)))
+        config = None
+    if errors:
+        raise ConfigValidationError(errors, source)
+    assert config is not None
+    return config
+
+
+# ---------------------------------------------------------------------------- files & overrides
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a run file; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"run file not found: {path}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigValidationError([ConfigError("", f"invalid YAML{where}: {error}")], str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigValidationError([ConfigError("", "a run file must be a YAML mapping")], str(path))
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-parsed value."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key.path=value")
+    key, _, value_text = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ValueError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    return key.split("."), value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
+    """Apply ``-o key=value`` overrides to a raw config.
+
+    Setting a node's ``type`` to a different name switches the node: its other parameters
+    are reset (they belonged to the old type) and the change is reported in the returned
+    notes; later overrides of the same node then fill in the new type's parameters.
+
+    Returns:
+        the new raw config and human-readable notes about switched nodes.
+    """
+    data = copy.deepcopy(dict(raw))
+    notes: list[str] = []
+    for text in overrides:
+        keys, value = parse_override(text)
+        target: Any = data
+        for depth, key in enumerate(keys[:-1]):
+            where = ".".join(keys[: depth + 1])
+            if isinstance(target, list):
+                if not key.isdigit() or int(key) >= len(target):
+                    raise ValueError(f"override {text!r}: {where} is not an index of a list of {len(target)}")
+                target = target[int(key)]
+                continue
+            if key not in target or target[key] is None:
+                target[key] = {}
+            if not isinstance(target[key], (dict, list)):
+                raise ValueError(f"override {text!r}: {where} is a value, not a section")
+            target = target[key]
+        last = keys[-1]
+        if isinstance(target, list):
+            if not last.isdigit() or int(last) >= len(target):
+                raise ValueError(f"override {text!r}: {last} is not an index of a list of {len(target)}")
+            target[int(last)] = value
+            continue
+        if last == "type" and target.get("type") not in (None, value):
+            dropped = sorted(k for k in target if k != "type")
+            notes.append(
+                f"{'.'.join(keys[:-1])}: switched type {target['type']!r} -> {value!r}"
+                + (f"; reset parameters {', '.join(dropped)}" if dropped else "")
+            )
+            target.clear()
+        target[last] = value
+    return data, notes

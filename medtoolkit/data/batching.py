@@ -1,0 +1,172 @@
+"""Padded batches of whole patients: ``[B patients, T visits, L codes]`` with masks.
+
+Code tensors hold vocabulary index **+ 1** so that 0 means padding
+(``nn.Embedding(size + 1, dim, padding_idx=0)`` consumes them directly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from medtoolkit.data.ehr import MEDICATIONS, EHRData, _gather_ranges
+
+
+@dataclass
+class PaddedBatch:
+    """A batch of patients with every visit, padded.
+
+    Attributes:
+        codes: per vocabulary, ``[B, T, L_v]`` int64, vocabulary index + 1, 0 = padding.
+        visit_mask: ``[B, T]`` bool, True for real visits.
+        medications: ``[B, T, n_drugs]`` float32 multi-hot of each visit's prescriptions
+            (the target of visit t; models may only read it at visits < t).
+        patient_index: ``[B]`` int64 index of each patient in the dataset.
+        hospital: ``[B, T]`` int64 hospital index per visit (0 when unknown), or None.
+    """
+
+    codes: dict[str, torch.Tensor]
+    visit_mask: torch.Tensor
+    medications: torch.Tensor
+    patient_index: torch.Tensor
+    hospital: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.visit_mask.shape[0])
+
+    @property
+    def max_visits(self) -> int:
+        return int(self.visit_mask.shape[1])
+
+    @property
+    def n_visits(self) -> int:
+        """Number of real (unpadded) visits."""
+        return int(self.visit_mask.sum())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "PaddedBatch":
+        """A copy with every tensor on ``device``."""
+        moved = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, torch.Tensor):
+                value = value.to(device, non_blocking=non_blocking)
+            elif isinstance(value, dict):
+                value = {k: v.to(device, non_blocking=non_blocking) for k, v in value.items()}
+            moved[item.name] = value
+        return PaddedBatch(**moved)
+
+    def pin_memory(self) -> "PaddedBatch":
+        """A copy in pinned host memory (faster host-to-GPU copies)."""
+        pinned = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, torch.Tensor):
+                value = value.pin_memory()
+            elif isinstance(value, dict):
+                value = {k: v.pin_memory() for k, v in value.items()}
+            pinned[item.name] = value
+        return PaddedBatch(**pinned)
+
+
+def make_batch(
+    data: EHRData,
+    patients: Sequence[int] | np.ndarray,
+    vocabularies: Sequence[str] | None = None,
+) -> PaddedBatch:
+    """Cut a padded batch of the given patients (vectorised; no loop over visits).
+
+    Args:
+        data: the dataset.
+        patients: dataset patient indices, in batch order.
+        vocabularies: which code kinds to include (default: all of ``data``).
+
+    Returns:
+        a :class:`PaddedBatch`.
+    """
+    patients = np.asarray(patients, dtype=np.int64)
+    starts = data.visit_offsets[patients]
+    n_per_patient = data.visit_offsets[patients + 1] - starts
+    n_slots = int(n_per_patient.max(initial=0))
+    n_slots = max(n_slots, 1)
+    batch_size = len(patients)
+
+    # global visit index of every real (b, t) slot, row-major
+    slot_b = np.repeat(np.arange(batch_size), n_per_patient)
+    slot_t = np.arange(int(n_per_patient.sum())) - np.repeat(
+        np.concatenate(([0], np.cumsum(n_per_patient)[:-1])), n_per_patient
+    )
+    visit_index = starts[slot_b] + slot_t
+
+    visit_mask = np.zeros((batch_size, n_slots), dtype=bool)
+    visit_mask[slot_b, slot_t] = True
+
+    codes: dict[str, torch.Tensor] = {}
+    for vocab_name in vocabularies if vocabularies is not None else data.vocabularies:
+        bounds = data.code_offsets[vocab_name]
+        code_starts = bounds[visit_index]
+        lengths = bounds[visit_index + 1] - code_starts
+        width = max(int(lengths.max(initial=0)), 1)
+        padded = np.zeros((batch_size, n_slots, width), dtype=np.int64)
+        flat = _gather_ranges(data.codes[vocab_name], code_starts, lengths).astype(np.int64) + 1
+        rows = np.repeat(np.arange(len(visit_index)), lengths)
+        position = np.arange(len(flat)) - np.repeat(
+            np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths
+        )
+        padded[slot_b[rows], slot_t[rows], position] = flat
+        codes[vocab_name] = torch.from_numpy(padded)
+
+    medications = np.zeros((batch_size, n_slots, data.n_drugs), dtype=np.float32)
+    medications[slot_b, slot_t] = data.multi_hot(MEDICATIONS, visit_index)
+
+    hospital = None
+    if data.hospital is not None:
+        hospital_grid = np.zeros((batch_size, n_slots), dtype=np.int64)
+        hospital_grid[slot_b, slot_t] = data.hospital[visit_index]
+        hospital = torch.from_numpy(hospital_grid)
+
+    return PaddedBatch(
+        codes=codes,
+        visit_mask=torch.from_numpy(visit_mask),
+        medications=torch.from_numpy(medications),
+        patient_index=torch.from_numpy(patients.copy()),
+        hospital=hospital,
+    )
+
+
+def iterate_batches(
+    data: EHRData,
+    patients: Sequence[int] | np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: np.random.Generator | None = None,
+    sort_by_length: bool = False,
+) -> Iterator[PaddedBatch]:
+    """Yield padded batches over ``patients``.
+
+    Args:
+        data: the dataset.
+        patients: patient indices to cover (each exactly once).
+        batch_size: patients per batch.
+        shuffle: shuffle patients first (needs ``generator`` for reproducibility).
+        generator: numpy generator used for shuffling.
+        sort_by_length: group patients of similar visit counts to reduce padding
+            (batch order is still shuffled when ``shuffle`` is set).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = np.asarray(patients, dtype=np.int64)
+    rng = generator if generator is not None else np.random.default_rng(0)
+    if shuffle:
+        order = order[rng.permutation(len(order))]
+    if sort_by_length:
+        lengths = data.visits_per_patient[order]
+        order = order[np.argsort(lengths, kind="stable")]
+    chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle and sort_by_length:
+        chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    for chunk in chunks:
+        yield make_batch(data, chunk)

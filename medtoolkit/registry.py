@@ -1,0 +1,148 @@
+"""Typed registries: one per component kind, each entry attributed to its plugin."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+#: Names that live in plugin distributions, and the core extra that installs them.
+KNOWN_PLUGIN_NAMES: dict[str, str] = {
+    "lightgcn": "algnet",
+    "dual_self_attention": "algnet",
+    "algnet": "algnet",
+    "evolvegat": "dnmdr",
+    "gat_views": "dnmdr",
+    "key_value_history": "dnmdr",
+    "dnmdr": "dnmdr",
+    "mpnn": "molecule",
+    "safedrug": "molecule",
+    "controllable_ddi": "molecule",
+    "package_gnn": "dpr",
+    "package_recommendation": "dpr",
+    "dpr_wg": "dpr",
+    "dpr_ag": "dpr",
+    "bpr": "dpr",
+    "tempt": "tempt",
+    "hospital_prompt": "tempt",
+    "transformer_set": "tempt",
+    "contrastive": "tempt",
+    "masked_code": "tempt",
+    "mimic3": "data",
+    "mimic4": "data",
+    "eicu": "data",
+}
+
+
+class RegistryError(Exception):
+    """Base of registry errors."""
+
+
+class UnknownComponentError(RegistryError, KeyError):
+    """A name that no loaded plugin registered (message suggests close names or an extra)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DuplicateComponentError(RegistryError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class InvalidComponentError(RegistryError, TypeError):
+    """A registered object is not a subclass of its kind's base class (or lacks ``Params``)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component.
+
+    Attributes:
+        name: registered name (what ``type:`` refers to in configs).
+        kind: component kind.
+        obj: the class (or, for presets, the preset mapping; for commands, the command class).
+        plugin: distribution that registered it (``"medtoolkit"`` for built-ins).
+        version: that distribution's version.
+    """
+
+    name: str
+    kind: str
+    obj: Any
+    plugin: str
+    version: str
+
+
+class Registry:
+    """Registered components of one kind.
+
+    Args:
+        kind: the kind (``"encoder"``, ``"preset"``, ...).
+        base_class: required base class of registered objects (None: anything goes).
+    """
+
+    def __init__(self, kind: str, base_class: type | None = None) -> None:
+        self.kind = kind
+        self.base_class = base_class
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, obj: Any, plugin: str = "medtoolkit", version: str = "") -> Entry:
+        """Add ``obj`` under ``name``; raises on duplicates and on wrong base classes."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidComponentError(
+                f"{self.kind} name {name!r} from plugin {plugin!r} must be a Python identifier "
+                "(letters, digits, underscores)"
+            )
+        if name in self._entries:
+            first = self._entries[name]
+            raise DuplicateComponentError(
+                f"{self.kind} {name!r} is registered twice: by {first.plugin} {first.version} "
+                f"and by {plugin} {version}; uninstall one or disable it with "
+                f"MEDTOOLKIT_DISABLE_PLUGINS={plugin}"
+            )
+        if self.base_class is not None:
+            if not (isinstance(obj, type) and issubclass(obj, self.base_class)):
+                raise InvalidComponentError(
+                    f"{self.kind} {name!r} from plugin {plugin!r} must be a subclass of "
+                    f"{self.base_class.__module__}.{self.base_class.__qualname__}, got {obj!r}"
+                )
+            if not hasattr(obj, "Params"):
+                raise InvalidComponentError(f"{self.kind} {name!r} from {plugin!r} has no nested Params")
+            # the registered name is what configs and checkpoints refer to
+            if obj.__dict__.get("registered_name") is None:
+                obj.registered_name = name
+        entry = Entry(name=name, kind=self.kind, obj=obj, plugin=plugin, version=version)
+        self._entries[name] = entry
+        return entry
+
+    def get(self, name: str) -> Entry:
+        """The entry for ``name``; an :class:`UnknownComponentError` with suggestions otherwise."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownComponentError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: object) -> str:
+        """The message for an unknown name: close matches, the extra to install, what exists."""
+        message = f"unknown {self.kind} {name!r}."
+        close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.6)
+        if close:
+            message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+        extra = KNOWN_PLUGIN_NAMES.get(str(name))
+        if extra:
+            message += f' It is provided by a plugin: pip install "medtoolkit[{extra}]".'
+        known = ", ".join(sorted(self._entries)) or "none"
+        return message + f" Known {self.kind}s: {known}."
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)
