@@ -63,8 +63,61 @@ class Node(BaseModel):
             raise RuntimeError(f"node of type {self.type!r} is not resolved")
         return self._params
 
+    def resolve(self, kind: str | None = None, host: Any = None) -> "Node":
+        """Resolve this node in place (if needed) through a plugin host; returns ``self``.
+
+        Nodes made by :meth:`of` or by config validation are already resolved. A bare
+        ``Node(type="gru")`` (e.g. a slot default used from Python) is looked up in
+        ``host`` (default: :func:`medtoolkit.plugins.default_host`) and its parameters
+        (children included) are validated as in a run file.
+
+        Args:
+            kind: the component kind to look ``type`` up in; None searches every kind and
+                requires the name to be unique across kinds.
+            host: a :class:`~medtoolkit.plugins.PluginHost` (default: the process-wide host).
+
+        Raises:
+            medtoolkit.config.ConfigValidationError: unknown name or invalid parameters.
+            ValueError: ``kind`` is None and the name is registered for several kinds.
+        """
+        if self._component is not None:
+            return self
+        from medtoolkit.config import ConfigError, ConfigValidationError, _validate_node
+
+        if host is None:
+            from medtoolkit.plugins import default_host
+
+            host = default_host()
+        if kind is None:
+            from medtoolkit.components.base import KINDS
+
+            kinds = [k for k in KINDS if self.type in host.registry(k)]
+            if len(kinds) > 1:
+                raise ValueError(
+                    f"{self.type!r} is registered as {', '.join(kinds)}; pass kind= to Node.resolve()"
+                )
+            if not kinds:
+                raise ConfigValidationError(
+                    [ConfigError("type", f"no plugin registered a component named {self.type!r}")],
+                    f"node {self.type!r}",
+                )
+            kind = kinds[0]
+        errors: list[Any] = []
+        resolved = _validate_node(self, kind, "", host, errors)
+        if resolved is None or errors:
+            raise ConfigValidationError(errors, f"{kind} node {self.type!r}")
+        self.bind(resolved.component, resolved.params)
+        return self
+
     def build(self, schema: "DataSchema | None" = None, **extra: Any) -> Any:
-        """Instantiate the component with its params and the data schema."""
+        """Instantiate the component with its params and the data schema.
+
+        An unresolved node is first resolved through the default plugin host
+        (see :meth:`resolve`; call ``node.resolve(kind)`` first when a name is
+        registered for several kinds).
+        """
+        if self._component is None:
+            self.resolve()
         return self.component(self.params, schema, **extra)
 
 

@@ -1,0 +1,214 @@
+"""Command line: ``medtoolkit plugins|components|presets|validate|train|evaluate``.
+
+Exit codes: 0 success, 1 invalid input (config errors, bad data), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from medtoolkit.config import ConfigValidationError
+
+
+def _host() -> Any:
+    from medtoolkit.plugins import default_host
+
+    return default_host()
+
+
+def _first_line(obj: Any) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_plugins(args: argparse.Namespace) -> int:
+    host = _host()
+    if args.json:
+        print(json.dumps([p.to_json() for p in host.plugins], indent=2))
+        return 0
+    print(f"{'plugin':<28} {'version':<10} {'status':<9} registered / error")
+    for plugin in host.plugins:
+        if plugin.status == "ok":
+            what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in plugin.registered.items())
+        else:
+            what = plugin.error
+        print(f"{plugin.name:<28} {plugin.version:<10} {plugin.status:<9} {what}")
+    return 0
+
+
+def cmd_components(args: argparse.Namespace) -> int:
+    host = _host()
+    kinds = [args.kind] if args.kind else [k for k in host.registries if k not in ("preset", "command")]
+    rows = []
+    for kind in kinds:
+        for entry in host.registry(kind):
+            rows.append({"kind": kind, "name": entry.name, "plugin": entry.plugin, "version": entry.version,
+                         "summary": _first_line(entry.obj)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'kind':<12} {'name':<26} {'plugin':<24} summary")
+    for row in rows:
+        print(f"{row['kind']:<12} {row['name']:<26} {row['plugin'] + ' ' + row['version']:<24} {row['summary']}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    host = _host()
+    registry = host.registry("preset")
+    if args.action == "list":
+        for entry in registry:
+            print(f"{entry.name:<28} {entry.plugin} {entry.version}")
+        return 0
+    if not args.name or not args.dest:
+        print("usage: medtoolkit presets copy NAME DEST", file=sys.stderr)
+        return 2
+    from medtoolkit.presets import preset_config
+
+    import yaml
+
+    raw = preset_config(args.name, host=host)
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / f"{args.name}.yaml"
+    if dest.exists() and not args.force:
+        print(f"{dest} exists; pass --force to overwrite", file=sys.stderr)
+        return 1
+    source = registry.get(args.name).obj
+    if isinstance(source, (str, Path)):
+        shutil.copyfile(source, dest)
+    else:
+        dest.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    print(f"wrote {dest}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from medtoolkit.experiment import Experiment
+
+    experiment = Experiment.from_config(args.run, overrides=args.override)
+    for note in experiment.notes:
+        print(f"note: {note}", file=sys.stderr)
+    config = experiment.config
+    losses = ", ".join(n.type for n in config.losses) or "none"
+    print(f"OK: {args.run}: dataset={config.dataset.type} task={config.task.type} "
+          f"model={config.model.type} losses=[{losses}]")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medtoolkit.experiment import Experiment
+    from medtoolkit.training.report import metrics_table
+
+    overrides = list(args.override)
+    if args.device:
+        overrides.append(f"device={args.device}")
+    experiment = Experiment.from_config(args.run, overrides=overrides)
+    for note in experiment.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = experiment.run(out_dir=args.out, resume=args.resume)
+    metrics = result.metrics
+    data = metrics["data"]
+    print(metrics_table(metrics["test"], title=f"{metrics['name']} ({metrics['model']}) - test"))
+    print(f"data: {data['patients']} patients, {data['visits']} visits, {data['n_drugs']} drugs, "
+          f"ground-truth DDI rate {data['ground_truth_ddi_rate']:.4f}")
+    seconds = metrics["epoch_seconds"]
+    if seconds:
+        print(f"epochs: {len(seconds)}, mean {sum(seconds) / len(seconds):.2f} s/epoch; "
+              f"parameters: {metrics['n_params']:,}; wall {metrics['wall_seconds']:.1f} s")
+    if args.out:
+        print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medtoolkit.experiment import evaluate_run
+    from medtoolkit.training.report import metrics_table
+
+    metrics = evaluate_run(args.run_dir, device_name=args.device)
+    print(metrics_table(metrics["test"], title=f"{metrics['name']} ({metrics['model']}) - test"))
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
+    """The argument parser (plugins may add sub-commands through ``register_commands``)."""
+    from medtoolkit import __version__
+
+    parser = argparse.ArgumentParser(prog="medtoolkit", description="Safe medication recommendation toolkit.")
+    parser.add_argument("--version", action="version", version=f"medtoolkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plugins", help="list installed plugins and what they register")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("components", help="list registered components")
+    p.add_argument("--kind", choices=["dataset", "task", "encoder", "memory", "loss", "recommender", "adapter"])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_components)
+
+    p = sub.add_parser("presets", help="list or copy shipped run files")
+    p.add_argument("action", choices=["list", "copy"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("dest", nargs="?")
+    p.add_argument("--force", action="store_true", help="overwrite DEST")
+    p.set_defaults(func=cmd_presets)
+
+    for name, func, text in (("validate", cmd_validate, "check a run file without doing any work"),
+                             ("train", cmd_train, "train and evaluate a run file or preset")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run", help="run file (YAML) or preset name")
+        p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. -o trainer.epochs=5 (repeatable)")
+        if name == "train":
+            p.add_argument("--out", help="report directory (metrics.json, report.md, curves.png, models)")
+            p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+            p.add_argument("--device", help="override the device (cpu, cuda, cuda:1)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("evaluate", help="re-evaluate a finished run directory on its test split")
+    p.add_argument("run_dir")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    host = host or _host()
+    for entry in host.registry("command"):
+        command = entry.obj
+        p = sub.add_parser(entry.name, help=getattr(command, "help", _first_line(command)))
+        command.add_arguments(p)
+        p.set_defaults(func=lambda args, c=command, h=host: c.run(args, h))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``medtoolkit`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if args.command == "train" and args.resume and not args.out:
+        parser.error("--resume needs --out DIR")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigValidationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""pytest plugin (entry point ``pytest11: medtoolkit``): fixtures for plugin authors.
+
+Installed automatically with medtoolkit; any test suite gets:
+
+* ``fake_ehr_data``: a small deterministic :class:`~medtoolkit.data.ehr.EHRData`
+  (:func:`medtoolkit.testing.fake_ehr`);
+* ``fake_schema``: its :class:`~medtoolkit.components.schema.DataSchema`;
+* ``fake_batch``: a :class:`~medtoolkit.data.batching.PaddedBatch` of all its patients.
+
+Example::
+
+    def test_my_encoder(fake_schema, fake_batch):
+        encoder = MyEncoder(MyEncoder.Params(), fake_schema)
+        assert encoder(fake_batch).shape[:2] == fake_batch.visit_mask.shape
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from medtoolkit.components.schema import DataSchema
+    from medtoolkit.data.batching import PaddedBatch
+    from medtoolkit.data.ehr import EHRData
+
+
+@pytest.fixture
+def fake_ehr_data() -> "EHRData":
+    """A tiny deterministic dataset (12 patients, 30/20 codes, 15 drugs, 5 DDI pairs)."""
+    from medtoolkit.testing.fake import fake_ehr
+
+    return fake_ehr()
+
+
+@pytest.fixture
+def fake_schema(fake_ehr_data: "EHRData") -> "DataSchema":
+    """The :class:`DataSchema` of ``fake_ehr_data`` (co-occurrence over all its visits)."""
+    from medtoolkit.testing.fake import fake_schema as make_schema
+
+    return make_schema(fake_ehr_data)
+
+
+@pytest.fixture
+def fake_batch(fake_ehr_data: "EHRData") -> "PaddedBatch":
+    """A padded batch of every patient of ``fake_ehr_data``."""
+    from medtoolkit.testing.fake import fake_batch as make_batch
+
+    return make_batch(fake_ehr_data)

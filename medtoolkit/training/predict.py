@@ -1,0 +1,69 @@
+"""Batched inference: per-visit probabilities for a set of patients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medtoolkit.components.base import Recommender
+from medtoolkit.data.batching import iterate_batches
+from medtoolkit.data.ehr import EHRData
+
+
+@dataclass
+class Predictions:
+    """Flattened per-visit predictions, in patient order then visit order.
+
+    Attributes:
+        probabilities: ``[V, n_drugs]`` float32.
+        targets: ``[V, n_drugs]`` bool ground truth.
+        visit_patient: ``[V]`` dataset patient index of each visit.
+        visit_position: ``[V]`` position t of each visit within its patient (0 = first).
+    """
+
+    probabilities: np.ndarray
+    targets: np.ndarray
+    visit_patient: np.ndarray
+    visit_position: np.ndarray
+
+
+@torch.no_grad()
+def predict(
+    model: Recommender,
+    data: EHRData,
+    patients: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> Predictions:
+    """Run ``model`` in eval mode over ``patients`` and gather real visits.
+
+    Args:
+        model: the recommender (moved to ``device`` by the caller).
+        data: the dataset.
+        patients: ``[P]`` patient indices.
+        batch_size: patients per forward pass.
+        device: where batches go.
+    """
+    was_training = model.training
+    model.eval()
+    probabilities, targets, owners, positions = [], [], [], []
+    for batch in iterate_batches(data, patients, batch_size, sort_by_length=False):
+        batch = batch.to(device)
+        probs = torch.sigmoid(model(batch).float())
+        mask = batch.visit_mask
+        probabilities.append(probs[mask].cpu().numpy())
+        targets.append(batch.medications[mask].cpu().numpy() > 0)
+        grid_patient = batch.patient_index[:, None].expand_as(mask)
+        grid_position = torch.arange(mask.shape[1], device=mask.device)[None, :].expand_as(mask)
+        owners.append(grid_patient[mask].cpu().numpy())
+        positions.append(grid_position[mask].cpu().numpy())
+    model.train(was_training)
+    n_drugs = data.n_drugs
+    return Predictions(
+        probabilities=np.concatenate(probabilities) if probabilities else np.zeros((0, n_drugs), np.float32),
+        targets=np.concatenate(targets) if targets else np.zeros((0, n_drugs), bool),
+        visit_patient=np.concatenate(owners) if owners else np.zeros(0, np.int64),
+        visit_position=np.concatenate(positions) if positions else np.zeros(0, np.int64),
+    )

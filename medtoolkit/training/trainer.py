@@ -1,0 +1,268 @@
+"""The batched trainer: many patients per optimizer step, all their visits in one pass."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medtoolkit.components.base import Loss, Recommender
+from medtoolkit.config import TrainerParams
+from medtoolkit.data.batching import PaddedBatch, iterate_batches
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.metrics import aggregate, score_visits
+from medtoolkit.training.checkpoint import load_checkpoint, save_atomic
+from medtoolkit.training.predict import predict
+
+log = logging.getLogger("medtoolkit.training")
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch produced."""
+
+    epoch: int
+    train_loss: float
+    seconds: float
+    validation: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "train_loss": self.train_loss, "seconds": self.seconds,
+                "validation": self.validation}
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch records and the selected (best) epoch."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float = -math.inf
+    stopped_early: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"epochs": [e.to_json() for e in self.epochs], "best_epoch": self.best_epoch,
+                "best_score": self.best_score if math.isfinite(self.best_score) else None,
+                "stopped_early": self.stopped_early}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> "TrainingHistory":
+        history = cls(
+            epochs=[EpochRecord(**e) for e in payload.get("epochs", [])],
+            best_epoch=payload.get("best_epoch"),
+            best_score=payload["best_score"] if payload.get("best_score") is not None else -math.inf,
+            stopped_early=bool(payload.get("stopped_early", False)),
+        )
+        return history
+
+
+def compute_loss(losses: list[Loss], logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+    """Fold the loss terms: additive terms first, then gating terms (e.g. annealed DDI)."""
+    total = logits.new_zeros(())
+    for loss in [term for term in losses if not term.gating] + [term for term in losses if term.gating]:
+        total = loss.combine(total, logits, batch)
+    return total
+
+
+def _use_bar(mode: str) -> bool:
+    if mode == "bar":
+        return True
+    if mode == "auto":
+        return sys.stderr.isatty()
+    return False
+
+
+class Trainer:
+    """Trains a recommender on whole patients per batch.
+
+    Args:
+        model: the recommender.
+        losses: loss terms (at least one for a trainable model).
+        params: trainer settings.
+        device: where to train.
+        seed: seeds batch shuffling.
+        threshold: probability threshold used for validation metrics.
+        averaging: validation averaging (``"patient"`` or ``"visit"``).
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        losses: list[Loss],
+        params: TrainerParams,
+        device: torch.device,
+        seed: int = 0,
+        threshold: float = 0.5,
+        averaging: str = "patient",
+    ) -> None:
+        if model.trainable and not losses:
+            raise ValueError("a trainable model needs at least one loss (run file section 'losses')")
+        self.model = model.to(device)
+        self.losses = [loss.to(device) for loss in losses]
+        self.params = params
+        self.device = device
+        self.seed = seed
+        self.threshold = threshold
+        self.averaging = averaging
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        trainable += [p for loss in self.losses for p in loss.parameters() if p.requires_grad]
+        self.optimizer = (
+            torch.optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay) if trainable else None
+        )
+        self.use_amp = bool(params.amp and device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.rng = np.random.default_rng(seed)
+
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, data: EHRData, patients: np.ndarray, progress: Any = None) -> float:
+        """One pass over ``patients``; returns the mean loss per batch."""
+        assert self.optimizer is not None
+        self.model.train()
+        total, steps = 0.0, 0
+        for batch in iterate_batches(
+            data, patients, self.params.batch_size, shuffle=True, generator=self.rng, sort_by_length=True
+        ):
+            batch = batch.to(self.device, non_blocking=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                logits = self.model(batch)
+            loss = compute_loss(self.losses, logits.float(), batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {steps}; lower trainer.lr?")
+            self.scaler.scale(loss).backward()
+            if self.params.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.params.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total += float(loss.detach())
+            steps += 1
+            if progress is not None:
+                progress.update(len(batch.patient_index))
+        return total / max(steps, 1)
+
+    def validate(self, data: EHRData, patients: np.ndarray, ddi_adjacency: np.ndarray,
+                 batch_size: int = 256) -> dict[str, float]:
+        """Full (no bootstrap) validation metrics."""
+        predictions = predict(self.model, data, patients, batch_size, self.device)
+        scores = score_visits(predictions.targets, predictions.probabilities, self.threshold, ddi_adjacency)
+        return aggregate(scores, predictions.visit_patient, self.averaging)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(
+        self,
+        data: EHRData,
+        train: np.ndarray,
+        val: np.ndarray,
+        ddi_adjacency: np.ndarray,
+        checkpoint_path: Path | None = None,
+        checkpoint_extra: dict[str, Any] | None = None,
+        resume: bool = False,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+    ) -> TrainingHistory:
+        """Train for ``params.epochs`` epochs with validation, early stopping and checkpoints.
+
+        The best epoch's weights (by ``params.select_metric`` on ``val``) are loaded into the
+        model at the end. With ``resume`` and an existing checkpoint the run continues after
+        its last finished epoch.
+        """
+        history = TrainingHistory()
+        best_state: dict[str, torch.Tensor] | None = None
+        start_epoch = 0
+        if not self.model.trainable or self.optimizer is None:
+            return history
+        if resume and checkpoint_path is not None and checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path)
+            self._check_resumable(state, checkpoint_extra or {})
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            for loss_term, loss_state in zip(self.losses, state.get("losses", [])):
+                loss_term.load_state_dict(loss_state)
+            history = TrainingHistory.from_json(state["history"])
+            best_state = state.get("best_model")
+            self.rng = np.random.default_rng(state["rng_seed"])
+            if "torch_rng" in state:
+                torch.set_rng_state(state["torch_rng"])
+            start_epoch = len(history.epochs)
+            log.info("resuming after epoch %d from %s", start_epoch, checkpoint_path)
+        patience_left = self.params.early_stopping_patience
+        use_bar = _use_bar(self.params.progress)
+        for epoch in range(start_epoch, self.params.epochs):
+            bar = None
+            if use_bar:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(train), desc=f"epoch {epoch + 1}/{self.params.epochs}",
+                           unit="patient", leave=False)
+            started = time.perf_counter()
+            train_loss = self.train_epoch(data, train, bar)
+            seconds = time.perf_counter() - started
+            for loss_term in self.losses:
+                loss_term.on_epoch_end(epoch + 1)
+            # a fresh, recorded shuffling seed per epoch makes --resume reproducible
+            next_seed = int(self.rng.integers(0, 2**62))
+            self.rng = np.random.default_rng(next_seed)
+            if bar is not None:
+                bar.close()
+            validation = self.validate(data, val, ddi_adjacency) if len(val) else {}
+            record = EpochRecord(epoch + 1, train_loss, seconds, validation)
+            history.epochs.append(record)
+            score = -train_loss if self.params.select_metric == "loss" or not validation else validation[
+                self.params.select_metric]
+            improved = score > history.best_score
+            if improved:
+                history.best_score, history.best_epoch = score, epoch + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                patience_left = self.params.early_stopping_patience
+            elif patience_left is not None:
+                patience_left -= 1
+            if self.params.progress != "none":
+                summary = " ".join(f"{k}={v:.4f}" for k, v in validation.items())
+                message = (f"epoch {epoch + 1}/{self.params.epochs} loss={train_loss:.4f} "
+                           f"({seconds:.1f}s) val: {summary}{' *' if improved else ''}")
+                if use_bar:
+                    from tqdm.auto import tqdm
+
+                    tqdm.write(message, file=sys.stderr)
+                else:
+                    print(message, file=sys.stderr, flush=True)
+            if on_epoch is not None:
+                on_epoch(record)
+            stop = patience_left is not None and patience_left <= 0
+            history.stopped_early = stop
+            if checkpoint_path is not None:
+                save_atomic(
+                    {
+                        "model": self.model.state_dict(),
+                        "best_model": best_state,
+                        "optimizer": self.optimizer.state_dict(),
+                        "losses": [loss_term.state_dict() for loss_term in self.losses],
+                        "history": history.to_json(),
+                        "rng_seed": next_seed,
+                        "torch_rng": torch.get_rng_state(),
+                        **(checkpoint_extra or {}),
+                    },
+                    checkpoint_path,
+                )
+            if stop:
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return history
+
+    @staticmethod
+    def _check_resumable(state: dict[str, Any], expected: dict[str, Any]) -> None:
+        for key in ("data_fingerprint", "config"):
+            if key in expected and key in state and state[key] != expected[key]:
+                raise ValueError(
+                    f"cannot resume: the checkpoint's {key.replace('_', ' ')} differs from this run's "
+                    "(different data or settings); use a new --out directory"
+                )
