@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -162,8 +162,20 @@ def _join(*parts: object) -> str:
     return ".".join(str(p) for p in parts if str(p) != "")
 
 
+def _fields_at(model: type[BaseModel], location: Sequence[str]) -> list[str]:
+    """Field names of the (nested) model at ``location`` inside ``model`` (``trainer`` -> its keys)."""
+    current: type[BaseModel] | None = model
+    for part in location:
+        if current is None or part not in current.model_fields:
+            return []
+        annotation = current.model_fields[part].annotation
+        candidates = (annotation, *get_args(annotation))
+        current = next((t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    return list(current.model_fields) if current is not None else []
+
+
 def _pydantic_errors(
-    error: ValidationError, path: str, plugin: str | None, fields: Sequence[str], skip: set[str]
+    error: ValidationError, path: str, plugin: str | None, model: type[BaseModel], skip: set[str]
 ) -> list[ConfigError]:
     found = []
     for item in error.errors():
@@ -172,11 +184,13 @@ def _pydantic_errors(
             continue
         message = item["msg"]
         if item["type"] == "extra_forbidden" and location:
+            fields = _fields_at(model, location[:-1])
             close = difflib.get_close_matches(location[-1], list(fields), n=1, cutoff=0.6)
             message = f"unknown key {location[-1]!r}"
             if close:
                 message += f"; did you mean {close[0]!r}?"
-            message += f" (valid keys: {', '.join(fields)})"
+            if fields:
+                message += f" (valid keys: {', '.join(fields)})"
         elif "input" in item and item["type"] not in ("missing",):
             message += f" (got {item['input']!r})"
         found.append(ConfigError(_join(path, *location), message, plugin))
@@ -202,7 +216,14 @@ def _validate_node(
     try:
         entry = host.registry(kind).get(type_name)
     except UnknownComponentError as error:
-        errors.append(ConfigError(_join(path, "type"), str(error)))
+        message = str(error)
+        other_kinds = [k for k, r in host.registries.items() if k != kind and type_name in r]
+        if other_kinds:
+            message += f" ({type_name!r} is registered as kind {other_kinds[0]!r}, not {kind!r}.)"
+        broken = [p.name for p in host.broken]
+        if broken:
+            message += f" Plugins that failed to load: {', '.join(broken)} (see `medtoolkit plugins`)."
+        errors.append(ConfigError(_join(path, "type"), message))
         return None
     params_class = entry.obj.Params
     fields = list(params_class.model_fields)
@@ -214,6 +235,10 @@ def _validate_node(
         if child_kind is None:
             inputs[key] = item
             continue
+        if isinstance(item, Mapping) and "type" not in item:
+            default = params_class.model_fields[key].get_default(call_default_factory=True)
+            if isinstance(default, Node):  # `-o model.encoder.x=1` tweaks the default encoder
+                item = {"type": default.type, **default.raw_params, **item}
         child = _validate_node(item, child_kind, _join(path, key), host, errors)
         if child is None:
             failed_slots.add(key)
@@ -222,7 +247,7 @@ def _validate_node(
     try:
         params = params_class.model_validate(inputs)
     except ValidationError as error:
-        errors.extend(_pydantic_errors(error, path, entry.plugin, fields, failed_slots))
+        errors.extend(_pydantic_errors(error, path, entry.plugin, params_class, failed_slots))
         return None
     if failed_slots:
         return None
@@ -281,15 +306,16 @@ def validate_config(
             resolved[key] = _validate_node(value, kind, key, host, errors)
     if "task" not in raw:
         resolved["task"] = _validate_node({"type": "medication_recommendation"}, "task", "task", host, errors)
+    skip = {k for k, v in resolved.items() if v is None or (isinstance(v, list) and None in v)}
     for required in ("dataset", "model"):
         if required not in raw:
             errors.append(ConfigError(required, f"missing required section '{required}'"))
-    skip = {k for k, v in resolved.items() if v is None or (isinstance(v, list) and None in v)}
+            skip.add(required)
     skip |= {k for k in raw if k not in RunConfig.model_fields}
     try:
         config = RunConfig.model_validate({k: v for k, v in resolved.items() if k not in skip})
     except ValidationError as error:
-        errors.extend(_pydantic_errors(error, "", None, top_fields, skip | {"dataset", "model"} & set(skip)))
+        errors.extend(_pydantic_errors(error, "", None, RunConfig, skip))
         config = None
     if errors:
         raise ConfigValidationError(errors, source)
@@ -324,7 +350,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ValueError(f"override {text!r} must look like key.path=value")
     key, _, value_text = text.partition("=")
     key = key.strip()
-    if not key:
+    if not key or "" in key.split("."):
         raise ValueError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(value_text) if value_text.strip() else ""

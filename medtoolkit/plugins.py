@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -65,8 +66,13 @@ class PluginInfo:
         }
 
 
+def _normalize(name: str) -> str:
+    """Distribution names compare like pip compares them (PEP 503): ``Foo_Bar`` == ``foo-bar``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _split_env(name: str) -> set[str]:
-    return {item.strip() for item in os.environ.get(name, "").split(",") if item.strip()}
+    return {_normalize(item.strip()) for item in os.environ.get(name, "").split(",") if item.strip()}
 
 
 def _core_version() -> str:
@@ -113,7 +119,7 @@ class PluginHost:
         for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             distribution = entry_point.dist.name if entry_point.dist is not None else entry_point.name
             version = entry_point.dist.version if entry_point.dist is not None else ""
-            names = {distribution, entry_point.name}
+            names = {_normalize(distribution), _normalize(entry_point.name)}
             if names & deny or (allow and not names & allow):
                 reason = "disabled by MEDTOOLKIT_DISABLE_PLUGINS" if names & deny else (
                     "not in MEDTOOLKIT_LOAD_PLUGINS"
@@ -144,6 +150,14 @@ class PluginHost:
         info = PluginInfo(name, version, module_name)
         self.plugins.append(info)
         try:
+            unmarked = [
+                hook for hook in hookspecs.HOOK_KINDS
+                if callable(getattr(plugin, hook, None)) and self.manager.parse_hookimpl_opts(plugin, hook) is None
+            ]
+            if unmarked:  # pluggy would silently ignore them
+                raise pluggy.PluginValidationError(
+                    plugin, f"{', '.join(unmarked)} of {module_name} not decorated with @medtoolkit.hookimpl"
+                )
             self.manager.register(plugin, name=name)
             self.manager.check_pending()
         except Exception as error:  # noqa: BLE001

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 #: Names that live in plugin distributions, and the core extra that installs them.
 KNOWN_PLUGIN_NAMES: dict[str, str] = {
     "lightgcn": "algnet",
@@ -33,6 +35,8 @@ KNOWN_PLUGIN_NAMES: dict[str, str] = {
     "mimic4": "data",
     "eicu": "data",
 }
+
+_PLURALS = {"memory": "memories", "loss": "losses"}
 
 
 class RegistryError(Exception):
@@ -106,8 +110,12 @@ class Registry:
                     f"{self.kind} {name!r} from plugin {plugin!r} must be a subclass of "
                     f"{self.base_class.__module__}.{self.base_class.__qualname__}, got {obj!r}"
                 )
-            if not hasattr(obj, "Params"):
-                raise InvalidComponentError(f"{self.kind} {name!r} from {plugin!r} has no nested Params")
+            params = getattr(obj, "Params", None)
+            if not (isinstance(params, type) and issubclass(params, BaseModel)):
+                raise InvalidComponentError(
+                    f"{self.kind} {name!r} from plugin {plugin!r} has no nested Params "
+                    f"(a subclass of medtoolkit.components.params.Params), got {params!r}"
+                )
             # the registered name is what configs and checkpoints refer to
             if obj.__dict__.get("registered_name") is None:
                 obj.registered_name = name
@@ -132,7 +140,7 @@ class Registry:
         if extra:
             message += f' It is provided by a plugin: pip install "medtoolkit[{extra}]".'
         known = ", ".join(sorted(self._entries)) or "none"
-        return message + f" Known {self.kind}s: {known}."
+        return message + f" Known {_PLURALS.get(self.kind, self.kind + 's')}: {known}."
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

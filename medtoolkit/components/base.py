@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from medtoolkit.components.schema import DataSchema
+    from medtoolkit.config import EvalParams
     from medtoolkit.data.batching import PaddedBatch
     from medtoolkit.data.ehr import EHRData
 
@@ -92,8 +93,17 @@ class Task(Component, ABC):
         targets: "np.ndarray",
         visit_patient: "np.ndarray",
         schema: "DataSchema",
+        eval_params: "EvalParams | None" = None,
     ) -> dict[str, Any]:
-        """Score per-visit predictions; returns ``{metric: {"mean": m, "std": s}}``."""
+        """Score per-visit predictions; returns ``{metric: {"mean": m, "std": s}}``.
+
+        Args:
+            probabilities: ``[N, n_drugs]`` predicted probabilities of N visits.
+            targets: ``[N, n_drugs]`` ground-truth multi-hot medications.
+            visit_patient: ``[N]`` patient index of each visit.
+            schema: the schema of the split (DDI adjacency, ...).
+            eval_params: threshold, averaging and bootstrap settings (None: defaults).
+        """
 
 
 class Encoder(Component, nn.Module, ABC):

@@ -105,6 +105,9 @@ class Node(BaseModel):
         errors: list[Any] = []
         resolved = _validate_node(self, kind, "", host, errors)
         if resolved is None or errors:
+            broken = [info.name for info in getattr(host, "broken", [])]
+            if broken:
+                errors.append(ConfigError("", f"broken plugins (see `medtoolkit plugins`): {', '.join(broken)}"))
             raise ConfigValidationError(errors, f"{kind} node {self.type!r}")
         self.bind(resolved.component, resolved.params)
         return self

@@ -1,0 +1,99 @@
+"""Accuracy on the processed MIMIC-III benchmark under the legacy protocol, beside the papers.
+
+Usage::
+
+    python benchmarks/mimic3_legacy.py --data ../shared/data/mimic3-safedrug \
+        [--presets gamenet logistic_regression previous_visit] [--seeds 1203] \
+        [--out benchmarks/results/mimic3_legacy.json]
+
+Each preset is trained once per training seed with ``task.protocol=legacy`` and scored with
+10 bootstrap rounds of 80 % of the 1,058 test patients (patient-averaged, threshold 0.5).
+The script also runs the exactness check of split and metrics: ``previous_visit`` on the test
+visits that have a previous visit, averaged per visit without bootstrap (expected Jaccard 0.4691).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+import medtoolkit as mt
+from medtoolkit.metrics import aggregate, score_visits
+from medtoolkit.training.predict import predict
+from medtoolkit.training.device import resolve_device
+
+from common import machine, write_json
+
+#: published numbers on this benchmark file (mean ± std), source in the docs
+PAPER = {
+    "gamenet": {"source": "DNMDR paper Table 2 / ALGNet paper Table 3",
+                "jaccard": "0.5063 ± 0.0017 / 0.5067 ± 0.0025", "prauc": "0.7647 ± 0.0017 / 0.7631 ± 0.0030",
+                "f1": "0.6624 / 0.6626", "ddi_rate": "0.0833 / 0.0864"},
+    "logistic_regression": {"source": "DNMDR paper Table 2", "jaccard": "0.4949 ± 0.0023",
+                            "prauc": "0.7559 ± 0.0020", "f1": "0.6518 ± 0.0022", "ddi_rate": "0.0680"},
+    "previous_visit": {"source": "reference notes §3.5 (Nearest, visit-averaged)", "jaccard": "0.4691",
+                       "f1": "0.6268", "ddi_rate": "0.0762"},
+}
+
+
+def exactness_check(data_dir: str) -> dict[str, float]:
+    """previous_visit on legacy test visits with a previous visit, per-visit average, no bootstrap."""
+    experiment = mt.build("previous_visit", overrides=[
+        "dataset.type=safedrug_pickle", f"dataset.root={data_dir}", "task.protocol=legacy", "device=cpu"])
+    config = experiment.config
+    data = experiment.load_data(progress=False)
+    task = config.task.build(None)
+    split = task.splits(data)[0]
+    schema = task.build_schema(data, split)
+    model = config.model.build(schema)
+    predictions = predict(model, data, split.test, 256, resolve_device("cpu"))
+    keep = predictions.visit_position > 0
+    scores = score_visits(predictions.targets[keep], predictions.probabilities[keep], 0.5, schema.ddi_adjacency)
+    result = aggregate(scores, predictions.visit_patient[keep], "visit")
+    result["test_patients"] = int(len(split.test))
+    result["patients_with_previous_visit"] = int(len(np.unique(predictions.visit_patient[keep])))
+    result["visits_scored"] = int(keep.sum())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--presets", nargs="+", default=["gamenet", "logistic_regression", "previous_visit"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1203])
+    parser.add_argument("-o", "--override", action="append", default=[])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    results: dict[str, dict] = {"machine": machine(), "exactness": exactness_check(args.data), "models": {}}
+    print("exactness check (previous_visit, visit-averaged):", results["exactness"])
+    for preset in args.presets:
+        runs = []
+        for seed in args.seeds:
+            experiment = mt.build(preset, overrides=[
+                "dataset.type=safedrug_pickle", f"dataset.root={args.data}", "task.protocol=legacy",
+                f"seed={seed}", *args.override])
+            metrics = experiment.run().metrics
+            runs.append(metrics)
+            test = metrics["test"]
+            print(f"{preset} seed {seed}: " + ", ".join(
+                f"{k} {test[k]['mean']:.4f} ± {test[k]['std']:.4f}" for k in ("jaccard", "prauc", "f1", "ddi_rate", "avg_drugs")))
+        summary = {}
+        for key in ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs"):
+            means = [r["test"][key]["mean"] for r in runs]
+            stds = [r["test"][key]["std"] for r in runs]
+            summary[key] = {"mean": float(np.mean(means)), "bootstrap_std": float(np.mean(stds)),
+                            "seed_std": float(np.std(means))}
+        results["models"][preset] = {
+            "summary": summary, "paper": PAPER.get(preset), "seeds": args.seeds,
+            "epoch_seconds_mean": float(np.mean([s for r in runs for s in r["epoch_seconds"]] or [0.0])),
+            "best_epochs": [r["best_epochs"] for r in runs], "n_params": runs[0]["n_params"],
+            "ground_truth_ddi_rate": runs[0]["data"]["ground_truth_ddi_rate"],
+        }
+    if args.out:
+        write_json(results, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Batched training vs the papers' way (one patient per step, Python loop over visits), side by side.
+
+Usage::
+
+    python benchmarks/train_speed.py --preset gamenet --data ../shared/data/mimic3-safedrug \
+        [--papers-patients all|N] [--device cpu|cuda] [--out benchmarks/results/speed_gamenet.json]
+
+Both variants train the *same* model class with the same losses on the legacy training split.
+The papers' way is timed over ``--papers-patients`` training patients (``all`` = a full epoch)
+and, when a subset is used, scaled to a full epoch by the number of visits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import medtoolkit as mt
+from medtoolkit.training.device import resolve_device, seed_everything
+from medtoolkit.training.trainer import Trainer
+
+from common import machine, papers_way_epoch, peak_rss_mb, write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="gamenet")
+    parser.add_argument("--data", required=True, help="processed MIMIC-III directory (safedrug pickles)")
+    parser.add_argument("--papers-patients", default="all", help="'all' or a number of training patients")
+    parser.add_argument("--batched-epochs", type=int, default=3, help="batched epochs timed (first is warm-up)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("-o", "--override", action="append", default=[])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    overrides = [f"dataset.type=safedrug_pickle", f"dataset.root={args.data}", "task.protocol=legacy",
+                 f"device={args.device}", "trainer.progress=none", *args.override]
+    experiment = mt.build(args.preset, overrides=overrides)
+    config = experiment.config
+    device = resolve_device(config.device)
+    data = experiment.load_data(progress=False)
+    task = config.task.build(None)
+    split = task.splits(data)[0]
+    schema = task.build_schema(data, split)
+    train_visits = int(data.visits_per_patient[split.train].sum())
+
+    # --- batched (ours)
+    seed_everything(config.seed)
+    model, losses = experiment._build_model(schema)
+    trainer = Trainer(model, losses, config.trainer, device, seed=config.seed)
+    batched_seconds = []
+    for _ in range(args.batched_epochs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        trainer.train_epoch(data, split.train)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        batched_seconds.append(time.perf_counter() - started)
+    batched_epoch = float(np.median(batched_seconds[1:] if len(batched_seconds) > 1 else batched_seconds))
+
+    # --- papers' way
+    seed_everything(config.seed)
+    model, losses = experiment._build_model(schema)
+    model.to(device)
+    losses = [loss.to(device) for loss in losses]
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.trainer.lr)
+    if args.papers_patients == "all":
+        chosen = split.train.tolist()
+    else:
+        rng = np.random.default_rng(0)
+        chosen = sorted(rng.choice(split.train, size=int(args.papers_patients), replace=False).tolist())
+    chosen_visits = int(data.visits_per_patient[chosen].sum())
+    papers_seconds = papers_way_epoch(model, losses, optimizer, data, chosen, device)
+    papers_epoch = papers_seconds * train_visits / chosen_visits
+
+    result = {
+        "preset": args.preset,
+        "device": str(device),
+        "machine": machine(),
+        "train_patients": int(len(split.train)),
+        "train_visits": train_visits,
+        "batch_size": config.trainer.batch_size,
+        "batched_epoch_seconds": batched_epoch,
+        "batched_epoch_seconds_all": batched_seconds,
+        "papers_way_patients_timed": len(chosen),
+        "papers_way_visits_timed": chosen_visits,
+        "papers_way_seconds_timed": papers_seconds,
+        "papers_way_epoch_seconds": papers_epoch,
+        "speedup": papers_epoch / batched_epoch,
+        "n_params": int(sum(p.numel() for p in model.parameters())),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    print(f"{args.preset} on {device}: batched epoch {batched_epoch:.2f} s; papers' way epoch "
+          f"{papers_epoch:.1f} s ({len(chosen)} patients timed); speed-up {result['speedup']:.1f}x")
+    if args.out:
+        write_json(result, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""``ddi``: GAMENet's drug-drug-interaction penalty and its annealed switching rule.
+
+Penalty per visit: ``mean over N^2 of (sigma(o) sigma(o)^T * A_ddi)`` = ``p^T A p / N^2``,
+averaged over the real visits of the batch.
+
+How it enters the objective (:meth:`DDILoss.combine`; the trainer folds gating losses in
+after the additive terms, e.g. ``0.9 * bce + 0.1 * multilabel_margin``):
+
+* ``mode="additive"``: ``total + weight * penalty``.
+* ``mode="anneal"`` (GAMENet): compute the predicted DDI rate ``d`` of the batch
+  (predicted sets at probability >= ``threshold``; interacting unordered pairs over all
+  pairs, pooled over the batch's visits, as the DDI-rate metric). If ``d <= target`` the
+  objective is ``total``; otherwise, with probability ``exp((target - d) / T)``, it is
+  ``weight * penalty`` *only* (it replaces the prediction loss), else ``total``. ``T``
+  starts at ``temperature`` and is multiplied by ``decay`` after every epoch.
+
+Difference from the papers: the reference codes step one visit at a time and decide per
+visit (one patient prefix per step); here the switch is decided **once per batch** from the
+batch's pooled DDI rate. The draw uses a ``torch.Generator`` seeded with ``seed``
+(reproducible, unlike the SafeDrug-repo copy's unseeded numpy draw); the temperature and
+the generator state are part of ``state_dict()`` so a resumed run continues the schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from pydantic import Field
+
+from medtoolkit.components.base import Loss
+from medtoolkit.components.params import Params
+
+if TYPE_CHECKING:
+    from medtoolkit.components.schema import DataSchema
+    from medtoolkit.data.batching import PaddedBatch
+
+
+def ddi_penalty(probabilities: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+    """GAMENet's DDI penalty per row: ``mean_{i,j} p_i p_j A_ij = p^T A p / N^2``.
+
+    Args:
+        probabilities: ``[V, N]`` drug probabilities.
+        adjacency: ``[N, N]`` symmetric 0/1 DDI matrix.
+
+    Returns:
+        ``[V]``.
+    """
+    n_drugs = probabilities.shape[-1]
+    return ((probabilities @ adjacency) * probabilities).sum(-1) / (n_drugs * n_drugs)
+
+
+def predicted_ddi_rate(predicted: torch.Tensor, adjacency: torch.Tensor) -> float:
+    """Pooled DDI rate of predicted sets (SafeDrug ``ddi_rate_score``).
+
+    Args:
+        predicted: ``[V, N]`` 0/1 predicted sets.
+        adjacency: ``[N, N]`` symmetric 0/1 DDI matrix (the diagonal is ignored).
+
+    Returns:
+        interacting unordered pairs / all unordered pairs over all rows (0 without pairs).
+    """
+    predicted = predicted.to(adjacency.dtype)
+    sizes = predicted.sum(-1)
+    all_pairs = float((sizes * (sizes - 1) / 2).sum())
+    if all_pairs == 0:
+        return 0.0
+    off_diagonal = adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
+    interacting = float(((predicted @ off_diagonal) * predicted).sum()) / 2
+    return interacting / all_pairs
+
+
+class DDILoss(Loss):
+    """GAMENet's DDI penalty with simulated-annealing switching (a gating loss).
+
+    ``forward(logits [B, T, N], batch) -> scalar`` is the penalty averaged over real visits;
+    :meth:`combine` applies the ``additive`` or ``anneal`` rule. Attributes updated by
+    :meth:`combine` for logging: ``last_rate`` (the batch's predicted DDI rate),
+    ``last_switched`` (True when the penalty replaced the prediction loss), and the counters
+    ``n_penalty_steps`` / ``n_prediction_steps``.
+    """
+
+    gating = True
+
+    class Params(Params):
+        weight: float = Field(1.0, ge=0.0, description="weight of the penalty")
+        target: float = Field(0.06, ge=0.0, le=1.0, description="target DDI rate")
+        temperature: float = Field(2.0, gt=0.0, description="initial annealing temperature T0")
+        decay: float = Field(0.85, gt=0.0, le=1.0, description="T <- T * decay after every epoch")
+        mode: Literal["anneal", "additive"] = Field("anneal", description="how the penalty is combined")
+        threshold: float = Field(0.5, gt=0.0, lt=1.0, description="probability threshold of predicted sets")
+        seed: int = Field(0, description="seed of the annealing draws")
+
+    params: Params
+
+    def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
+        super().__init__(params, schema)
+        if schema is None:
+            raise ValueError("DDILoss needs a DataSchema (the DDI adjacency)")
+        adjacency = torch.as_tensor(schema.ddi_adjacency, dtype=torch.float32)
+        self.register_buffer("ddi_adjacency", adjacency.clone(), persistent=False)
+        self.temperature = float(self.params.temperature)
+        self.generator = torch.Generator().manual_seed(self.params.seed)
+        self.last_rate = 0.0
+        self.last_switched = False
+        self.n_penalty_steps = 0
+        self.n_prediction_steps = 0
+
+    def forward(self, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
+        """DDI penalty averaged over the real visits (scalar)."""
+        mask = batch.visit_mask
+        if not bool(mask.any()):
+            return logits.sum() * 0.0
+        probabilities = torch.sigmoid(logits[mask])
+        return ddi_penalty(probabilities, self.ddi_adjacency.to(probabilities.dtype)).mean()
+
+    def batch_ddi_rate(self, logits: torch.Tensor, batch: "PaddedBatch") -> float:
+        """Predicted DDI rate of the batch's real visits (pooled pairs)."""
+        with torch.no_grad():
+            probabilities = torch.sigmoid(logits[batch.visit_mask].float())
+            predicted = (probabilities >= self.params.threshold).float()
+            return predicted_ddi_rate(predicted, self.ddi_adjacency.float())
+
+    def switch_probability(self, rate: float) -> float:
+        """``exp((target - rate) / T)`` (1 when ``rate <= target``)."""
+        if rate <= self.params.target:
+            return 1.0
+        return math.exp((self.params.target - rate) / self.temperature)
+
+    def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
+        """Fold the penalty into ``total`` (see the module docstring for the two rules)."""
+        if self.params.mode == "additive":
+            self.last_switched = False
+            return total + self.weight * self(logits, batch)
+        rate = self.batch_ddi_rate(logits, batch)
+        self.last_rate = rate
+        self.last_switched = False
+        if rate > self.params.target:
+            draw = float(torch.rand(1, generator=self.generator))
+            if draw < self.switch_probability(rate):
+                self.last_switched = True
+                self.n_penalty_steps += 1
+                return self.weight * self(logits, batch)
+        self.n_prediction_steps += 1
+        return total
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """``T <- T * decay``."""
+        self.temperature *= self.params.decay
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Temperature and generator state (saved in ``state_dict``)."""
+        return {"temperature": self.temperature, "generator_state": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.temperature = float(state["temperature"])
+        self.generator.set_state(state["generator_state"])

@@ -1,0 +1,177 @@
+"""``gcn``: GAMENet's graph-augmented memory, batched over patients and visits.
+
+The memory bank ``M`` ([N drugs, dim]) comes from two 2-layer graph convolutional networks
+over the drugs with identity node features, one on the co-prescription (EHR) graph and one
+on the DDI graph: ``M = GCN_ehr - theta * GCN_ddi`` (``theta`` a learned scalar). It is
+read twice per visit with the visit's query ``q``:
+
+* read 1 (static memory): ``softmax(q M^T) M``;
+* read 2 (dynamic history memory): keys are the queries of the *strictly earlier* visits
+  of the same patient, values their true multi-hot medications:
+  ``softmax_{s<t}(q_t q_s^T) V M``. A first visit (no history) uses read 1 instead.
+
+Both are computed for every visit of a batch at once: the history read is a causal
+``[B, T, T]`` attention (never a ``[B, T, T, N]`` tensor), and ``M`` is computed once per
+forward pass. Reference: GAMENet ``code/models.py`` (``GCN``, ``GraphConvolution``,
+``GAMENet.forward``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from medtoolkit.components.base import Memory
+from medtoolkit.components.params import Params
+
+if TYPE_CHECKING:
+    from medtoolkit.components.schema import DataSchema
+    from medtoolkit.data.batching import PaddedBatch
+
+
+def normalize_adjacency(adjacency: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """GAMENet's graph normalisation ``D^-1 (A + I)`` (row-normalised, self loops added).
+
+    Args:
+        adjacency: ``[N, N]`` 0/1 (or weighted, non-negative) adjacency.
+
+    Returns:
+        ``[N, N]`` float32 whose rows sum to 1.
+    """
+    matrix = torch.as_tensor(np.asarray(adjacency, dtype=np.float32)).clone()
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"adjacency must be square, got shape {tuple(matrix.shape)}")
+    matrix = matrix + torch.eye(matrix.shape[0])
+    row_sum = matrix.sum(dim=1, keepdim=True)
+    inverse = torch.where(row_sum > 0, 1.0 / row_sum, torch.zeros_like(row_sum))
+    return matrix * inverse
+
+
+class TwoLayerGCN(nn.Module):
+    """Kipf-style 2-layer GCN with identity node features (GAMENet's ``GCN``).
+
+    ``H1 = dropout(relu(A W1 + b1))`` (``A I W1 = A W1``), ``out = A (H1 W2) + b2``.
+    Initialisation as GAMENet's ``GraphConvolution``: weights and biases
+    ``U(-1/sqrt(out), 1/sqrt(out))``.
+
+    Args:
+        n_nodes: number of graph nodes N (input width of layer 1).
+        dim: output width.
+        dropout: dropout between the layers.
+    """
+
+    def __init__(self, n_nodes: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.weight1 = nn.Parameter(torch.empty(n_nodes, dim))
+        self.bias1 = nn.Parameter(torch.empty(dim))
+        self.weight2 = nn.Parameter(torch.empty(dim, dim))
+        self.bias2 = nn.Parameter(torch.empty(dim))
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.weight1.shape[1])
+        for parameter in (self.weight1, self.bias1, self.weight2, self.bias2):
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def forward(self, adjacency: torch.Tensor) -> torch.Tensor:
+        """``[N, N]`` normalised adjacency -> ``[N, dim]`` node embeddings."""
+        hidden = torch.relu(adjacency @ self.weight1 + self.bias1)
+        hidden = self.dropout(hidden)
+        return adjacency @ (hidden @ self.weight2) + self.bias2
+
+
+class GCNMemory(Memory):
+    """GAMENet's graph-augmented memory with a dynamic (history) read.
+
+    Constructed as ``GCNMemory(params, schema, query_dim=D)``. Shapes:
+    ``forward(query [B, T, dim], batch) -> [B, T, output_dim]`` with
+    ``output_dim = 2 * dim`` (``[read1, read2]``) or ``dim`` without ``history``.
+    Visit t reads the medications of visits ``< t`` only.
+
+    Without ``ddi_in_memory`` the DDI GCN and ``theta`` are not created at all (the
+    reference builds them and leaves them without gradients).
+    """
+
+    class Params(Params):
+        dim: int | None = Field(None, ge=1, description="memory width (None: the query width)")
+        dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout between the GCN layers")
+        ddi_in_memory: bool = Field(True, description="M = GCN_ehr - theta * GCN_ddi (else GCN_ehr)")
+        history: bool = Field(True, description="add the dynamic read over earlier visits")
+
+    params: Params
+
+    def __init__(
+        self, params: Params | None = None, schema: "DataSchema | None" = None, query_dim: int = 64
+    ) -> None:
+        super().__init__(params, schema, query_dim)
+        p = self.params
+        if schema is None:
+            raise ValueError("GCNMemory needs a DataSchema (co-occurrence and DDI graphs)")
+        if p.dim is not None and p.dim != query_dim:
+            raise ValueError(
+                f"GCNMemory dim={p.dim} differs from the query width {query_dim}; the memory is "
+                "read by dot products with the query, so leave dim unset or make them equal"
+            )
+        if schema.cooccurrence_adjacency is None:
+            raise ValueError(
+                "GCNMemory needs schema.cooccurrence_adjacency (the drug co-prescription graph of "
+                "the training split); build the schema through a task after splitting the data"
+            )
+        self.dim = query_dim
+        n_drugs = schema.n_drugs
+        self.register_buffer(
+            "ehr_adjacency", normalize_adjacency(schema.cooccurrence_adjacency), persistent=False
+        )
+        self.ehr_gcn = TwoLayerGCN(n_drugs, self.dim, p.dropout)
+        if p.ddi_in_memory:
+            self.register_buffer(
+                "ddi_adjacency", normalize_adjacency(schema.ddi_adjacency), persistent=False
+            )
+            self.ddi_gcn = TwoLayerGCN(n_drugs, self.dim, p.dropout)
+            self.theta = nn.Parameter(torch.empty(1).uniform_(-0.1, 0.1))
+
+    @property
+    def output_dim(self) -> int:
+        return 2 * self.dim if self.params.history else self.dim
+
+    def memory_bank(self) -> torch.Tensor:
+        """The drug memory ``M``: ``[N, dim]``."""
+        bank = self.ehr_gcn(self.ehr_adjacency)
+        if self.params.ddi_in_memory:
+            bank = bank - self.theta * self.ddi_gcn(self.ddi_adjacency)
+        return bank
+
+    def forward(self, query: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
+        """Read the memory for every visit.
+
+        Args:
+            query: ``[B, T, dim]`` visit queries.
+            batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
+
+        Returns:
+            ``[B, T, output_dim]``: ``[read1, read2]`` concatenated (read 1 alone without history).
+        """
+        if query.shape[-1] != self.dim:
+            raise ValueError(f"GCNMemory expects queries of width {self.dim}, got {tuple(query.shape)}")
+        bank = self.memory_bank()  # [N, D]
+        read1 = torch.softmax(query @ bank.t(), dim=-1) @ bank  # [B, T, D]
+        if not self.params.history:
+            return read1
+        n_visits = query.shape[1]
+        earlier = torch.ones(n_visits, n_visits, dtype=torch.bool, device=query.device).tril(-1)
+        allowed = earlier.unsqueeze(0) & batch.visit_mask.unsqueeze(1)  # [B, T(t), T(s)]
+        scores = query @ query.transpose(1, 2)  # [B, T, T]
+        # a finite fill keeps first visits (no allowed key) NaN-free in both passes
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1) * allowed
+        values = weights @ batch.medications.to(query.dtype)  # [B, T, N]
+        read2 = values @ bank  # [B, T, D]
+        has_history = allowed.any(dim=-1, keepdim=True)
+        read2 = torch.where(has_history, read2, read1)
+        return torch.cat([read1, read2], dim=-1)

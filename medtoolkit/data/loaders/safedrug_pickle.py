@@ -1,0 +1,406 @@
+"""``safedrug_pickle``: the field's processed MIMIC-III pickles (GAMENet / SafeDrug layout).
+
+Reads ``records_final.pkl``, ``voc_final.pkl``, ``ddi_A_final.pkl`` and, when present,
+``ddi_mask_H.pkl`` and ``atc3toSMILES.pkl`` with the restricted unpickler of
+:mod:`medtoolkit.data.safe_pickle` (no pickled code is ever executed), validates them and
+returns :class:`~medtoolkit.data.ehr.EHRData`.
+
+``ehr_adj_final.pkl`` is deliberately **not** read: the original authors built it from all
+records, test patients included, so using it leaks test prescriptions into training. The
+task rebuilds the co-occurrence graph from its training split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from medtoolkit.components.base import Dataset
+from medtoolkit.components.params import Params as BaseParams
+from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
+from medtoolkit.data.knowledge import DrugKnowledge
+from medtoolkit.data.safe_pickle import safe_load
+from medtoolkit.data.vocab import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+#: ``voc_final.pkl`` key -> vocabulary name, in the records' visit layout order
+_VOCAB_KEYS = (("diag_voc", DIAGNOSES), ("pro_voc", PROCEDURES), ("med_voc", MEDICATIONS))
+_LEAKY_FILE = "ehr_adj_final.pkl"
+
+
+class SafeDrugFormatError(ValueError):
+    """A processed pickle has the wrong structure or content (message names file and place)."""
+
+
+class SafeDrugPickleDataset(Dataset):
+    """The GAMENet/SafeDrug processed pickles as :class:`EHRData`.
+
+    Visits keep file order; ``patient_ids`` are the patients' positions in
+    ``records_final.pkl`` (as strings, also for patients after a dropped one). Visits with
+    an empty medication list are dropped, counted in ``provenance["dropped"]`` and logged.
+    ``ehr_adj_final.pkl`` is never read (it is built from all records, test included).
+    """
+
+    class Params(BaseParams):
+        """Where the processed files are.
+
+        Attributes:
+            root: directory holding the files.
+            records: visits file (list of patients of ``[diag, proc, med]`` visits).
+            vocabularies: ``voc_final.pkl`` (``diag_voc`` / ``pro_voc`` / ``med_voc``).
+            ddi_adjacency: ``[n_drugs, n_drugs]`` 0/1 DDI matrix.
+            substructure_mask: ``[n_drugs, n_substructures]`` mask; loaded when present
+                (an explicitly named file must exist); None skips it.
+            smiles: ATC3 -> SMILES list; loaded when present (same rule); None skips it.
+        """
+
+        root: Path
+        records: str = "records_final.pkl"
+        vocabularies: str = "voc_final.pkl"
+        ddi_adjacency: str = "ddi_A_final.pkl"
+        substructure_mask: str | None = Field(default="ddi_mask_H.pkl")
+        smiles: str | None = Field(default="atc3toSMILES.pkl")
+
+    params: Params
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("substructure_mask", "smiles")
+
+    def load(self, progress: bool = True) -> EHRData:
+        """Read, validate and convert the files.
+
+        Args:
+            progress: log each file as it is read (INFO level).
+
+        Returns:
+            the dataset: vocabularies ``diagnoses`` / ``procedures`` / ``medications``,
+            :class:`DrugKnowledge` (DDI adjacency, SMILES aligned to the medication
+            vocabulary, substructure mask) and provenance (files with sha256, drops).
+
+        Raises:
+            FileNotFoundError: the directory or a required file is missing.
+            SafeDrugFormatError: a file has the wrong structure or out-of-range content.
+            medtoolkit.data.safe_pickle.UnsafePickleError: a file asks for unsafe globals.
+        """
+        paths = self._locate()
+        files: dict[str, dict[str, str]] = {}
+
+        def read(role: str) -> Any:
+            path = paths[role]
+            if progress:
+                logger.info("safedrug_pickle: reading %s", path)
+            files[path.name] = {"role": role, "path": str(path), "sha256": _sha256(path)}
+            return safe_load(path)
+
+        vocabularies = _read_vocabularies(read("vocabularies"), paths["vocabularies"].name)
+        sizes = [len(vocabularies[name]) for _, name in _VOCAB_KEYS]
+        columns, visit_counts, dropped, checks = _read_records(read("records"), paths["records"].name, sizes)
+        n_drugs = sizes[2]
+        adjacency = _read_adjacency(read("ddi_adjacency"), paths["ddi_adjacency"].name, n_drugs)
+        mask = None
+        if "substructure_mask" in paths:
+            mask = _read_mask(read("substructure_mask"), paths["substructure_mask"].name, n_drugs)
+        smiles = None
+        smiles_report: dict[str, int] = {}
+        if "smiles" in paths:
+            smiles, smiles_report = _read_smiles(
+                read("smiles"), paths["smiles"].name, vocabularies[MEDICATIONS]
+            )
+        knowledge_provenance = {
+            role: f"{paths[role].name} sha256={files[paths[role].name]['sha256']}"
+            for role in ("ddi_adjacency", "substructure_mask", "smiles")
+            if role in paths
+        }
+
+        kept_patients = np.flatnonzero(visit_counts > 0)
+        dropped["patients_without_visits"] = int(len(visit_counts) - len(kept_patients))
+        _report_drops(dropped, paths["records"].name)
+        provenance: dict[str, object] = {
+            "source": "safedrug_pickle",
+            "root": str(self.params.root),
+            "files": files,
+            "not_used": {
+                _LEAKY_FILE: "built from all records (test included): a leak; the task rebuilds "
+                "co-occurrence from its training split"
+            },
+            "dropped": dropped,
+            "checks": checks,
+            "smiles": smiles_report,
+            "patients_in_file": int(len(visit_counts)),
+        }
+        offsets = np.zeros(len(kept_patients) + 1, dtype=np.int64)
+        np.cumsum(visit_counts[kept_patients], out=offsets[1:])
+        return EHRData(
+            vocabularies=vocabularies,
+            visit_offsets=offsets,
+            codes={name: columns[name][0] for name in vocabularies},
+            code_offsets={name: columns[name][1] for name in vocabularies},
+            patient_ids=[str(int(p)) for p in kept_patients],
+            knowledge=DrugKnowledge(
+                ddi_adjacency=adjacency,
+                smiles=smiles,
+                substructure_mask=mask,
+                provenance=knowledge_provenance,
+            ),
+            name=f"safedrug_pickle:{Path(self.params.root).name}",
+            provenance=provenance,
+        )
+
+    # ------------------------------------------------------------------ files
+    def _locate(self) -> dict[str, Path]:
+        root = Path(self.params.root).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"safedrug_pickle: root {root} is not a directory (expected the processed "
+                f"files {self.params.records}, {self.params.vocabularies}, {self.params.ddi_adjacency})"
+            )
+        paths: dict[str, Path] = {}
+        missing: list[str] = []
+        for role in ("records", "vocabularies", "ddi_adjacency"):
+            path = root / getattr(self.params, role)
+            if path.is_file():
+                paths[role] = path
+            else:
+                missing.append(f"{path.name} ({role})")
+        for role in self._OPTIONAL:
+            file_name = getattr(self.params, role)
+            if file_name is None:
+                continue
+            path = root / file_name
+            if path.is_file():
+                paths[role] = path
+            elif role in self.params.model_fields_set:
+                missing.append(f"{path.name} ({role}, named explicitly)")
+        if missing:
+            present = sorted(p.name for p in root.iterdir() if p.suffix == ".pkl")
+            raise FileNotFoundError(
+                f"safedrug_pickle: missing {', '.join(missing)} in {root} "
+                f"(.pkl files there: {', '.join(present) or 'none'})"
+            )
+        return paths
+
+
+# ---------------------------------------------------------------------- validation helpers
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_vocabularies(payload: Any, file_name: str) -> dict[str, Vocabulary]:
+    """``voc_final.pkl`` (dict of objects with ``idx2word``/``word2idx``) -> vocabularies."""
+    if not isinstance(payload, Mapping):
+        raise SafeDrugFormatError(
+            f"{file_name}: expected a dict with keys diag_voc, pro_voc, med_voc, got {type(payload).__name__}"
+        )
+    vocabularies: dict[str, Vocabulary] = {}
+    for key, name in _VOCAB_KEYS:
+        if key not in payload:
+            raise SafeDrugFormatError(f"{file_name}: key {key!r} missing (keys: {sorted(map(str, payload))})")
+        item = payload[key]
+        idx2word = getattr(item, "idx2word", None)
+        word2idx = getattr(item, "word2idx", None)
+        if idx2word is None and isinstance(item, Mapping):
+            idx2word, word2idx = item.get("idx2word"), item.get("word2idx")
+        if isinstance(idx2word, Sequence) and not isinstance(idx2word, str):
+            idx2word = dict(enumerate(idx2word))
+        if not isinstance(idx2word, Mapping):
+            raise SafeDrugFormatError(f"{file_name}: {key} has no idx2word mapping")
+        n = len(idx2word)
+        if sorted(idx2word) != list(range(n)):
+            raise SafeDrugFormatError(f"{file_name}: {key}.idx2word keys are not 0..{n - 1}")
+        codes = [idx2word[i] for i in range(n)]
+        if not all(isinstance(code, str) for code in codes):
+            raise SafeDrugFormatError(f"{file_name}: {key}.idx2word holds non-string codes")
+        if word2idx is not None and dict(word2idx) != {code: i for i, code in enumerate(codes)}:
+            raise SafeDrugFormatError(f"{file_name}: {key}.word2idx is not the inverse of idx2word")
+        try:
+            vocabularies[name] = Vocabulary(codes, name=name)
+        except ValueError as error:
+            raise SafeDrugFormatError(f"{file_name}: {key}: {error}") from None
+    return vocabularies
+
+
+def _read_records(
+    records: Any, file_name: str, sizes: Sequence[int]
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray, dict[str, Any], dict[str, int]]:
+    """Flatten and check ``records_final.pkl``; drop visits without medications.
+
+    Returns:
+        per vocabulary ``(codes [n_codes] int32, code_offsets [n_visits + 1] int64)`` over the
+        kept visits, ``[n_patients_in_file]`` kept-visit counts, the drop report, and counts
+        of kept oddities (visits without diagnoses/procedures, repeated codes).
+    """
+    if not isinstance(records, list):
+        raise SafeDrugFormatError(f"{file_name}: expected a list of patients, got {type(records).__name__}")
+    names = [name for _, name in _VOCAB_KEYS]
+    flat: list[list[int]] = [[], [], []]
+    lengths: list[list[int]] = [[], [], []]
+    patient_of_visit: list[int] = []
+    visit_in_patient: list[int] = []
+    for p, patient in enumerate(records):
+        if not isinstance(patient, (list, tuple)):
+            raise SafeDrugFormatError(f"{file_name}: patient {p} is a {type(patient).__name__}, expected a list of visits")
+        for t, visit in enumerate(patient):
+            if not isinstance(visit, (list, tuple)) or len(visit) < 3:
+                raise SafeDrugFormatError(
+                    f"{file_name}: patient {p}, visit {t}: expected [diagnoses, procedures, medications]"
+                )
+            for k in range(3):
+                codes = visit[k]
+                if not isinstance(codes, (list, tuple)):
+                    raise SafeDrugFormatError(
+                        f"{file_name}: patient {p}, visit {t}: {names[k]} is a {type(codes).__name__}, expected a list"
+                    )
+                flat[k].extend(codes)
+                lengths[k].append(len(codes))
+            patient_of_visit.append(p)
+            visit_in_patient.append(t)
+    where = np.asarray(patient_of_visit, dtype=np.int64), np.asarray(visit_in_patient, dtype=np.int64)
+    arrays = []
+    for k, name in enumerate(names):
+        offsets = np.zeros(len(lengths[k]) + 1, dtype=np.int64)
+        np.cumsum(lengths[k], out=offsets[1:])
+        values = _as_index_array(flat[k], offsets, where, file_name, name)
+        bad = np.flatnonzero((values < 0) | (values >= sizes[k]))
+        if len(bad):
+            visit = int(np.searchsorted(offsets, bad[0], side="right") - 1)
+            raise SafeDrugFormatError(
+                f"{file_name}: patient {where[0][visit]}, visit {where[1][visit]}: {name} index "
+                f"{int(values[bad[0]])} is outside the vocabulary [0, {sizes[k]}) "
+                f"({len(bad)} such codes in the file)"
+            )
+        arrays.append((values, offsets))
+
+    med_lengths = np.diff(arrays[2][1])
+    keep = med_lengths > 0
+    empty = np.flatnonzero(~keep)
+    dropped: dict[str, Any] = {
+        "visits_without_medications": int(len(empty)),
+        "examples": [[int(where[0][i]), int(where[1][i])] for i in empty[:10]],
+    }
+    checks: dict[str, int] = {}
+    for k, name in enumerate(names[:2]):  # kept as they are, but counted
+        checks[f"visits_without_{name}"] = int(np.sum(np.diff(arrays[k][1])[keep] == 0))
+    for k, name in enumerate(names):  # repeated codes within a visit: kept, but counted
+        values, offsets = arrays[k]
+        keys = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets)) * sizes[k] + values
+        checks[f"repeated_{name}_codes"] = int(len(keys) - len(np.unique(keys)))
+    columns = {name: _select_visits(values, offsets, keep) for name, (values, offsets) in zip(names, arrays)}
+    visit_counts = np.bincount(where[0][keep], minlength=len(records)).astype(np.int64)
+    return columns, visit_counts, dropped, checks
+
+
+def _as_index_array(
+    values: list[Any], offsets: np.ndarray, where: tuple[np.ndarray, np.ndarray], file_name: str, name: str
+) -> np.ndarray:
+    """``values`` as int64, or an error naming the first visit holding a non-integer."""
+    array = np.asarray(values) if values else np.zeros(0, dtype=np.int64)
+    if array.ndim == 1 and array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False)
+    first = next(i for i, v in enumerate(values) if not isinstance(v, (int, np.integer)) or isinstance(v, bool))
+    visit = int(np.searchsorted(offsets, first, side="right") - 1)
+    raise SafeDrugFormatError(
+        f"{file_name}: patient {where[0][visit]}, visit {where[1][visit]}: {name} code "
+        f"{values[first]!r} is not an integer index"
+    )
+
+
+def _select_visits(values: np.ndarray, offsets: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the codes of visits where ``keep`` is True (vectorised)."""
+    lengths = np.diff(offsets)
+    code_keep = np.repeat(keep, lengths)
+    new_offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+    np.cumsum(lengths[keep], out=new_offsets[1:])
+    return values[code_keep].astype(np.int32), new_offsets
+
+
+def _report_drops(dropped: Mapping[str, Any], file_name: str) -> None:
+    if dropped["visits_without_medications"] or dropped["patients_without_visits"]:
+        logger.warning(
+            "safedrug_pickle: dropped %d visits without medications from %s (patient, visit: %s%s); "
+            "%d patients were left without visits and dropped",
+            dropped["visits_without_medications"], file_name,
+            dropped["examples"], " ..." if dropped["visits_without_medications"] > 10 else "",
+            dropped["patients_without_visits"],
+        )
+
+
+def _read_adjacency(payload: Any, file_name: str, n_drugs: int) -> np.ndarray:
+    """``ddi_A_final.pkl`` -> ``[n_drugs, n_drugs]`` float32 symmetric 0/1 with zero diagonal."""
+    matrix = _as_matrix(payload, file_name)
+    if matrix.shape != (n_drugs, n_drugs):
+        raise SafeDrugFormatError(
+            f"{file_name}: DDI matrix has shape {matrix.shape}, expected ({n_drugs}, {n_drugs}) "
+            f"for the {n_drugs} medications of the vocabulary"
+        )
+    _check_binary(matrix, file_name, "DDI matrix")
+    asymmetric = np.argwhere(matrix != matrix.T)
+    if len(asymmetric):
+        i, j = asymmetric[0]
+        raise SafeDrugFormatError(
+            f"{file_name}: DDI matrix is not symmetric ({len(asymmetric) // 2} pairs, e.g. "
+            f"[{i}, {j}] = {matrix[i, j]} but [{j}, {i}] = {matrix[j, i]})"
+        )
+    if np.any(np.diag(matrix) != 0):
+        raise SafeDrugFormatError(
+            f"{file_name}: DDI matrix has a nonzero diagonal (drugs {np.flatnonzero(np.diag(matrix)).tolist()[:10]})"
+        )
+    return matrix.astype(np.float32)
+
+
+def _read_mask(payload: Any, file_name: str, n_drugs: int) -> np.ndarray:
+    """``ddi_mask_H.pkl`` -> ``[n_drugs, n_substructures]`` float32 0/1."""
+    matrix = _as_matrix(payload, file_name)
+    if matrix.shape[0] != n_drugs:
+        raise SafeDrugFormatError(
+            f"{file_name}: substructure mask has {matrix.shape[0]} rows, expected {n_drugs} (one per medication)"
+        )
+    _check_binary(matrix, file_name, "substructure mask")
+    return matrix.astype(np.float32)
+
+
+def _as_matrix(payload: Any, file_name: str) -> np.ndarray:
+    if not isinstance(payload, np.ndarray) or payload.ndim != 2:
+        shape = getattr(payload, "shape", None)
+        raise SafeDrugFormatError(f"{file_name}: expected a 2-D numpy array, got {type(payload).__name__} {shape or ''}".rstrip())
+    if not np.issubdtype(payload.dtype, np.number) and payload.dtype != bool:
+        raise SafeDrugFormatError(f"{file_name}: expected a numeric matrix, got dtype {payload.dtype}")
+    return payload
+
+
+def _check_binary(matrix: np.ndarray, file_name: str, what: str) -> None:
+    bad = np.argwhere(~np.isin(matrix, (0, 1)))
+    if len(bad):
+        i, j = bad[0]
+        raise SafeDrugFormatError(f"{file_name}: {what} must be 0/1, found {matrix[i, j]} at [{i}, {j}]")
+
+
+def _read_smiles(
+    payload: Any, file_name: str, medications: Vocabulary
+) -> tuple[list[list[str]], dict[str, int]]:
+    """``atc3toSMILES.pkl`` (ATC3 -> list of SMILES) -> per-drug lists aligned to ``medications``."""
+    if not isinstance(payload, Mapping):
+        raise SafeDrugFormatError(f"{file_name}: expected a dict ATC3 -> list of SMILES, got {type(payload).__name__}")
+    smiles: list[list[str]] = []
+    for code in medications.idx2word:
+        entry = payload.get(code, [])
+        if isinstance(entry, str):
+            entry = [entry]
+        if not isinstance(entry, (list, tuple, set)) or not all(isinstance(s, str) for s in entry):
+            raise SafeDrugFormatError(f"{file_name}: entry {code!r} must be a list of SMILES strings")
+        smiles.append(list(entry))
+    report = {
+        "drugs_with_smiles": sum(1 for s in smiles if s),
+        "drugs_without_smiles": sum(1 for s in smiles if not s),
+        "smiles": sum(len(s) for s in smiles),
+        "entries_not_in_vocabulary": sum(1 for code in payload if code not in medications),
+    }
+    return smiles, report

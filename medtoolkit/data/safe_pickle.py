@@ -1,0 +1,532 @@
+"""Restricted unpickling of the field's (dill) pickles: data comes back, code never runs.
+
+The processed benchmark files of the GAMENet/SafeDrug family are dill pickles. Some hold
+plain lists and numpy arrays; ``voc_final.pkl`` holds ``Voc`` objects whose class was
+defined in ``__main__`` and therefore pickled *by value*: the stream rebuilds the class
+through ``dill._dill._create_type`` and its methods through ``_create_code`` /
+``_create_function``. Loading such a file with :func:`pickle.load` or ``dill.load`` would
+build (and could run) arbitrary code, and old files carry Python 3.6 code objects that
+no longer load at all.
+
+:class:`SafeUnpickler` resolves every global of the stream through an allow-list:
+
+* plain builtins (``list``, ``dict``, ``set``, ``int``, ...), ``collections.OrderedDict``,
+  ``copyreg._reconstructor`` for inert classes, ``_codecs.encode`` (latin-1/utf-8 only);
+* numpy array and scalar reconstruction (``_reconstruct``, ``scalar``, ``_frombuffer``,
+  ``ndarray``, ``dtype``) under both the ``numpy.core`` and ``numpy._core`` names;
+* *replacements* for dill's helpers: ``_create_type`` builds an inert class holding
+  data attributes only (:class:`InertObject`), ``_create_code`` / ``_create_function`` /
+  ``_create_cell`` / ``_unmarshal`` and the ``property`` / ``staticmethod`` /
+  ``classmethod`` types return placeholders that refuse to be called,
+  ``_import_module`` / ``_get_attr`` resolve allow-listed module attributes only, and
+  ``_create_array`` rebuilds a plain ``numpy.ndarray``.
+
+Anything else raises :class:`UnsafePickleError` naming the file and the refused global.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import copyreg
+import io
+import pickle
+from os import PathLike
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+try:  # numpy >= 2
+    from numpy._core import multiarray as _np_multiarray
+    from numpy._core import numeric as _np_numeric
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _np_multiarray  # type: ignore[no-redef]
+    from numpy.core import numeric as _np_numeric  # type: ignore[no-redef]
+
+__all__ = [
+    "InertCell",
+    "InertCode",
+    "InertDescriptor",
+    "InertFunction",
+    "InertObject",
+    "SafeUnpickler",
+    "UnsafePickleError",
+    "safe_load",
+    "safe_loads",
+]
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something outside the allow-list (nothing was executed)."""
+
+
+# ---------------------------------------------------------------------------- placeholders
+class _Inert:
+    """Base of the placeholders: plain attribute bags that refuse to be called."""
+
+    _what = "object"
+
+    def __init__(self, source: str, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+        self.__dict__["_source"] = source
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafePickleError(
+            f"{self!r} from {self.__dict__.get('_source', '<pickle>')} was not restored: "
+            f"safe_pickle never rebuilds pickled {self._what}s, so it cannot be called"
+        )
+
+    def __repr__(self) -> str:
+        name = self.__dict__.get("__qualname__") or self.__dict__.get("name") or ""
+        return f"<inert pickled {self._what} {name}>".replace(" >", ">")
+
+
+class InertCode(_Inert):
+    """Stand-in for a pickled code object; ``strings`` keeps its string fields (names, file)."""
+
+    _what = "code object"
+
+
+class InertFunction(_Inert):
+    """Stand-in for a pickled function (``name``, ``code``); calling it raises."""
+
+    _what = "function"
+
+
+class InertDescriptor(_Inert):
+    """Stand-in for a pickled ``property`` / ``staticmethod`` / ``classmethod``."""
+
+    _what = "descriptor"
+
+
+class InertCell(_Inert):
+    """Stand-in for a closure cell; ``cell_contents`` holds the (safely loaded) value."""
+
+    _what = "closure cell"
+
+
+class _Reference(_Inert):
+    """A global that may be *referenced* (e.g. ``len`` in a function's globals) but not called."""
+
+    _what = "global reference"
+
+
+class _ModuleToken:
+    """An allow-listed module named by the stream (``_import_module``); never a real module."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<module token {self.name}>"
+
+
+class _TypeToken(_Inert):
+    """The metaclass ``type`` as named by dill; only :func:`_create_type` accepts it."""
+
+    _what = "metaclass"
+
+
+_CELL_EMPTY = object()
+_MISSING: Any = object()
+_ALLOWED_CLASS_DUNDERS = frozenset({"__qualname__", "__doc__", "__module__", "__name__",
+                                    "__pickled_methods__", "__pickled_module__"})
+
+
+class _InertMeta(type):
+    """Metaclass of inert classes: special (dunder) attributes cannot be set after creation."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        if name.startswith("__") and name.endswith("__") and name not in _ALLOWED_CLASS_DUNDERS:
+            raise UnsafePickleError(f"refusing to set special attribute {name!r} on inert class")
+        super().__setattr__(name, value)
+
+
+class InertObject(metaclass=_InertMeta):
+    """Base of every class rebuilt from a pickle: data attributes only, no pickled behaviour.
+
+    ``__pickled_methods__`` lists the names of the methods/descriptors the original class
+    had; they are not attached. ``__pickled_module__`` is the module the class claimed.
+    """
+
+    __pickled_methods__: tuple[str, ...] = ()
+    __pickled_module__: str = ""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(sorted(self.__dict__))
+        return f"<inert {type(self).__qualname__} from {self.__pickled_module__}: {fields}>"
+
+
+# ---------------------------------------------------------------------------- allow-lists
+_SAFE_BUILTIN_TYPES: dict[str, type] = {
+    t.__name__: t
+    for t in (
+        object, int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set,
+        frozenset, slice, range,
+    )
+}
+_SAFE_BUILTIN_TYPES["NoneType"] = type(None)
+_SAFE_BUILTIN_CONSTANTS = {"None": None, "True": True, "False": False,
+                           "Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
+#: base classes an inert class may keep (everything else is refused)
+_SAFE_BASES = (object, dict, list, tuple, set, frozenset, int, float, str, bytes)
+#: builtins that are refused outright, even as non-callable references
+_DANGEROUS_BUILTINS = frozenset({
+    "eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars", "input",
+    "breakpoint", "exit", "quit", "help", "memoryview", "super", "type", "getattr", "setattr",
+    "delattr", "__build_class__", "__loader__", "__spec__",
+})
+#: dill's ``_load_type`` names that become inert factories (old dill pickles code this way)
+_INERT_TYPE_FACTORIES: dict[str, type[_Inert]] = {
+    "CodeType": InertCode, "FunctionType": InertFunction, "LambdaType": InertFunction,
+    "MethodType": InertFunction, "CellType": InertCell, "property": InertDescriptor,
+    "staticmethod": InertDescriptor, "classmethod": InertDescriptor,
+}
+_NUMPY_MODULES = frozenset({
+    "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core._multiarray_umath",
+    "numpy._core._multiarray_umath",
+})
+_NUMERIC_MODULES = frozenset({"numpy.core.numeric", "numpy._core.numeric"})
+_DILL_MODULES = frozenset({"dill._dill", "dill.dill", "dill._shims"})
+_MODULE_ALIASES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+_SAFE_ENCODINGS = frozenset({"latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii"})
+
+
+def _is_inert_class(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, InertObject)
+
+
+# ---------------------------------------------------------------------------- the unpickler
+class SafeUnpickler(pickle.Unpickler):
+    """A :class:`pickle.Unpickler` whose globals come from an allow-list only.
+
+    Args:
+        file: a binary file object positioned at the pickle.
+        source: name of the file (used in error messages).
+    """
+
+    def __init__(self, file: BinaryIO, source: str = "<pickle>") -> None:
+        super().__init__(file, encoding="latin1")
+        self.source = source
+        self._main_globals: dict[str, Any] = {}
+        self._namedtuples: set[type] = set()
+
+    # -- errors -------------------------------------------------------------------------
+    def _refuse(self, what: str, reason: str) -> UnsafePickleError:
+        return UnsafePickleError(f"refusing to load {what} from {self.source}: {reason}")
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle hook
+        raise self._refuse(f"persistent id {pid!r}", "persistent references are not supported")
+
+    # -- global resolution ----------------------------------------------------------------
+    def find_class(self, module: str, name: str) -> Any:
+        """Resolve ``module.name`` through the allow-list (never imports anything)."""
+        module = _MODULE_ALIASES.get(module, module)
+        resolved = self._resolve(module, name)
+        if resolved is _MISSING:
+            raise self._refuse(
+                f"global '{module}.{name}'",
+                "not on the allow-list of medtoolkit.data.safe_pickle (plain containers, numpy "
+                "arrays and inert stand-ins for dill's class/function helpers); the file may be "
+                "malicious or hold an unsupported type",
+            )
+        return resolved
+
+    def _resolve(self, module: str, name: str) -> Any:
+        if module == "builtins":
+            return self._resolve_builtin(name)
+        if module == "__main__" and name == "__dict__":
+            return self._main_globals
+        if module == "dill" and name in ("_dill", "dill", "_shims"):
+            return _ModuleToken(f"dill.{name}")
+        if module in _DILL_MODULES:
+            return self._dill_helpers().get(name, _MISSING)
+        if module in _NUMPY_MODULES:
+            return {"_reconstruct": self._reconstruct, "scalar": self._scalar}.get(name, _MISSING)
+        if module in _NUMERIC_MODULES and name == "_frombuffer":
+            return self._frombuffer
+        if module == "numpy":
+            return {"ndarray": np.ndarray, "dtype": self._dtype}.get(name, _MISSING)
+        if module == "_codecs" and name == "encode":
+            return self._encode
+        if module == "copyreg" and name == "_reconstructor":
+            return self._reconstructor
+        if module == "collections" and name == "OrderedDict":
+            return collections.OrderedDict
+        if module == "collections" and name == "defaultdict":
+            return self._defaultdict
+        return _MISSING
+
+    def _resolve_builtin(self, name: str) -> Any:
+        if name in _SAFE_BUILTIN_TYPES:
+            return _SAFE_BUILTIN_TYPES[name]
+        if name in _SAFE_BUILTIN_CONSTANTS:
+            return _SAFE_BUILTIN_CONSTANTS[name]
+        if name == "__main__":  # dill writes __main__.__dict__ as ``__builtin__.__main__``
+            return self._main_globals
+        if name == "getattr":
+            return self._getattr
+        if name == "setattr":
+            return self._setattr
+        if name == "delattr":
+            return self._delattr
+        if name in _INERT_TYPE_FACTORIES:  # property / staticmethod / classmethod
+            return self._load_type(name)
+        if name in _DANGEROUS_BUILTINS or not hasattr(builtins, name):
+            return _MISSING
+        # e.g. ``len`` referenced from a pickled function's globals: keep a reference that
+        # cannot be called
+        return _Reference(self.source, name=f"builtins.{name}")
+
+    def _dill_helpers(self) -> dict[str, Any]:
+        return {
+            "_create_type": self._create_type,
+            "_load_type": self._load_type,
+            "_create_code": self._create_code,
+            "_unmarshal": self._create_code,
+            "_create_function": self._create_function,
+            "_create_cell": self._create_cell,
+            "_create_array": self._create_array,
+            "_create_namedtuple": self._create_namedtuple,
+            "_import_module": self._import_module,
+            "_get_attr": self._get_attr,
+            "_setattr": self._setattr,
+            "_delattr": self._delattr,
+            "_CELL_EMPTY": _CELL_EMPTY,
+            "_CELL_REF": None,
+        }
+
+    # -- dill replacements ------------------------------------------------------------------
+    def _load_type(self, name: str) -> Any:
+        if name == "type":
+            return _TypeToken(self.source, name="type")
+        if name in _SAFE_BUILTIN_TYPES:
+            return _SAFE_BUILTIN_TYPES[name]
+        if name in _INERT_TYPE_FACTORIES:
+            factory = _INERT_TYPE_FACTORIES[name]
+            return lambda *args, **kwargs: self._inert_from_type(factory, name, args)
+        raise self._refuse(f"type '{name}' (dill._load_type)", "not a plain data type")
+
+    def _inert_from_type(self, factory: type[_Inert], type_name: str, args: tuple[Any, ...]) -> _Inert:
+        if factory is InertCode:
+            return self._create_code(*args)
+        if factory is InertFunction:
+            return self._create_function(*args) if args else InertFunction(self.source)
+        if factory is InertCell:
+            return self._create_cell(*args)
+        return InertDescriptor(self.source, kind=type_name, __func__=args[0] if args else None)
+
+    def _create_type(self, typeobj: Any, name: Any, bases: Any, namespace: Any) -> type:
+        if not isinstance(typeobj, _TypeToken):
+            raise self._refuse(f"class {name!r} with metaclass {typeobj!r}", "only plain classes")
+        if not isinstance(name, str) or not isinstance(bases, tuple) or not isinstance(namespace, dict):
+            raise self._refuse(f"class {name!r}", "malformed dill class record")
+        kept: list[type] = []
+        for base in bases:
+            if _is_inert_class(base) or (base in _SAFE_BASES and base is not object):
+                kept.append(base)
+            elif base is not object:
+                raise self._refuse(f"class {name!r} with base {base!r}", "base class not allowed")
+        if not any(_is_inert_class(base) for base in kept):
+            kept.insert(0, InertObject)
+        methods: list[str] = []
+        attributes: dict[str, Any] = {}
+        for key, value in namespace.items():
+            if not isinstance(key, str):
+                continue
+            if isinstance(value, (_Inert, _ModuleToken)) or callable(value):
+                methods.append(key)
+            elif not (key.startswith("__") and key.endswith("__")):
+                attributes[key] = value
+        doc = namespace.get("__doc__")
+        attributes.update(
+            __module__=__name__,
+            __qualname__=name,
+            __doc__=doc if isinstance(doc, str) else None,
+            __pickled_methods__=tuple(methods),
+            __pickled_module__=str(namespace.get("__module__", "")),
+        )
+        try:
+            return type(name, tuple(kept), attributes)
+        except TypeError as error:
+            raise self._refuse(f"class {name!r}", f"cannot rebuild it inertly ({error})") from None
+
+    def _create_code(self, *args: Any) -> InertCode:
+        strings = tuple(a for a in args if isinstance(a, str))
+        return InertCode(self.source, strings=strings, name=strings[-1] if strings else "")
+
+    def _create_function(self, fcode: Any = None, fglobals: Any = None, fname: Any = None,
+                         *_ignored: Any) -> InertFunction:
+        return InertFunction(self.source, name=fname if isinstance(fname, str) else "", code=fcode)
+
+    def _create_cell(self, contents: Any = _CELL_EMPTY) -> InertCell:
+        cell = InertCell(self.source)
+        if contents is not _CELL_EMPTY:
+            cell.__dict__["cell_contents"] = contents
+        return cell
+
+    def _create_array(self, f: Any, args: Any, state: Any, npdict: Any = None) -> np.ndarray:
+        if f != self._reconstruct:  # bound methods: equal, not identical
+            raise self._refuse(f"array factory {f!r} (dill._create_array)", "not numpy's _reconstruct")
+        if npdict:
+            raise self._refuse("array instance dict (dill._create_array)", "ndarray subclasses not allowed")
+        array = self._reconstruct(*args)
+        array.__setstate__(state)
+        return array
+
+    def _create_namedtuple(self, name: Any, fieldnames: Any, modulename: Any, defaults: Any = None) -> type:
+        if not isinstance(name, str) or not all(isinstance(f, str) for f in fieldnames):
+            raise self._refuse(f"namedtuple {name!r}", "malformed field names")
+        created = collections.namedtuple(name, list(fieldnames), defaults=defaults, module=str(modulename))
+        self._namedtuples.add(created)
+        return created
+
+    def _import_module(self, import_name: Any, safe: bool = False) -> _ModuleToken:
+        """A token naming the module: nothing is imported; attributes resolve via the allow-list."""
+        if not isinstance(import_name, str) or not all(
+            part.isidentifier() for part in import_name.split(".")
+        ):
+            raise self._refuse(f"module {import_name!r} (dill._import_module)", "not a module name")
+        return _ModuleToken(_MODULE_ALIASES.get(import_name, import_name))
+
+    def _get_attr(self, obj: Any, name: Any) -> Any:
+        if isinstance(obj, _ModuleToken) and isinstance(name, str):
+            return self.find_class(obj.name, name)
+        raise self._refuse(f"attribute {name!r} of {obj!r} (dill._get_attr)", "only module tokens")
+
+    # -- builtins replacements ------------------------------------------------------------
+    def _getattr(self, obj: Any, name: Any, *default: Any) -> Any:
+        if isinstance(obj, _ModuleToken) and isinstance(name, str):
+            try:
+                return self.find_class(obj.name, name)
+            except UnsafePickleError:
+                if default:
+                    return default[0]
+                raise
+        if isinstance(name, str) and (isinstance(obj, _Inert) or _is_inert_class(obj)
+                                      or isinstance(obj, InertObject)):
+            namespace = vars(obj)
+            if name in namespace:
+                return namespace[name]
+            if default:
+                return default[0]
+            raise AttributeError(f"inert object {obj!r} has no attribute {name!r}")
+        raise self._refuse(f"getattr({type(obj).__name__}, {name!r})", "only on inert objects")
+
+    def _check_target(self, operation: str, obj: Any, name: Any) -> None:
+        if not isinstance(name, str):
+            raise self._refuse(f"{operation} with name {name!r}", "names must be strings")
+        if name.startswith("__") and name.endswith("__") and name not in _ALLOWED_CLASS_DUNDERS:
+            raise self._refuse(f"{operation}(..., {name!r})", "special attributes are not set")
+        if not (isinstance(obj, (_Inert, InertObject)) or _is_inert_class(obj)):
+            raise self._refuse(f"{operation} on {type(obj).__name__}", "only inert objects")
+
+    def _setattr(self, obj: Any, name: Any, value: Any) -> None:
+        self._check_target("setattr", obj, name)
+        if isinstance(obj, _Inert) or isinstance(obj, InertObject):
+            obj.__dict__[name] = value
+        elif name == "__module__":  # keep the inert class's module; remember the claim
+            obj.__pickled_module__ = str(value)
+        elif name in ("__qualname__", "__name__", "__doc__"):
+            if value is not None and not isinstance(value, str):
+                raise self._refuse(f"setattr(class, {name!r})", "value must be a string")
+            setattr(obj, name, value)
+        elif isinstance(value, (_Inert, _ModuleToken)) or callable(value):
+            obj.__pickled_methods__ = (*obj.__pickled_methods__, name)
+        else:
+            setattr(obj, name, value)
+
+    def _delattr(self, obj: Any, name: Any) -> None:
+        self._check_target("delattr", obj, name)
+        if isinstance(obj, (_Inert, InertObject)):
+            obj.__dict__.pop(name, None)
+
+    # -- numpy and codecs ---------------------------------------------------------------------
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype is not np.ndarray:
+            raise self._refuse(f"array subtype {subtype!r}", "only numpy.ndarray")
+        return _np_multiarray._reconstruct(np.ndarray, shape, dtype)
+
+    def _scalar(self, dtype: Any, *args: Any) -> Any:
+        if not isinstance(dtype, np.dtype):
+            raise self._refuse(f"numpy scalar of {dtype!r}", "dtype expected")
+        return _np_multiarray.scalar(dtype, *args)
+
+    def _frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any, *rest: Any) -> np.ndarray:
+        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+            raise self._refuse(f"numpy buffer of dtype {dtype!r}", "plain dtypes only")
+        return _np_numeric._frombuffer(buffer, dtype, shape, order, *rest)
+
+    def _dtype(self, spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+        if not isinstance(spec, str):
+            raise self._refuse(f"numpy dtype {spec!r}", "dtype specs must be strings")
+        return np.dtype(spec, bool(align), bool(copy))
+
+    def _encode(self, text: Any, encoding: Any = "utf-8") -> bytes:
+        if not isinstance(text, str) or str(encoding).lower() not in _SAFE_ENCODINGS:
+            raise self._refuse(f"_codecs.encode(..., {encoding!r})", "plain text encodings only")
+        return text.encode(encoding)
+
+    def _reconstructor(self, cls: Any, base: Any, state: Any) -> Any:
+        rebuilt = _is_inert_class(cls) or (cls in self._namedtuples and base is tuple)
+        if not rebuilt or base not in _SAFE_BASES:
+            raise self._refuse(f"copyreg._reconstructor({cls!r}, {base!r})", "only inert classes")
+        return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
+
+    def _defaultdict(self, factory: Any = None, *args: Any) -> collections.defaultdict:
+        if factory is not None and factory not in _SAFE_BUILTIN_TYPES.values():
+            raise self._refuse(f"defaultdict factory {factory!r}", "only builtin types")
+        return collections.defaultdict(factory, *args)
+
+
+# ---------------------------------------------------------------------------- public API
+def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
+    """Unpickle ``data`` with :class:`SafeUnpickler`.
+
+    Args:
+        data: the pickle bytes.
+        source: a name for error messages.
+
+    Returns:
+        the unpickled object (classes pickled by value come back as :class:`InertObject`
+        subclasses with data attributes only).
+
+    Raises:
+        UnsafePickleError: the stream asks for a global outside the allow-list.
+        pickle.UnpicklingError: the bytes are not a readable pickle (truncated, corrupt).
+    """
+    return _load(io.BytesIO(data), source)
+
+
+def safe_load(path: str | PathLike[str]) -> Any:
+    """Unpickle the file at ``path`` without executing any pickled code.
+
+    Args:
+        path: the pickle file.
+
+    Returns:
+        the unpickled object.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnsafePickleError: the file asks for a global outside the allow-list; the message
+            names the file and the refused global.
+        pickle.UnpicklingError: the file is not a readable pickle.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        return _load(handle, str(path))
+
+
+def _load(handle: BinaryIO, source: str) -> Any:
+    try:
+        return SafeUnpickler(handle, source).load()
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError,
+            IndexError, KeyError, RecursionError, UnicodeDecodeError) as error:
+        raise pickle.UnpicklingError(
+            f"cannot read {source} as a pickle: {type(error).__name__}: {error}"
+        ) from error
+

@@ -1,0 +1,413 @@
+"""Conformance checks for components (public: plugin authors run them in their tests).
+
+Usage::
+
+    from medtoolkit.testing import check_component
+
+    def test_my_recommender_conforms():
+        check_component(MyRecommender)                      # default Params, fake data
+        check_component(MyRecommender, MyRecommender.Params(hidden_dim=8))
+
+Every check raises ``AssertionError`` whose message starts with
+``check_component(<Class>) [<check name>]`` so a failure says what broke. Checks:
+
+* ``params``: ``Params`` round-trips through ``model_dump`` and JSON, rejects unknown keys
+  and is frozen (every kind).
+* ``shapes``: on a fake batch, encoders return ``[B, T, output_dim]``, memories
+  ``[B, T, output_dim]`` for a ``[B, T, query_dim]`` query, recommenders ``[B, T, n_drugs]``,
+  losses a finite scalar (also through ``combine``); values at real visits are finite.
+* ``gradients``: a loss gives finite gradients to the logits; for trainable modules every
+  parameter that requires a gradient gets one.
+* ``state_dict``: a fresh instance loading ``state_dict()`` (through ``torch.save`` /
+  ``torch.load(weights_only=True)``) gives the same eval-mode output.
+* ``device``: ``.to(device)`` moves every parameter and buffer (CUDA when available, else
+  a CPU round trip), no tensor is held outside parameters/buffers, outputs follow.
+* ``determinism``: the same torch seed gives identical parameters and outputs.
+* ``causality`` (recommenders, encoders, memories): changing visit t's medications does not
+  change outputs at visits <= t; changing visit t+1's codes (or query) does not change
+  outputs at visits <= t.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+from collections.abc import Callable
+
+import torch
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from medtoolkit.components.schema import DataSchema
+from medtoolkit.data.batching import PaddedBatch
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.testing.fake import fake_batch, fake_ehr, fake_schema
+
+#: kinds whose instances are torch modules checked on a fake batch
+MODULE_KINDS = ("encoder", "memory", "loss", "recommender")
+
+_RTOL = 1e-5
+_ATOL = 1e-6
+
+
+class _Checker:
+    """Holds the inputs of one :func:`check_component` call."""
+
+    def __init__(
+        self,
+        component_class: type,
+        params: BaseModel | None,
+        schema: DataSchema,
+        batch: PaddedBatch,
+        device: torch.device,
+        query_dim: int,
+        seed: int,
+    ) -> None:
+        self.cls = component_class
+        self.kind = getattr(component_class, "kind", "")
+        self.schema = schema
+        self.batch = batch
+        self.device = device
+        self.query_dim = query_dim
+        self.seed = seed
+        self.passed: list[str] = []
+        if params is None:
+            try:
+                params = component_class.Params()
+            except ValidationError as error:
+                self.fail("params", f"Params() needs values without defaults; pass params=... ({error})")
+        self.params = params
+        generator = torch.Generator().manual_seed(1234)
+        b, t = batch.visit_mask.shape
+        # fixed inputs of memories (query) and losses (logits)
+        self.query = torch.randn(b, t, query_dim, generator=generator)
+        self.logits = 2 * torch.randn(b, t, schema.n_drugs, generator=generator)
+
+    # ------------------------------------------------------------------ helpers
+    def fail(self, check: str, message: str) -> None:
+        raise AssertionError(f"check_component({self.cls.__name__}) [{check}] {message}")
+
+    def expect(self, condition: bool, check: str, message: str) -> None:
+        if not condition:
+            self.fail(check, message)
+
+    def build(self) -> nn.Module:
+        if self.kind == "memory":
+            return self.cls(self.params, self.schema, query_dim=self.query_dim)
+        return self.cls(self.params, self.schema)
+
+    def run(
+        self,
+        module: nn.Module,
+        batch: PaddedBatch | None = None,
+        query: torch.Tensor | None = None,
+        logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The module's output on ``batch`` (moved to the module's inputs' device by the caller)."""
+        batch = self.batch if batch is None else batch
+        if self.kind == "memory":
+            return module(self.query if query is None else query, batch)
+        if self.kind == "loss":
+            return module(self.logits if logits is None else logits, batch)
+        return module(batch)
+
+    def same(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=_RTOL, atol=_ATOL, equal_nan=True)
+
+    def real(self, output: torch.Tensor, batch: PaddedBatch | None = None) -> torch.Tensor:
+        """Values at real visits (losses: the scalar itself)."""
+        if self.kind == "loss":
+            return output
+        mask = (self.batch if batch is None else batch).visit_mask.to(output.device)
+        return output[mask]
+
+    # ------------------------------------------------------------------ checks
+    def check_params(self) -> None:
+        name = "params"
+        params_class = self.cls.Params
+        self.expect(isinstance(self.params, params_class), name, f"params is not a {params_class.__qualname__}")
+        dump = self.params.model_dump()
+        try:
+            again = params_class(**dump)
+        except ValidationError as error:
+            self.fail(name, f"Params(**params.model_dump()) fails: {error}")
+        self.expect(again.model_dump() == dump, name, f"model_dump round trip changed the params: {again!r} != {self.params!r}")
+        try:
+            from_json = params_class.model_validate_json(self.params.model_dump_json())
+        except ValidationError as error:
+            self.fail(name, f"JSON round trip fails: {error}")
+        self.expect(
+            from_json.model_dump(mode="json") == self.params.model_dump(mode="json"),
+            name,
+            "JSON round trip changed the params",
+        )
+        try:
+            params_class(**dump, conformance_unknown_key=1)
+        except ValidationError:
+            pass
+        else:
+            self.fail(name, 'unknown keys must be rejected (model_config extra="forbid")')
+        fields = list(params_class.model_fields)
+        if fields:
+            try:
+                setattr(self.params, fields[0], getattr(self.params, fields[0]))
+            except (ValidationError, TypeError, AttributeError):
+                pass
+            else:
+                self.fail(name, "Params must be frozen (model_config frozen=True)")
+        self.passed.append(name)
+
+    def check_shapes(self, module: nn.Module) -> torch.Tensor:
+        name = "shapes"
+        b, t = self.batch.visit_mask.shape
+        module.eval()
+        with torch.no_grad():
+            try:
+                output = self.run(module)
+            except Exception as error:  # noqa: BLE001 - report any failure as this check's
+                self.fail(name, f"forward on a fake batch raised {type(error).__name__}: {error}")
+        self.expect(isinstance(output, torch.Tensor), name, f"forward must return a tensor, got {type(output)}")
+        if self.kind == "loss":
+            self.expect(output.ndim == 0, name, f"a loss must return a scalar, got shape {tuple(output.shape)}")
+        else:
+            width = self.schema.n_drugs if self.kind == "recommender" else int(module.output_dim)
+            expected = (b, t, width)
+            self.expect(tuple(output.shape) == expected, name, f"expected output shape {expected}, got {tuple(output.shape)}")
+            self.expect(output.is_floating_point(), name, f"output must be floating point, got {output.dtype}")
+        self.expect(bool(torch.isfinite(self.real(output)).all()), name, "output has NaN/inf at real visits")
+        if self.kind == "loss":
+            total = torch.tensor(1.0)
+            with torch.no_grad():
+                combined = module.combine(total, self.logits, self.batch)
+            self.expect(
+                isinstance(combined, torch.Tensor) and combined.ndim == 0 and bool(torch.isfinite(combined)),
+                name,
+                "combine(total, logits, batch) must return a finite scalar",
+            )
+        self.passed.append(name)
+        return output
+
+    def check_gradients(self, module: nn.Module) -> None:
+        name = "gradients"
+        module.train()
+        module.zero_grad(set_to_none=True)
+        if self.kind == "loss":
+            logits = self.logits.clone().requires_grad_(True)
+            value = module(logits, self.batch)
+            self.expect(value.requires_grad, name, "the loss is not differentiable w.r.t. the logits")
+            value.backward()
+            self.expect(logits.grad is not None and bool(torch.isfinite(logits.grad).all()), name, "non-finite logit gradients")
+            self.expect(bool(logits.grad.abs().sum() > 0), name, "the loss gives zero gradients to the logits")
+            self.passed.append(name)
+            return
+        if self.kind == "recommender" and not getattr(self.cls, "trainable", True):
+            self.passed.append(name)
+            return
+        torch.manual_seed(self.seed)
+        output = self.run(module)
+        trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if not trainable:
+            self.passed.append(name)
+            return
+        self.expect(output.requires_grad, name, "the output does not depend on any parameter")
+        (self.real(output).float() ** 2).mean().backward()
+        missing = [n for n, p in trainable if p.grad is None]
+        self.expect(not missing, name, f"parameters without gradients (unused?): {', '.join(missing[:10])}")
+        bad = [n for n, p in trainable if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        self.expect(not bad, name, f"non-finite gradients in: {', '.join(bad[:10])}")
+        module.zero_grad(set_to_none=True)
+        self.passed.append(name)
+
+    def check_state_dict(self, module: nn.Module, reference: torch.Tensor) -> None:
+        name = "state_dict"
+        buffer = io.BytesIO()
+        torch.save(module.state_dict(), buffer)
+        buffer.seek(0)
+        try:
+            state = torch.load(buffer, weights_only=True)
+        except Exception as error:  # noqa: BLE001
+            self.fail(name, f"state_dict cannot be loaded with torch.load(weights_only=True): {error}")
+        torch.manual_seed(self.seed + 1)
+        fresh = self.build()
+        try:
+            fresh.load_state_dict(state)
+        except Exception as error:  # noqa: BLE001
+            self.fail(name, f"a fresh instance cannot load the state_dict: {error}")
+        fresh.eval()
+        with torch.no_grad():
+            output = self.run(fresh)
+        self.expect(
+            self.same(self.real(output), self.real(reference)),
+            name,
+            "a fresh instance with the loaded state_dict gives a different eval-mode output",
+        )
+        self.passed.append(name)
+
+    def check_device(self, module: nn.Module, reference: torch.Tensor) -> None:
+        name = "device"
+        for module_name, sub in module.named_modules():
+            registered = set(sub._parameters) | set(sub._buffers)
+            loose = [k for k, v in vars(sub).items() if isinstance(v, torch.Tensor) and k not in registered]
+            self.expect(
+                not loose,
+                name,
+                f"tensor attributes {loose} of {module_name or type(module).__name__} are not registered "
+                "buffers/parameters; they will not follow .to(device)",
+            )
+        moved = copy.deepcopy(module).to(self.device)
+        wrong = [n for n, t in [*moved.named_parameters(), *moved.named_buffers()] if t.device.type != self.device.type]
+        self.expect(not wrong, name, f"after .to({self.device}) these tensors stayed behind: {wrong[:10]}")
+        moved.eval()
+        batch = self.batch.to(self.device)
+        with torch.no_grad():
+            try:
+                output = self.run(moved, batch, self.query.to(self.device), self.logits.to(self.device))
+            except Exception as error:  # noqa: BLE001
+                self.fail(name, f"forward on {self.device} raised {type(error).__name__}: {error}")
+        self.expect(output.device.type == self.device.type, name, f"output on {output.device}, expected {self.device}")
+        tolerance = dict(rtol=1e-3, atol=1e-4) if self.device.type != "cpu" else dict(rtol=_RTOL, atol=_ATOL)
+        self.expect(
+            torch.allclose(self.real(output, batch).float().cpu(), self.real(reference).float(), **tolerance),
+            name,
+            f"output on {self.device} differs from the CPU output",
+        )
+        back = moved.to("cpu")
+        with torch.no_grad():
+            again = self.run(back)
+        self.expect(self.same(self.real(again), self.real(reference)), name, "output changed after a device round trip")
+        self.passed.append(name)
+
+    def check_determinism(self, module: nn.Module) -> None:
+        name = "determinism"
+        outputs = []
+        states = []
+        for _ in range(2):
+            torch.manual_seed(self.seed)
+            instance = self.build()
+            states.append(instance.state_dict())
+            instance.train()
+            torch.manual_seed(self.seed + 7)
+            with torch.no_grad():
+                train_out = self.run(instance)
+            instance.eval()
+            with torch.no_grad():
+                eval_out = self.run(instance)
+            outputs.append((train_out, eval_out))
+        first, second = states
+        for key, value in first.items():
+            if isinstance(value, torch.Tensor):
+                self.expect(torch.equal(value, second[key]), name, f"same seed, different initial {key!r}")
+        self.expect(torch.equal(outputs[0][0], outputs[1][0]), name, "same seed, different train-mode outputs")
+        self.expect(torch.equal(outputs[0][1], outputs[1][1]), name, "same seed, different eval-mode outputs")
+        self.passed.append(name)
+
+    def check_causality(self, module: nn.Module) -> None:
+        name = "causality"
+        if self.kind not in ("recommender", "encoder", "memory"):
+            return
+        module.eval()
+        mask = self.batch.visit_mask
+        n_visits = mask.shape[1]
+        with torch.no_grad():
+            base = self.run(module)
+        generator = torch.Generator().manual_seed(99)
+
+        def unchanged_up_to(t: int, output: torch.Tensor) -> bool:
+            prefix = mask[:, : t + 1]
+            return self.same(base[:, : t + 1][prefix], output[:, : t + 1][prefix])
+
+        for t in range(n_visits):
+            perturbations: list[tuple[str, int, Callable[[], torch.Tensor]]] = []
+            if self.kind in ("recommender", "memory"):
+                medications = self.batch.medications.clone()
+                medications[:, t] = torch.where(mask[:, t, None], 1 - medications[:, t], medications[:, t])
+                changed = dataclasses.replace(self.batch, medications=medications)
+                perturbations.append(
+                    (f"changing the medications of visit {t} changed outputs at visits <= {t}", t,
+                     lambda b=changed: self.run(module, b))
+                )
+            if t + 1 < n_visits and self.kind in ("recommender", "encoder"):
+                codes = {}
+                for vocab, tensor in self.batch.codes.items():
+                    size = self.schema.vocab_sizes.get(vocab, int(tensor.max()))
+                    shift = torch.randint(1, max(size, 2), tensor[:, t + 1].shape, generator=generator)
+                    new = tensor.clone()
+                    real = new[:, t + 1] > 0
+                    new[:, t + 1] = torch.where(real, (new[:, t + 1] - 1 + shift) % size + 1, new[:, t + 1])
+                    codes[vocab] = new
+                changed = dataclasses.replace(self.batch, codes=codes)
+                perturbations.append(
+                    (f"changing the codes of visit {t + 1} changed outputs at visits <= {t}", t,
+                     lambda b=changed: self.run(module, b))
+                )
+            if t + 1 < n_visits and self.kind == "memory":
+                query = self.query.clone()
+                query[:, t + 1 :] = torch.randn(query[:, t + 1 :].shape, generator=generator)
+                perturbations.append(
+                    (f"changing the queries of visits > {t} changed outputs at visits <= {t}", t,
+                     lambda q=query: self.run(module, query=q))
+                )
+            for message, upto, produce in perturbations:
+                with torch.no_grad():
+                    output = produce()
+                self.expect(unchanged_up_to(upto, output), name, message + " (a model may read medications of "
+                            "visits < t and codes of visits <= t only)")
+        self.passed.append(name)
+
+
+def check_component(
+    component_class: type,
+    params: BaseModel | None = None,
+    schema: DataSchema | None = None,
+    data: EHRData | None = None,
+    device: torch.device | str | None = None,
+    *,
+    query_dim: int = 16,
+    seed: int = 0,
+) -> list[str]:
+    """Run the conformance checks on a component class.
+
+    Args:
+        component_class: the class (a subclass of one of the kinds in
+            :mod:`medtoolkit.components.base`, with a nested ``Params``).
+        params: its ``Params`` (default: ``component_class.Params()``).
+        schema: data schema (default: :func:`~medtoolkit.testing.fake_schema` of ``data``).
+        data: data to cut the fake batch from (default: :func:`~medtoolkit.testing.fake_ehr`).
+        device: device of the device check (default: CUDA when available, else a CPU round trip).
+        query_dim: query width given to memories.
+        seed: torch seed used to build instances.
+
+    Returns:
+        the names of the checks that ran and passed.
+
+    Raises:
+        AssertionError: ``check_component(<Class>) [<check>] <what went wrong>``.
+    """
+    if not hasattr(component_class, "Params"):
+        raise AssertionError(f"check_component({component_class.__name__}) [params] the class has no nested Params")
+    data = data if data is not None else fake_ehr()
+    schema = schema if schema is not None else fake_schema(data)
+    batch = fake_batch(data)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    checker = _Checker(component_class, params, schema, batch, torch.device(device), query_dim, seed)
+    checker.check_params()
+    if checker.kind not in MODULE_KINDS:
+        return checker.passed
+    torch.manual_seed(seed)
+    try:
+        module = checker.build()
+    except Exception as error:  # noqa: BLE001
+        checker.fail("construction", f"{component_class.__name__}(params, schema) raised {type(error).__name__}: {error}")
+    checker.expect(isinstance(module, nn.Module), "construction", "a neural component must be a torch.nn.Module")
+    reference = checker.check_shapes(module)
+    checker.check_state_dict(module, reference)
+    checker.check_device(module, reference)
+    checker.check_determinism(module)
+    checker.check_causality(module)
+    checker.check_gradients(module)
+    return checker.passed
+
+
+__all__ = ["check_component"]

@@ -1,0 +1,545 @@
+"""Declarative assembly: whole-config validation with paths, slots, overrides, YAML errors.
+
+A fresh :class:`PluginHost` with toy components (names prefixed ``toy_``) keeps these tests
+independent of the built-ins; a few tests at the end use the built-ins on purpose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from pydantic import Field
+
+import medtoolkit
+from medtoolkit.components.base import Dataset, Encoder, Loss, Memory, Recommender, Task
+from medtoolkit.components.params import Node, Params, slot
+from medtoolkit.config import (
+    ConfigError,
+    ConfigValidationError,
+    RunConfig,
+    apply_overrides,
+    load_yaml,
+    parse_override,
+    validate_config,
+)
+from medtoolkit.hookspecs import Register
+from medtoolkit.plugins import PluginHost
+
+
+# ---------------------------------------------------------------------------- toy components
+class ToyData(Dataset):
+    class Params(Params):
+        n_patients: int = Field(10, ge=1)
+        path: str | None = None
+
+    def load(self, progress: bool = True) -> Any:
+        raise NotImplementedError
+
+
+class ToyOtherData(Dataset):
+    class Params(Params):
+        seed: int = 0
+
+    def load(self, progress: bool = True) -> Any:
+        raise NotImplementedError
+
+
+class ToyTask(Task):
+    class Params(Params):
+        protocol: str = "random"
+
+    def splits(self, data: Any) -> list[Any]:
+        return []
+
+    def build_schema(self, data: Any, split: Any) -> Any:
+        return None
+
+    def evaluate(self, probabilities: Any, targets: Any, visit_patient: Any, schema: Any) -> dict[str, Any]:
+        return {}
+
+
+class ToyEncoder(Encoder):
+    class Params(Params):
+        hidden_size: int = Field(8, ge=1)
+        vocabularies: tuple[str, ...] = ("diagnoses", "procedures")
+
+    @property
+    def output_dim(self) -> int:
+        return self.params.hidden_size
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return torch.zeros(*batch.visit_mask.shape, self.output_dim)
+
+
+class ToyMemory(Memory):
+    class Params(Params):
+        layers: int = 1
+        query: Node = slot("encoder", "toy_encoder", hidden_size=2)  # a slot inside a slot
+
+    @property
+    def output_dim(self) -> int:
+        return 1
+
+    def forward(self, query: torch.Tensor, batch: Any) -> torch.Tensor:
+        return query[..., :1]
+
+
+class ToyRecommender(Recommender):
+    class Params(Params):
+        encoder: Node = slot("encoder", "toy_encoder", hidden_size=4)
+        memory: Node = slot("memory")  # required
+        dropout: float = Field(0.1, ge=0, lt=1)
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return torch.zeros(1)
+
+
+class ToyBrokenDefault(Recommender):
+    class Params(Params):
+        encoder: Node = slot("encoder", "no_such_encoder")
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return torch.zeros(1)
+
+
+class ToyLoss(Loss):
+    class Params(Params):
+        weight: float = 1.0
+
+    def forward(self, logits: torch.Tensor, batch: Any) -> torch.Tensor:
+        return logits.sum()
+
+
+class ToyMarginLoss(ToyLoss):
+    class Params(Params):
+        weight: float = 1.0
+        margin: float = 0.5
+
+
+class ToyCore:
+    @medtoolkit.hookimpl
+    def register_datasets(self, register: Register) -> None:
+        register("toy_data", ToyData)
+        register("toy_csv", ToyOtherData)
+
+    @medtoolkit.hookimpl
+    def register_tasks(self, register: Register) -> None:
+        register("toy_task", ToyTask)
+
+    @medtoolkit.hookimpl
+    def register_memories(self, register: Register) -> None:
+        register("toy_memory", ToyMemory)
+
+    @medtoolkit.hookimpl
+    def register_recommenders(self, register: Register) -> None:
+        register("toy_recommender", ToyRecommender)
+        register("toy_broken_default", ToyBrokenDefault)
+
+    @medtoolkit.hookimpl
+    def register_losses(self, register: Register) -> None:
+        register("toy_bce", ToyLoss)
+        register("toy_margin", ToyMarginLoss)
+
+
+class ToyEncoders:
+    @medtoolkit.hookimpl
+    def register_encoders(self, register: Register) -> None:
+        register("toy_encoder", ToyEncoder)
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost(
+        load_entry_points=False,
+        extra_plugins=(("toy-core", "1.0", ToyCore()), ("toy-encoders", "0.2", ToyEncoders())),
+    )
+
+
+def good_config() -> dict[str, Any]:
+    return {
+        "seed": 3,
+        "dataset": {"type": "toy_data", "n_patients": 20},
+        "task": {"type": "toy_task"},
+        "model": {"type": "toy_recommender", "memory": {"type": "toy_memory", "layers": 2}},
+        "losses": [{"type": "toy_bce"}, {"type": "toy_margin", "weight": 0.1}],
+        "trainer": {"epochs": 2},
+    }
+
+
+def errors_of(raw: Any, host: PluginHost) -> list[ConfigError]:
+    with pytest.raises(ConfigValidationError) as caught:
+        validate_config(raw, host, source="run.yaml")
+    return caught.value.errors
+
+
+def paths(errors: list[ConfigError]) -> list[str]:
+    return [e.path for e in errors]
+
+
+# ---------------------------------------------------------------------------- valid configs
+def test_valid_config_resolves_every_node(host: PluginHost) -> None:
+    config = validate_config(good_config(), host)
+    assert isinstance(config, RunConfig)
+    assert config.dataset.component is ToyData and config.dataset.params.n_patients == 20
+    assert config.model.component is ToyRecommender
+    memory = config.model.params.memory
+    assert memory.component is ToyMemory and memory.params.layers == 2
+    assert [loss.component for loss in config.losses] == [ToyLoss, ToyMarginLoss]
+    assert config.losses[1].params.weight == 0.1
+    assert config.trainer.epochs == 2 and config.trainer.lr == 2e-4
+
+
+def test_default_slots_are_resolved_with_their_default_params(host: PluginHost) -> None:
+    config = validate_config(good_config(), host)
+    encoder = config.model.params.encoder  # not written in the config
+    assert encoder.type == "toy_encoder"
+    assert encoder.component is ToyEncoder
+    assert encoder.params == ToyEncoder.Params(hidden_size=4)
+    nested = config.model.params.memory.params.query  # default slot of a written slot
+    assert nested.component is ToyEncoder and nested.params.hidden_size == 2
+
+
+def test_slot_without_type_tweaks_the_default_component(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"]["encoder"] = {"vocabularies": ["diagnoses"]}
+    encoder = validate_config(raw, host).model.params.encoder
+    assert encoder.component is ToyEncoder
+    assert encoder.params == ToyEncoder.Params(hidden_size=4, vocabularies=("diagnoses",))
+
+
+def test_resolved_nodes_build_components(host: PluginHost) -> None:
+    config = validate_config(good_config(), host)
+    encoder = config.model.params.encoder.build(None)
+    assert isinstance(encoder, ToyEncoder) and encoder.output_dim == 4
+
+
+def test_to_dict_fills_every_default_and_validates_again(host: PluginHost) -> None:
+    config = validate_config(good_config(), host)
+    resolved = config.to_dict()
+    assert resolved["model"] == {
+        "type": "toy_recommender",
+        "encoder": {"type": "toy_encoder", "hidden_size": 4, "vocabularies": ["diagnoses", "procedures"]},
+        "memory": {
+            "type": "toy_memory",
+            "layers": 2,
+            "query": {"type": "toy_encoder", "hidden_size": 2, "vocabularies": ["diagnoses", "procedures"]},
+        },
+        "dropout": 0.1,
+    }
+    assert resolved["dataset"] == {"type": "toy_data", "n_patients": 20, "path": None}
+    assert resolved["losses"][1] == {"type": "toy_margin", "weight": 0.1, "margin": 0.5}
+    assert validate_config(resolved, host).to_dict() == resolved
+
+
+def test_nodes_built_in_python_are_accepted(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"] = Node(type="toy_recommender", memory={"type": "toy_memory"}, dropout=0.2)
+    config = validate_config(raw, host)
+    assert config.model.params.dropout == 0.2
+    assert config.model.params.memory.component is ToyMemory
+
+
+# ---------------------------------------------------------------------------- errors, all at once
+def test_three_mistakes_give_exactly_three_paths(host: PluginHost) -> None:
+    raw = good_config()
+    raw["dataset"]["type"] = "toy_dta"  # unknown type
+    raw["model"]["dropuot"] = 0.3  # misspelled key
+    raw["trainer"]["epochs"] = "many"  # wrong value type
+    errors = errors_of(raw, host)
+    assert sorted(paths(errors)) == ["dataset.type", "model.dropuot", "trainer.epochs"]
+    by_path = {e.path: e for e in errors}
+    assert "unknown dataset 'toy_dta'. Did you mean 'toy_data'?" in by_path["dataset.type"].message
+    assert by_path["model.dropuot"].message.startswith("unknown key 'dropuot'; did you mean 'dropout'?")
+    assert by_path["model.dropuot"].plugin == "toy-core"
+    assert "valid integer" in by_path["trainer.epochs"].message
+    assert "(got 'many')" in by_path["trainer.epochs"].message
+
+
+def test_error_message_lists_every_problem_with_its_owner(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"]["dropout"] = 2
+    with pytest.raises(ConfigValidationError) as caught:
+        validate_config(raw, host, source="run.yaml")
+    text = str(caught.value)
+    assert text.startswith("run.yaml: 1 error(s)\n  - model.dropout: ")
+    assert text.endswith("(got 2) [toy-core]")
+
+
+def test_nested_slot_errors_carry_the_full_path_and_the_slot_owner(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"]["encoder"] = {"type": "toy_encoder", "hiden_size": 16}
+    raw["model"]["memory"]["query"] = {"type": "toy_encoder", "hidden_size": 0}
+    errors = sorted(errors_of(raw, host), key=lambda e: e.path)
+    assert paths(errors) == ["model.encoder.hiden_size", "model.memory.query.hidden_size"]
+    assert errors[0].message.startswith("unknown key 'hiden_size'; did you mean 'hidden_size'?")
+    assert "(valid keys: hidden_size, vocabularies)" in errors[0].message
+    assert errors[0].plugin == "toy-encoders"  # the encoder's plugin, not the recommender's
+    assert "greater than or equal to 1" in errors[1].message
+
+
+def test_unknown_slot_type_and_bad_parent_param_are_both_reported(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"]["encoder"] = {"type": "toy_encodr"}
+    raw["model"]["dropout"] = "high"
+    errors = errors_of(raw, host)
+    assert paths(errors) == ["model.encoder.type", "model.dropout"]
+    assert "Did you mean 'toy_encoder'?" in errors[0].message
+
+
+def test_required_slot_missing(host: PluginHost) -> None:
+    raw = good_config()
+    del raw["model"]["memory"]
+    (error,) = errors_of(raw, host)
+    assert (error.path, error.message) == ("model.memory", "Field required")
+
+
+def test_slot_of_the_wrong_kind_is_rejected(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"]["memory"] = {"type": "toy_encoder"}  # an encoder where a memory goes
+    (error,) = errors_of(raw, host)
+    assert error.path == "model.memory.type"
+    assert error.message.startswith("unknown memory 'toy_encoder'.")
+    assert "('toy_encoder' is registered as kind 'encoder', not 'memory'.)" in error.message
+
+
+def test_unknown_name_mentions_plugins_that_failed_to_load() -> None:
+    class Broken:
+        @medtoolkit.hookimpl
+        def register_encoders(self, register: Register) -> None:
+            raise ImportError("No module named 'torch_scatter'")
+
+    host = PluginHost(
+        load_entry_points=False,
+        extra_plugins=(("toy-core", "1.0", ToyCore()), ("toy-encoders", "0.2", ToyEncoders()), ("bad", "1", Broken())),
+    )
+    raw = good_config()
+    raw["model"]["encoder"] = {"type": "bag_of_codes"}
+    (error,) = errors_of(raw, host)
+    assert error.path == "model.encoder.type"
+    assert "Plugins that failed to load: " in error.message
+    assert error.message.endswith("bad (see `medtoolkit plugins`).")
+
+
+def test_default_slot_with_an_unknown_name_is_reported(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"] = {"type": "toy_broken_default"}
+    (error,) = errors_of(raw, host)
+    assert error.path == "model.encoder.type"
+    assert "unknown encoder 'no_such_encoder'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("node", "path", "message"),
+    [
+        ({"n_patients": 3}, "dataset", "missing 'type' (a registered dataset name)"),
+        ("toy_data", "dataset", "expected a dataset node {type: <name>, ...}, got 'toy_data'"),
+        ({"type": 3}, "dataset.type", "must be a registered dataset name, got 3"),
+    ],
+)
+def test_malformed_nodes(host: PluginHost, node: Any, path: str, message: str) -> None:
+    raw = good_config()
+    raw["dataset"] = node
+    (error,) = errors_of(raw, host)
+    assert (error.path, error.message) == (path, message)
+
+
+def test_import_paths_are_never_accepted(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"]["memory"] = {"type": "tests.test_config:ToyMemory"}
+    (error,) = errors_of(raw, host)
+    assert error.path == "model.memory.type"
+    assert error.message.startswith("unknown memory 'tests.test_config:ToyMemory'.")
+
+
+def test_plugin_provided_name_suggests_the_extra(host: PluginHost) -> None:
+    raw = good_config()
+    raw["model"] = {"type": "safedrug"}
+    (error,) = errors_of(raw, host)
+    assert 'pip install "medtoolkit[molecule]"' in error.message
+
+
+def test_losses_are_validated_per_index(host: PluginHost) -> None:
+    raw = good_config()
+    raw["losses"] = [{"type": "toy_bce", "weight": "heavy"}, {"type": "toy_ddi"}, {"type": "toy_margin"}]
+    assert paths(errors_of(raw, host)) == ["losses.0.weight", "losses.1.type"]
+    raw["losses"] = {"type": "toy_bce"}
+    assert paths(errors_of(raw, host)) == ["losses"]
+
+
+def test_missing_required_sections_are_reported_once(host: PluginHost) -> None:
+    errors = errors_of({"task": {"type": "toy_task"}}, host)
+    assert [(e.path, e.message) for e in errors] == [
+        ("dataset", "missing required section 'dataset'"),
+        ("model", "missing required section 'model'"),
+    ]
+
+
+def test_unknown_top_level_key(host: PluginHost) -> None:
+    raw = good_config()
+    raw["trainr"] = {"epochs": 3}
+    (error,) = errors_of(raw, host)
+    assert error.path == "trainr"
+    assert error.message.startswith("unknown top-level key 'trainr'; did you mean 'trainer'?")
+
+
+def test_misspelled_trainer_key_suggests_a_trainer_key(host: PluginHost) -> None:
+    raw = good_config()
+    raw["trainer"]["lrr"] = 0.1
+    raw["eval"] = {"treshold": 0.3}
+    errors = errors_of(raw, host)
+    assert paths(errors) == ["trainer.lrr", "eval.treshold"]
+    assert errors[0].message.startswith("unknown key 'lrr'; did you mean 'lr'? (valid keys: epochs, lr,")
+    assert errors[1].message.startswith("unknown key 'treshold'; did you mean 'threshold'? (valid keys: threshold,")
+
+
+def test_run_file_must_be_a_mapping(host: PluginHost) -> None:
+    (error,) = errors_of(["dataset"], host)
+    assert (error.path, error.message) == ("", "a run file must be a mapping, got list")
+    assert str(error) == "<root>: a run file must be a mapping, got list"
+
+
+# ---------------------------------------------------------------------------- overrides
+def test_parse_override_reads_yaml_values() -> None:
+    assert parse_override("trainer.lr=0.001") == (["trainer", "lr"], 0.001)
+    assert parse_override("trainer.amp=true") == (["trainer", "amp"], True)
+    assert parse_override("model.encoder.vocabularies=[diagnoses]") == (
+        ["model", "encoder", "vocabularies"],
+        ["diagnoses"],
+    )
+    assert parse_override("device=cuda:1") == (["device"], "cuda:1")
+    assert parse_override("name=a=b") == (["name"], "a=b")
+    assert parse_override("name=") == (["name"], "")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("trainer.lr", "override 'trainer.lr' must look like key.path=value"),
+        ("=1", "override '=1' has an empty key"),
+        ("trainer..lr=1", "override 'trainer..lr=1' has an empty key"),
+        ("trainer.=1", "override 'trainer.=1' has an empty key"),
+    ],
+)
+def test_bad_override_syntax(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        apply_overrides(good_config(), [text])
+    assert str(caught.value) == message
+
+
+def test_override_sets_nested_keys_without_touching_the_input() -> None:
+    raw = good_config()
+    new, notes = apply_overrides(raw, ["trainer.lr=0.01", "model.memory.layers=3", "eval.bootstrap_rounds=0"])
+    assert new["trainer"] == {"epochs": 2, "lr": 0.01}
+    assert new["model"]["memory"] == {"type": "toy_memory", "layers": 3}
+    assert new["eval"] == {"bootstrap_rounds": 0}
+    assert notes == []
+    assert raw == good_config()
+
+
+def test_override_list_index() -> None:
+    new, _ = apply_overrides(good_config(), ["losses.0.weight=0.5", "losses.1={type: toy_bce}"])
+    assert new["losses"] == [{"type": "toy_bce", "weight": 0.5}, {"type": "toy_bce"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("losses.2.weight=1", "override 'losses.2.weight=1': losses.2 is not an index of a list of 2"),
+        ("losses.first.weight=1", "override 'losses.first.weight=1': losses.first is not an index of a list of 2"),
+        ("losses.5=1", "override 'losses.5=1': 5 is not an index of a list of 2"),
+        ("seed.value=1", "override 'seed.value=1': seed is a value, not a section"),
+    ],
+)
+def test_override_paths_that_do_not_exist(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        apply_overrides(good_config(), [text])
+    assert str(caught.value) == message
+
+
+def test_switching_a_node_type_resets_its_params_with_a_note() -> None:
+    new, notes = apply_overrides(good_config(), ["dataset.type=toy_csv", "dataset.seed=7"])
+    assert new["dataset"] == {"type": "toy_csv", "seed": 7}
+    assert notes == ["dataset: switched type 'toy_data' -> 'toy_csv'; reset parameters n_patients"]
+
+
+def test_switching_a_list_node_type_and_setting_the_same_type() -> None:
+    new, notes = apply_overrides(good_config(), ["losses.1.type=toy_bce", "dataset.type=toy_data"])
+    assert new["losses"][1] == {"type": "toy_bce"}
+    assert new["dataset"] == {"type": "toy_data", "n_patients": 20}  # same type: nothing reset
+    assert notes == ["losses.1: switched type 'toy_margin' -> 'toy_bce'; reset parameters weight"]
+
+
+def test_overridden_config_validates_and_switched_node_is_valid(host: PluginHost) -> None:
+    raw = good_config()
+    raw["dataset"]["path"] = "/data/x"
+    new, _ = apply_overrides(raw, ["dataset.type=toy_csv", "model.encoder.hidden_size=32"])
+    config = validate_config(new, host)
+    assert config.dataset.component is ToyOtherData
+    assert config.model.params.encoder.params.hidden_size == 32
+
+
+def test_override_values_go_through_the_schema(host: PluginHost) -> None:
+    new, _ = apply_overrides(good_config(), ["trainer.lr=-1", "model.encoder.hidden_size=wide"])
+    assert paths(errors_of(new, host)) == ["model.encoder.hidden_size", "trainer.lr"]
+
+
+# ---------------------------------------------------------------------------- YAML files
+def test_load_yaml_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("seed: 1\ndataset: {type: toy_data}\n", encoding="utf-8")
+    assert load_yaml(path) == {"seed": 1, "dataset": {"type": "toy_data"}}
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("seed: 1\ndataset:\n  type: toy_data\n  n_patients: [1, 2\nmodel: {}\n", encoding="utf-8")
+    with pytest.raises(ConfigValidationError) as caught:
+        load_yaml(path)
+    (error,) = caught.value.errors
+    assert caught.value.source == str(path)
+    assert error.message.startswith("invalid YAML (line 5, column 6)")
+    assert str(caught.value).startswith(f"{path}: 1 error(s)")
+
+
+def test_yaml_bad_indentation_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset:\n  type: toy_data\n n_patients: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigValidationError, match=r"invalid YAML \(line 3, column 2\)"):
+        load_yaml(path)
+
+
+def test_yaml_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ConfigValidationError, match="a run file must be a YAML mapping"):
+        load_yaml(path)
+    path.write_text("", encoding="utf-8")
+    assert load_yaml(path) == {}
+
+
+def test_missing_yaml_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run file not found: .*nope.yaml"):
+        load_yaml(tmp_path / "nope.yaml")
+
+
+# ---------------------------------------------------------------------------- with the built-ins
+def test_task_defaults_to_medication_recommendation() -> None:
+    host = PluginHost(load_entry_points=False)
+    config = validate_config(
+        {"dataset": {"type": "synthetic"}, "model": {"type": "gamenet"}}, host
+    )
+    assert config.task.type == "medication_recommendation"
+    assert config.task.component is host.get("task", "medication_recommendation")
+
+
+def test_builtin_presets_validate() -> None:
+    from medtoolkit.presets import preset_config
+
+    host = PluginHost(load_entry_points=False)
+    names = host.registry("preset").names()
+    assert "gamenet" in names
+    for name in names:
+        validate_config(preset_config(name, host=host), host, source=name)
