@@ -52,6 +52,57 @@ napoleon_numpy_docstring = False
 napoleon_use_ivar = True
 napoleon_use_rtype = False
 
+# Resolved type names in signatures are shown without their module path.
+python_use_unqualified_type_names = True
+
+
+def _qualify_params(app, what, name, obj, options, signature, return_annotation):
+    """Qualify the bare ``Params`` of component signatures.
+
+    Every component annotates ``params: Params``; unqualified, Sphinx finds a dozen
+    ``*.Params`` targets and warns that the reference is ambiguous. A class's own nested
+    ``Params`` wins, else the base :class:`medtoolkit.components.params.Params`.
+    """
+    import inspect
+    import re
+
+    if not signature or "Params" not in signature:
+        return None
+    owner = obj if inspect.isclass(obj) else None
+    if owner is None and "." in getattr(obj, "__qualname__", ""):
+        module = inspect.getmodule(obj)
+        owner = getattr(module, obj.__qualname__.split(".")[0], None)
+    target = None
+    if owner is not None and inspect.isclass(owner.__dict__.get("Params")):
+        target = owner.__dict__["Params"]
+    if target is None:
+        target = getattr(inspect.getmodule(obj), "Params", None)
+    if not inspect.isclass(target):
+        return None
+    path = f"{target.__module__}.{target.__qualname__}"
+    pattern = re.compile(r"(?<![\w.])Params(?![\w.])")
+    return pattern.sub(path, signature), (
+        pattern.sub(path, return_annotation) if return_annotation else return_annotation
+    )
+
+
+def _fix_plural_literals(app, what, name, obj, options, lines):
+    """Make a literal followed by a plural "s" (double-backquoted Node, then "s") valid RST.
+
+    docutils needs whitespace or punctuation after an inline literal; insert an escaped
+    space, which renders as nothing.
+    """
+    import re
+
+    pattern = re.compile(r"(``[^`]+``)(s\b)")
+    lines[:] = [pattern.sub(r"\1\\ \2", line) for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-signature", _qualify_params)
+    app.connect("autodoc-process-docstring", _fix_plural_literals)
+
+
 # -- HTML -----------------------------------------------------------------------------------
 html_theme = "alabaster"
 html_title = f"medtoolkit {release}"

@@ -185,7 +185,12 @@ def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
     for entry in host.registry("command"):
         command = entry.obj
         p = sub.add_parser(entry.name, help=getattr(command, "help", _first_line(command)))
-        command.add_arguments(p)
+        try:
+            command.add_arguments(p)
+        except Exception as error:  # noqa: BLE001 - a broken plugin command must not take the CLI down
+            print(f"warning: command {entry.name!r} from {entry.plugin} is unusable: {error}", file=sys.stderr)
+            sub._name_parser_map.pop(entry.name, None)
+            continue
         p.set_defaults(func=lambda args, c=command, h=host: c.run(args, h))
     return parser
 

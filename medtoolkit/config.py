@@ -220,9 +220,9 @@ def _validate_node(
         other_kinds = [k for k, r in host.registries.items() if k != kind and type_name in r]
         if other_kinds:
             message += f" ({type_name!r} is registered as kind {other_kinds[0]!r}, not {kind!r}.)"
-        broken = [p.name for p in host.broken]
-        if broken:
-            message += f" Plugins that failed to load: {', '.join(broken)} (see `medtoolkit plugins`)."
+        not_loaded = [f"{p.name} ({p.status})" for p in host.plugins if p.status != "ok"]
+        if not_loaded:
+            message += f" Plugins not loaded: {', '.join(not_loaded)} (see `medtoolkit plugins`)."
         errors.append(ConfigError(_join(path, "type"), message))
         return None
     params_class = entry.obj.Params
@@ -324,6 +324,24 @@ def validate_config(
 
 
 # ---------------------------------------------------------------------------- files & overrides
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key repeated in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a run file; errors name the file and line."""
     path = Path(path)
@@ -332,7 +350,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"run file not found: {path}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

@@ -130,7 +130,7 @@ class PluginHost:
                 continue
             try:
                 plugin = entry_point.load()
-            except Exception as error:  # noqa: BLE001 - any import failure marks the plugin broken
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure marks the plugin broken
                 self.plugins.append(
                     PluginInfo(
                         distribution,

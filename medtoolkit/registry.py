@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,18 @@ class Registry:
             # the registered name is what configs and checkpoints refer to
             if obj.__dict__.get("registered_name") is None:
                 obj.registered_name = name
+        elif self.kind == "command":  # the CLI calls these for every command at start-up
+            missing = [m for m in ("add_arguments", "run") if not callable(getattr(obj, m, None))]
+            if missing:
+                raise InvalidComponentError(
+                    f"command {name!r} from plugin {plugin!r} must have {' and '.join(missing)} "
+                    f"(see medtoolkit.hookspecs.register_commands), got {obj!r}"
+                )
+        elif self.kind == "preset" and not isinstance(obj, (str, os.PathLike, Mapping)):
+            raise InvalidComponentError(
+                f"preset {name!r} from plugin {plugin!r} must be a run-config mapping or a path to a "
+                f"YAML file, got {obj!r}"
+            )
         entry = Entry(name=name, kind=self.kind, obj=obj, plugin=plugin, version=version)
         self._entries[name] = entry
         return entry

@@ -305,7 +305,7 @@ def test_slot_of_the_wrong_kind_is_rejected(host: PluginHost) -> None:
     assert "('toy_encoder' is registered as kind 'encoder', not 'memory'.)" in error.message
 
 
-def test_unknown_name_mentions_plugins_that_failed_to_load() -> None:
+def test_unknown_name_mentions_plugins_that_did_not_load() -> None:
     class Broken:
         @medtoolkit.hookimpl
         def register_encoders(self, register: Register) -> None:
@@ -319,8 +319,8 @@ def test_unknown_name_mentions_plugins_that_failed_to_load() -> None:
     raw["model"]["encoder"] = {"type": "bag_of_codes"}
     (error,) = errors_of(raw, host)
     assert error.path == "model.encoder.type"
-    assert "Plugins that failed to load: " in error.message
-    assert error.message.endswith("bad (see `medtoolkit plugins`).")
+    assert "Plugins not loaded: " in error.message
+    assert error.message.endswith("bad (broken) (see `medtoolkit plugins`).")
 
 
 def test_default_slot_with_an_unknown_name_is_reported(host: PluginHost) -> None:
@@ -543,3 +543,38 @@ def test_builtin_presets_validate() -> None:
     assert "gamenet" in names
     for name in names:
         validate_config(preset_config(name, host=host), host, source=name)
+
+
+def test_three_mistakes_in_the_gamenet_preset() -> None:
+    from medtoolkit.presets import preset_config
+
+    host = PluginHost(load_entry_points=False)
+    raw, _ = apply_overrides(
+        preset_config("gamenet", host=host),
+        ["model.memory.type=gcm", "model.encoder.hiden_dim=64", "losses.2.target=low"],
+    )
+    errors = errors_of(raw, host)
+    assert sorted(paths(errors)) == ["losses.2.target", "model.encoder.hiden_dim", "model.memory.type"]
+    by_path = {e.path: e for e in errors}
+    assert "Did you mean 'gcn'?" in by_path["model.memory.type"].message
+    assert "did you mean 'hidden_dim'?" in by_path["model.encoder.hiden_dim"].message
+    assert by_path["model.encoder.hiden_dim"].plugin == "medtoolkit"
+
+
+def test_duplicate_yaml_keys_are_errors_not_silently_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "dataset: {type: toy_data}\nmodel:\n  type: toy_recommender\n  dropout: 0.1\n  dropout: 0.5\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigValidationError) as caught:
+        load_yaml(path)
+    (error,) = caught.value.errors
+    assert error.message.startswith("invalid YAML (line 5, column 3)")
+    assert "found duplicate key 'dropout' (first on line 4)" in error.message
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("base: &base {type: toy_bce, weight: 1.0}\nlosses:\n  - {<<: *base, weight: 0.5}\n")
+    assert load_yaml(path)["losses"] == [{"type": "toy_bce", "weight": 0.5}]

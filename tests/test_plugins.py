@@ -261,6 +261,23 @@ def test_hook_without_hookimpl_marker_is_broken_not_silently_ignored() -> None:
     )
 
 
+class BadCommandPlugin:
+    @medtoolkit.hookimpl
+    def register_commands(self, register: Register) -> None:
+        register("hello", object)  # no add_arguments / run: would break the whole command line
+
+
+def test_malformed_command_breaks_its_plugin_not_the_command_line() -> None:
+    from medtoolkit.cli import build_parser
+
+    host = make_host(("medtoolkit-badcommand", "1", BadCommandPlugin()))
+    broken = info(host, "medtoolkit-badcommand")
+    assert broken.status == "broken"
+    assert "command 'hello' from plugin 'medtoolkit-badcommand' must have add_arguments and run" in broken.error
+    parser = build_parser(host)
+    assert parser.parse_args(["plugins"]).command == "plugins"
+
+
 def test_registering_the_same_plugin_name_twice_is_broken_not_fatal() -> None:
     host = make_host(("medtoolkit-loss", "1", LossPlugin()), ("medtoolkit-loss", "1", GoodPlugin()))
     assert [p.status for p in host.plugins if p.name == "medtoolkit-loss"] == ["ok", "broken"]

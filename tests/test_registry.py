@@ -171,3 +171,35 @@ def test_registry_without_base_class_accepts_any_object() -> None:
     presets = Registry("preset")
     presets.register("paper", {"model": {"type": "gamenet"}}, plugin="medtoolkit-toy", version="2")
     assert presets.get("paper").obj == {"model": {"type": "gamenet"}}
+
+
+class ToyCommand:
+    help = "say hello"
+
+    @staticmethod
+    def add_arguments(parser: Any) -> None:
+        parser.add_argument("--name")
+
+    @staticmethod
+    def run(args: Any, host: Any) -> int:
+        return 0
+
+
+def test_commands_need_add_arguments_and_run() -> None:
+    commands = Registry("command")
+    commands.register("hello", ToyCommand, plugin="medtoolkit-toy")
+    with pytest.raises(InvalidComponentError) as caught:
+        commands.register("broken", type("NoRun", (), {"add_arguments": staticmethod(print)}), plugin="medtoolkit-toy")
+    assert "command 'broken' from plugin 'medtoolkit-toy' must have run " in str(caught.value)
+    with pytest.raises(InvalidComponentError, match="must have add_arguments and run"):
+        commands.register("nothing", object, plugin="medtoolkit-toy")
+
+
+@pytest.mark.parametrize("preset", [{"model": {"type": "gru"}}, "presets/x.yaml"])
+def test_presets_are_mappings_or_paths(preset: Any) -> None:
+    Registry("preset").register("ok", preset)
+
+
+def test_preset_of_another_type_is_rejected() -> None:
+    with pytest.raises(InvalidComponentError, match="preset 'bad' from plugin 'p' must be a run-config mapping"):
+        Registry("preset").register("bad", ["model"], plugin="p")

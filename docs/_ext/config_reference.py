@@ -48,6 +48,18 @@ KIND_TITLES: dict[str, tuple[str, str]] = {
     "adapter": ("Adapters", "register_adapters"),
 }
 
+#: descriptions of the run file's top-level keys that have none in RunConfig
+RUN_FILE_KEYS: dict[str, str] = {
+    "name": "name of the run, used in reports and metrics.json",
+    "seed": "seeds Python, numpy and torch before each split is trained",
+    "dataset": "where the patients come from",
+    "task": "splits, data schema and evaluation protocol",
+    "model": "the recommender and, through its slots, its encoders and memories",
+    "losses": "terms of the training objective (none for models that need no training)",
+    "trainer": "optimisation settings",
+    "eval": "how test predictions are scored",
+}
+
 _CONSTRAINTS = (
     ("gt", ">"),
     ("ge", ">="),
@@ -134,6 +146,10 @@ def format_default(field: Any) -> str:
         return literal(node_spelling(value))
     if isinstance(value, enum.Enum):
         value = value.value
+    if hasattr(type(value), "model_fields") and not hasattr(value, "type"):
+        return "*all defaults* (below)"
+    if isinstance(value, float) and len(repr(value)) > 10:
+        return literal(f"{value:.6g}")
     if isinstance(value, list) and value and all(hasattr(v, "type") for v in value):
         return literal("[" + ", ".join(node_spelling(v) for v in value) + "]")
     return literal(repr(value))
@@ -144,6 +160,19 @@ def first_paragraph(obj: Any) -> str:
     doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
     doc = inspect.cleandoc(doc or "")
     return doc.split("\n\n")[0].strip() if doc else ""
+
+
+def component_traits(obj: Any) -> str:
+    """One sentence on the class-level switches of a component (RST), or ''."""
+    kind = getattr(obj, "kind", "")
+    traits = []
+    if kind == "encoder" and getattr(obj, "consumes", None):
+        traits.append(f"Consumes {literal(obj.consumes)}.")
+    if kind == "loss" and getattr(obj, "gating", False):
+        traits.append("A *gating* loss: folded into the objective after the additive terms.")
+    if kind == "recommender" and not getattr(obj, "trainable", True):
+        traits.append("Not trainable: the trainer skips training and no loss is needed.")
+    return " ".join(traits)
 
 
 def params_table(params_class: type, slot_kind: Any, caption: str = "") -> list[str]:
@@ -270,8 +299,9 @@ class ConfigReferenceDirective(SphinxDirective):
             title, hook = KIND_TITLES[kind]
             entries = data["kinds"].get(kind, [])
             lines += heading(title, "=")
-            lines += [f"Registered through :doc:`/hooks/{hook}`; selected with ``type:`` in a "
-                      f"*{kind}* node.", ""]
+            article = "an" if kind[0] in "aeiou" else "a"
+            lines += [f"Registered through :doc:`/hooks/{hook}`; selected with ``type: <name>`` in "
+                      f"{article} *{kind}* node.", ""]
             if not entries:
                 lines += [f"The core registers no {kind} (plugins may).", ""]
                 continue
@@ -284,6 +314,9 @@ class ConfigReferenceDirective(SphinxDirective):
                 summary = first_paragraph(obj)
                 if summary:
                     lines += summary.splitlines() + [""]
+                traits = component_traits(obj)
+                if traits:
+                    lines += [traits, ""]
                 params = getattr(obj, "Params", None)
                 if params is not None and hasattr(params, "model_fields"):
                     lines += params_table(params, slot_kind)
@@ -302,8 +335,8 @@ class ConfigReferenceDirective(SphinxDirective):
                   "Node sections take ``{type: <registered name>, ...params}``.", ""]
         sections = data["sections"]
         run = data["run"]
-        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 18 30 52", "",
-                  "   * - key", "     - value", "     - default"]
+        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 14 22 22 42", "",
+                  "   * - key", "     - value", "     - default", "     - description"]
         for name, field in run.model_fields.items():
             if name in sections:
                 what = f"list of *{sections[name]}* nodes" if name == "losses" else f"*{sections[name]}* node"
@@ -311,7 +344,9 @@ class ConfigReferenceDirective(SphinxDirective):
                 what = f"see :ref:`config-{name}`"
             else:
                 what = literal(format_type(field.annotation))
-            lines += [f"   * - {literal(name)}", f"     - {what}", f"     - {format_default(field)}"]
+            description = field.description or RUN_FILE_KEYS.get(name, "")
+            lines += [f"   * - {literal(name)}", f"     - {what}", f"     - {format_default(field)}",
+                      f"     - {escape(description)}"]
         lines.append("")
         for key, model in (("trainer", data["trainer"]), ("eval", data["eval"])):
             self._note_source(model)

@@ -1,5 +1,3 @@
-"""medtoolkit-bagofcodes: a visit is the sum of its codes' embeddings (a linear map of its bag of codes)."""
-
 import medtoolkit
 import torch
 from medtoolkit.components.base import Encoder
@@ -10,6 +8,8 @@ from pydantic import PositiveInt
 
 
 class BagOfCodesEncoder(Encoder):
+    """Bag of codes: a visit is the sum of its codes' embeddings (a linear map of its multi-hot codes)."""
+
     class Params(Params):
         output_dim: PositiveInt = 64
 

@@ -8,24 +8,33 @@ through ``dill._dill._create_type`` and its methods through ``_create_code`` /
 build (and could run) arbitrary code, and old files carry Python 3.6 code objects that
 no longer load at all.
 
-:class:`SafeUnpickler` resolves every global of the stream through an allow-list:
+:class:`SafeUnpickler` resolves every global of the stream through an allow-list and never
+imports a module:
 
-* plain builtins (``list``, ``dict``, ``set``, ``int``, ...), ``collections.OrderedDict``,
-  ``copyreg._reconstructor`` for inert classes, ``_codecs.encode`` (latin-1/utf-8 only);
+* plain builtins (``list``, ``dict``, ``set``, ``int``, ...), ``collections.OrderedDict`` /
+  ``defaultdict`` (builtin factories only), ``copyreg._reconstructor`` for inert classes,
+  ``_codecs.encode`` (latin-1/utf-8/ascii only); other harmless builtins (``len`` in a
+  pickled function's globals) become references that refuse to be called, while
+  ``eval``/``exec``/``open``/``__import__``/... are refused outright;
 * numpy array and scalar reconstruction (``_reconstruct``, ``scalar``, ``_frombuffer``,
   ``ndarray``, ``dtype``) under both the ``numpy.core`` and ``numpy._core`` names;
-* *replacements* for dill's helpers: ``_create_type`` builds an inert class holding
-  data attributes only (:class:`InertObject`), ``_create_code`` / ``_create_function`` /
-  ``_create_cell`` / ``_unmarshal`` and the ``property`` / ``staticmethod`` /
-  ``classmethod`` types return placeholders that refuse to be called,
-  ``_import_module`` / ``_get_attr`` resolve allow-listed module attributes only, and
-  ``_create_array`` rebuilds a plain ``numpy.ndarray``.
+* *replacements* for dill's helpers: ``_create_type`` builds an inert class holding data
+  attributes only (an :class:`InertObject` subclass; method names are listed in
+  ``__pickled_methods__``, their code is dropped); ``_create_code`` / ``_unmarshal`` /
+  ``_create_function`` / ``_create_cell`` and the ``CodeType`` / ``FunctionType`` /
+  ``property`` / ``staticmethod`` / ``classmethod`` types of ``_load_type`` return
+  placeholders that raise when called; ``_import_module`` returns a token naming the module
+  and ``_get_attr`` resolves a token's attribute through this same allow-list (so
+  ``_get_attr(_import_module("os"), "system")`` is refused); ``module.__dict__`` (a pickled
+  function's globals) is an empty dict; ``_create_array`` rebuilds a plain ``numpy.ndarray``;
+  dill's ``getattr``/``setattr`` shims work on inert objects only.
 
 Anything else raises :class:`UnsafePickleError` naming the file and the refused global.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
 import builtins
 import collections
 import copyreg
@@ -210,6 +219,7 @@ class SafeUnpickler(pickle.Unpickler):
         super().__init__(file, encoding="latin1")
         self.source = source
         self._main_globals: dict[str, Any] = {}
+        self._module_globals: dict[str, dict[str, Any]] = {"__main__": self._main_globals}
         self._namedtuples: set[type] = set()
 
     # -- errors -------------------------------------------------------------------------
@@ -222,7 +232,10 @@ class SafeUnpickler(pickle.Unpickler):
     # -- global resolution ----------------------------------------------------------------
     def find_class(self, module: str, name: str) -> Any:
         """Resolve ``module.name`` through the allow-list (never imports anything)."""
-        module = _MODULE_ALIASES.get(module, module)
+        # Python 2 names (protocol < 3 streams), as pickle's own find_class maps them
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, _MODULE_ALIASES.get(module, module))
         resolved = self._resolve(module, name)
         if resolved is _MISSING:
             raise self._refuse(
@@ -236,8 +249,8 @@ class SafeUnpickler(pickle.Unpickler):
     def _resolve(self, module: str, name: str) -> Any:
         if module == "builtins":
             return self._resolve_builtin(name)
-        if module == "__main__" and name == "__dict__":
-            return self._main_globals
+        if name == "__dict__":  # a pickled function's globals (``module.__dict__``): never imported
+            return self._module_globals.setdefault(module, {})
         if module == "dill" and name in ("_dill", "dill", "_shims"):
             return _ModuleToken(f"dill.{name}")
         if module in _DILL_MODULES:

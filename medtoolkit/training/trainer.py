@@ -115,7 +115,11 @@ class Trainer:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         trainable += [p for loss in self.losses for p in loss.parameters() if p.requires_grad]
         self.optimizer = (
-            torch.optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay) if trainable else None
+            # the fused kernel updates all parameters in one pass (much faster than the per-tensor loop)
+            torch.optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay,
+                             fused=device.type in ("cpu", "cuda"))
+            if trainable
+            else None
         )
         self.use_amp = bool(params.amp and device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)

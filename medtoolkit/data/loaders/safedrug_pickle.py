@@ -247,7 +247,9 @@ def _read_records(
     visit_in_patient: list[int] = []
     for p, patient in enumerate(records):
         if not isinstance(patient, (list, tuple)):
-            raise SafeDrugFormatError(f"{file_name}: patient {p} is a {type(patient).__name__}, expected a list of visits")
+            raise SafeDrugFormatError(
+                f"{file_name}: patient {p} is a {type(patient).__name__}, expected a list of visits"
+            )
         for t, visit in enumerate(patient):
             if not isinstance(visit, (list, tuple)) or len(visit) < 3:
                 raise SafeDrugFormatError(
@@ -257,7 +259,8 @@ def _read_records(
                 codes = visit[k]
                 if not isinstance(codes, (list, tuple)):
                     raise SafeDrugFormatError(
-                        f"{file_name}: patient {p}, visit {t}: {names[k]} is a {type(codes).__name__}, expected a list"
+                        f"{file_name}: patient {p}, visit {t}: {names[k]} is a "
+                        f"{type(codes).__name__}, expected a list"
                     )
                 flat[k].extend(codes)
                 lengths[k].append(len(codes))
@@ -351,7 +354,8 @@ def _read_adjacency(payload: Any, file_name: str, n_drugs: int) -> np.ndarray:
         )
     if np.any(np.diag(matrix) != 0):
         raise SafeDrugFormatError(
-            f"{file_name}: DDI matrix has a nonzero diagonal (drugs {np.flatnonzero(np.diag(matrix)).tolist()[:10]})"
+            f"{file_name}: DDI matrix has a nonzero diagonal "
+            f"(drugs {np.flatnonzero(np.diag(matrix)).tolist()[:10]})"
         )
     return matrix.astype(np.float32)
 
@@ -370,7 +374,8 @@ def _read_mask(payload: Any, file_name: str, n_drugs: int) -> np.ndarray:
 def _as_matrix(payload: Any, file_name: str) -> np.ndarray:
     if not isinstance(payload, np.ndarray) or payload.ndim != 2:
         shape = getattr(payload, "shape", None)
-        raise SafeDrugFormatError(f"{file_name}: expected a 2-D numpy array, got {type(payload).__name__} {shape or ''}".rstrip())
+        got = f"{type(payload).__name__} {shape or ''}".rstrip()
+        raise SafeDrugFormatError(f"{file_name}: expected a 2-D numpy array, got {got}")
     if not np.issubdtype(payload.dtype, np.number) and payload.dtype != bool:
         raise SafeDrugFormatError(f"{file_name}: expected a numeric matrix, got dtype {payload.dtype}")
     return payload
@@ -388,7 +393,9 @@ def _read_smiles(
 ) -> tuple[list[list[str]], dict[str, int]]:
     """``atc3toSMILES.pkl`` (ATC3 -> list of SMILES) -> per-drug lists aligned to ``medications``."""
     if not isinstance(payload, Mapping):
-        raise SafeDrugFormatError(f"{file_name}: expected a dict ATC3 -> list of SMILES, got {type(payload).__name__}")
+        raise SafeDrugFormatError(
+            f"{file_name}: expected a dict ATC3 -> list of SMILES, got {type(payload).__name__}"
+        )
     smiles: list[list[str]] = []
     for code in medications.idx2word:
         entry = payload.get(code, [])

@@ -1,0 +1,110 @@
+"""Tests of the ``gru`` encoder (GAMENet's dual GRU)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from medtoolkit.components.encoders.gru import GRUEncoder, pool_codes
+from medtoolkit.data.batching import make_batch
+from medtoolkit.testing import check_component, fake_batch, fake_ehr, fake_schema
+
+
+@pytest.mark.parametrize(
+    "params",
+    [GRUEncoder.Params(), GRUEncoder.Params(rnn="lstm", pooling="sum"), GRUEncoder.Params(vocabularies=("diagnoses",))],
+)
+def test_conformance(params: GRUEncoder.Params) -> None:
+    assert "causality" in check_component(GRUEncoder, params)
+
+
+def test_defaults_are_gamenet() -> None:
+    p = GRUEncoder.Params()
+    assert (p.embedding_dim, p.hidden_dim, p.output_dim, p.dropout) == (64, 128, 64, 0.4)
+    assert p.vocabularies == ("diagnoses", "procedures") and p.rnn == "gru" and p.pooling == "mean"
+
+
+def test_embedding_init_and_padding_row() -> None:
+    schema = fake_schema()
+    torch.manual_seed(0)
+    encoder = GRUEncoder(GRUEncoder.Params(), schema)
+    for name, table in encoder.embeddings.items():
+        assert table.weight.shape == (schema.vocab_sizes[name] + 1, 64)
+        assert torch.equal(table.weight[0], torch.zeros(64))
+        assert float(table.weight.detach()[1:].abs().max()) <= 0.1
+    batch = fake_batch()
+    encoder(batch).sum().backward()
+    assert torch.equal(encoder.embeddings["diagnoses"].weight.grad[0], torch.zeros(64))
+
+
+def test_pool_codes_hand_values() -> None:
+    table = torch.nn.Embedding(4, 2, padding_idx=0)
+    with torch.no_grad():
+        table.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+    codes = torch.tensor([[[1, 3, 0], [2, 0, 0], [0, 0, 0]]])  # one patient, 3 visits
+    mean = pool_codes(table, codes, None, "mean")
+    total = pool_codes(table, codes, None, "sum")
+    assert torch.allclose(mean, torch.tensor([[[3.0, 4.0], [3.0, 4.0], [0.0, 0.0]]]))
+    assert torch.allclose(total, torch.tensor([[[6.0, 8.0], [3.0, 4.0], [0.0, 0.0]]]))
+
+
+def _reference_gamenet_queries(encoder: GRUEncoder, data, patient: int) -> torch.Tensor:
+    """GAMENet's per-visit loop: embed, mean, GRU over the prefix, ReLU, Linear."""
+    per_vocab = []
+    for name in encoder.vocabularies:
+        vectors = []
+        for visit in data.patient_visits(patient):
+            idx = torch.as_tensor(data.visit_codes(name, visit), dtype=torch.long) + 1
+            vectors.append(encoder.embeddings[name](idx).mean(dim=0))
+        sequence = torch.stack(vectors).unsqueeze(0)  # [1, T, E]
+        outputs = []
+        hidden = None
+        for t in range(sequence.shape[1]):  # one step at a time, carrying the state
+            out, hidden = encoder.rnns[name](sequence[:, t : t + 1], hidden)
+            outputs.append(out)
+        per_vocab.append(torch.cat(outputs, dim=1))
+    return encoder.query(torch.relu(torch.cat(per_vocab, dim=-1)))[0]
+
+
+def test_matches_per_visit_reference_loop() -> None:
+    data = fake_ehr()
+    torch.manual_seed(1)
+    encoder = GRUEncoder(GRUEncoder.Params(embedding_dim=8, hidden_dim=6, output_dim=5), fake_schema(data)).eval()
+    batch = fake_batch(data)
+    with torch.no_grad():
+        output = encoder(batch)
+        for patient in range(data.n_patients):
+            expected = _reference_gamenet_queries(encoder, data, patient)
+            assert torch.allclose(output[patient, : len(expected)], expected, atol=1e-6)
+
+
+def test_padding_does_not_change_outputs() -> None:
+    data = fake_ehr()
+    encoder = GRUEncoder(GRUEncoder.Params(), fake_schema(data)).eval()
+    full = encoder(fake_batch(data))
+    lengths = data.visits_per_patient
+    short = int(lengths.argmin())
+    alone = encoder(make_batch(data, [short]))
+    assert alone.shape[1] == lengths[short] < full.shape[1]
+    assert torch.allclose(full[short, : lengths[short]], alone[0], atol=1e-6)
+
+
+def test_output_dim_and_errors() -> None:
+    schema = fake_schema()
+    encoder = GRUEncoder(GRUEncoder.Params(output_dim=7), schema)
+    assert encoder.output_dim == 7
+    with pytest.raises(ValueError, match="DataSchema"):
+        GRUEncoder(GRUEncoder.Params(), None)
+    with pytest.raises(KeyError, match="no 'labs' vocabulary"):
+        GRUEncoder(GRUEncoder.Params(vocabularies=("labs",)), schema)
+    batch = fake_batch()
+    without = dataclasses.replace(batch, codes={"diagnoses": batch.codes["diagnoses"]})
+    with pytest.raises(KeyError, match="procedures"):
+        encoder(without)
+
+
+def test_lstm_variant_has_lstm_cells() -> None:
+    encoder = GRUEncoder(GRUEncoder.Params(rnn="lstm"), fake_schema())
+    assert all(isinstance(rnn, torch.nn.LSTM) for rnn in encoder.rnns.values())

@@ -1,0 +1,159 @@
+"""Tests of the ``ddi`` loss: GAMENet's penalty and the annealed switching rule."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medtoolkit.components.losses.ddi import DDILoss, ddi_penalty, predicted_ddi_rate, visit_ddi_rates
+from medtoolkit.components.schema import DataSchema
+from medtoolkit.data.batching import PaddedBatch
+from medtoolkit.testing import check_component
+
+BIG = 10.0  # logit of a predicted drug (sigmoid ~ 1); -BIG: not predicted
+
+
+def _schema(n_drugs: int, pairs: list[tuple[int, int]]) -> DataSchema:
+    adjacency = np.zeros((n_drugs, n_drugs), dtype=np.float32)
+    for i, j in pairs:
+        adjacency[i, j] = adjacency[j, i] = 1.0
+    return DataSchema(vocab_sizes={"diagnoses": 3}, n_drugs=n_drugs, ddi_adjacency=adjacency)
+
+
+def _batch(logits: torch.Tensor) -> PaddedBatch:
+    b, t, n = logits.shape
+    return PaddedBatch(
+        codes={"diagnoses": torch.ones(b, t, 1, dtype=torch.long)},
+        visit_mask=torch.ones(b, t, dtype=torch.bool),
+        medications=torch.zeros(b, t, n),
+        patient_index=torch.arange(b),
+    )
+
+
+@pytest.mark.parametrize("params", [DDILoss.Params(), DDILoss.Params(mode="additive"), DDILoss.Params(granularity="visit")])
+def test_conformance(params: DDILoss.Params) -> None:
+    assert "gradients" in check_component(DDILoss, params)
+
+
+def test_defaults_are_safedrug_repo_gamenet() -> None:
+    p = DDILoss.Params()
+    assert (p.weight, p.target, p.temperature, p.decay, p.mode, p.threshold) == (1.0, 0.06, 2.0, 0.85, "anneal", 0.5)
+    assert DDILoss.gating
+
+
+def test_penalty_two_drug_example() -> None:
+    # p = [0.5, 0.8], A = [[0, 1], [1, 0]]: (0.5 * 0.8 + 0.8 * 0.5) / 2^2 = 0.2
+    adjacency = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert math.isclose(float(ddi_penalty(torch.tensor([[0.5, 0.8]]), adjacency)[0]), 0.2, rel_tol=1e-6)
+    loss = DDILoss(DDILoss.Params(), _schema(2, [(0, 1)]))
+    logits = torch.tensor([[[0.0, math.log(4.0)]]])  # sigmoid -> 0.5, 0.8
+    assert math.isclose(float(loss(logits, _batch(logits))), 0.2, rel_tol=1e-5)
+
+
+def test_ddi_rates_hand_example() -> None:
+    adjacency = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    predicted = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    # pairs: 3 (1 interacting), 0, 1 (1 interacting) -> pooled 2 / 4
+    assert math.isclose(predicted_ddi_rate(predicted, adjacency), 0.5)
+    assert torch.allclose(visit_ddi_rates(predicted, adjacency), torch.tensor([1 / 3, 0.0, 1.0]))
+    assert predicted_ddi_rate(torch.zeros(2, 3), adjacency) == 0.0
+
+
+def test_anneal_below_target_keeps_total_and_draws_nothing() -> None:
+    loss = DDILoss(DDILoss.Params(seed=5), _schema(3, [(0, 1)]))
+    logits = torch.tensor([[[BIG, -BIG, BIG]]])  # predicted {0, 2}: no interacting pair
+    state = loss.generator.get_state()
+    total = torch.tensor(0.7)
+    assert loss.combine(total, logits, _batch(logits)) is total
+    assert loss.last_rate == 0.0 and not loss.last_switched
+    assert torch.equal(loss.generator.get_state(), state)
+
+
+def test_anneal_switching_rule_with_fixed_generator() -> None:
+    # predicted {0, 1, 2} with one interacting pair: d = 1/3; T = 0.4:
+    # switch probability exp((0.06 - 1/3) / 0.4) = 0.5049
+    params = DDILoss.Params(seed=11, temperature=0.4, weight=2.0)
+    loss = DDILoss(params, _schema(3, [(0, 1)]))
+    logits = torch.tensor([[[BIG, BIG, BIG]]])
+    batch = _batch(logits)
+    probability = math.exp((0.06 - 1 / 3) / 0.4)
+    assert math.isclose(loss.switch_probability(1 / 3), probability)
+    draws = torch.rand(40, generator=torch.Generator().manual_seed(11))
+    total = torch.tensor(0.7)
+    penalty = float(loss(logits, batch))
+    decisions = []
+    for draw in draws:
+        result = loss.combine(total, logits, batch)
+        switched = bool(draw < probability)
+        decisions.append(switched)
+        assert math.isclose(loss.last_rate, 1 / 3, rel_tol=1e-6)
+        assert loss.last_switched == switched
+        if switched:
+            assert math.isclose(float(result), 2.0 * penalty, rel_tol=1e-6)  # weight * penalty only
+        else:
+            assert result is total
+    assert 5 < sum(decisions) < 35  # both outcomes happen
+    assert loss.n_penalty_steps == sum(decisions) and loss.n_prediction_steps == 40 - sum(decisions)
+
+
+def test_same_seed_same_decisions_and_state_dict_restores_schedule() -> None:
+    schema = _schema(3, [(0, 1)])
+    logits = torch.tensor([[[BIG, BIG, BIG]]])
+    batch = _batch(logits)
+    total = torch.tensor(1.0)
+
+    def run(loss: DDILoss, steps: int) -> list[bool]:
+        out = []
+        for _ in range(steps):
+            loss.combine(total, logits, batch)
+            out.append(loss.last_switched)
+        return out
+
+    first = DDILoss(DDILoss.Params(seed=3, temperature=0.4), schema)
+    second = DDILoss(DDILoss.Params(seed=3, temperature=0.4), schema)
+    assert run(first, 20) == run(second, 20)
+    first.on_epoch_end(0)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = DDILoss(DDILoss.Params(seed=3, temperature=0.4), schema)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert math.isclose(resumed.temperature, 0.4 * 0.85)
+    assert run(resumed, 20) == run(first, 20)
+
+
+def test_temperature_decays_per_epoch() -> None:
+    loss = DDILoss(DDILoss.Params(), _schema(3, [(0, 1)]))
+    loss.on_epoch_end(0)
+    loss.on_epoch_end(1)
+    assert math.isclose(loss.temperature, 2.0 * 0.85**2)
+
+
+def test_additive_mode() -> None:
+    loss = DDILoss(DDILoss.Params(mode="additive", weight=0.5), _schema(2, [(0, 1)]))
+    logits = torch.tensor([[[0.0, math.log(4.0)]]])
+    result = loss.combine(torch.tensor(1.0), logits, _batch(logits))
+    assert math.isclose(float(result), 1.0 + 0.5 * 0.2, rel_tol=1e-5)
+
+
+def test_per_visit_granularity() -> None:
+    # visit 0 predicts {0, 1, 2} (d = 1/3), visit 1 predicts {0, 2} (d = 0, never switches)
+    loss = DDILoss(DDILoss.Params(seed=2, temperature=0.4, granularity="visit"), _schema(3, [(0, 1)]))
+    logits = torch.tensor([[[BIG, BIG, BIG], [BIG, -BIG, BIG]]])
+    batch = _batch(logits)
+    probability = math.exp((0.06 - 1 / 3) / 0.4)
+    draws = torch.rand(60, generator=torch.Generator().manual_seed(2)).view(30, 2)
+    total = torch.tensor(0.7)
+    penalty0 = float(ddi_penalty(torch.sigmoid(logits[0, :1]), loss.ddi_adjacency)[0])
+    for draw in draws:
+        result = loss.combine(total, logits, batch)
+        if draw[0] < probability:
+            # half the visits switched: (1 - 1/2) * total + penalty of visit 0 / 2 visits
+            assert math.isclose(float(result), 0.5 * 0.7 + penalty0 / 2, rel_tol=1e-5)
+        else:
+            assert result is total
+    assert math.isclose(loss.last_rate, 1 / 4, rel_tol=1e-6)  # pooled: 1 interacting of 3 + 1 pairs

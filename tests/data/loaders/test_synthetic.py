@@ -1,0 +1,210 @@
+"""``synthetic``: realistic skew, determinism, planted DDI, hospitals, learnable structure."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from medtoolkit.data.batching import make_batch
+from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
+from medtoolkit.data.loaders.synthetic import SyntheticDataset
+
+
+def _generate(**params: object) -> EHRData:
+    return SyntheticDataset(SyntheticDataset.Params(**params)).load(progress=False)
+
+
+@pytest.fixture(scope="module")
+def mimic_like() -> EHRData:
+    return _generate(seed=3)
+
+
+def _per_visit(data: EHRData, kind: str) -> np.ndarray:
+    return np.diff(data.code_offsets[kind])
+
+
+def _ddi_rate(data: EHRData) -> float:
+    visits = data.multi_hot(MEDICATIONS, np.arange(data.n_visits)).astype(np.float64)
+    interacting = ((visits @ data.knowledge.ddi_adjacency) * visits).sum() / 2
+    counts = visits.sum(axis=1)
+    return float(interacting / (counts * (counts - 1) / 2).sum())
+
+
+def _jaccard(predicted: np.ndarray, truth: np.ndarray) -> float:
+    union = (predicted | truth).sum(axis=1)
+    return float(np.mean((predicted & truth).sum(axis=1) / np.maximum(union, 1)))
+
+
+def _top_k(scores: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Boolean ``[N, D]``: the ``k[n]`` best-scored drugs of every row."""
+    ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1)
+    return ranks < k[:, None]
+
+
+# ----------------------------------------------------------------------------- shape of the data
+def test_defaults_look_like_mimic(mimic_like: EHRData) -> None:
+    data = mimic_like
+    assert data.n_patients == 6350
+    assert [len(data.vocabularies[v]) for v in (DIAGNOSES, PROCEDURES, MEDICATIONS)] == [1958, 1430, 112]
+    per_patient = data.visits_per_patient
+    assert per_patient.mean() == pytest.approx(2.37, abs=0.1)
+    assert np.mean(per_patient == 1) == pytest.approx(0.14, abs=0.02)
+    assert per_patient.min() == 1 and 10 <= per_patient.max() <= 30
+    for kind, mean in ((DIAGNOSES, 13.6), (PROCEDURES, 4.5), (MEDICATIONS, 19.6)):
+        counts = _per_visit(data, kind)
+        assert counts.mean() == pytest.approx(mean, rel=0.05), kind
+        assert counts.min() >= 1, kind
+    # MIMIC-like spread of medications per visit (MIMIC p10/p90: 11/29)
+    p10, p90 = np.percentile(_per_visit(data, MEDICATIONS), [10, 90])
+    assert 9 <= p10 <= 15 and 24 <= p90 <= 32
+    assert data.time is not None and data.hospital is None
+
+
+def test_codes_are_distinct_within_each_visit(mimic_like: EHRData) -> None:
+    for kind, vocabulary in mimic_like.vocabularies.items():
+        visit = np.repeat(np.arange(mimic_like.n_visits), _per_visit(mimic_like, kind))
+        keys = visit * len(vocabulary) + mimic_like.codes[kind]
+        assert len(np.unique(keys)) == len(keys), kind
+
+
+def test_code_frequencies_are_zipfian(mimic_like: EHRData) -> None:
+    def top_share(data: EHRData, kind: str, share: float = 0.1) -> float:
+        frequency = np.sort(np.bincount(data.codes[kind], minlength=len(data.vocabularies[kind])))[::-1]
+        return frequency[: int(len(frequency) * share)].sum() / frequency.sum()
+
+    # the 10 % most frequent diagnoses hold most of the mass; uniform codes hold about 10 %
+    assert top_share(mimic_like, DIAGNOSES) > 0.5
+    flat = _generate(n_patients=1000, zipf_exponent=0.0, condition_share=0.0)
+    assert top_share(flat, DIAGNOSES) < 0.2
+    prevalence = mimic_like.multi_hot(MEDICATIONS, np.arange(mimic_like.n_visits)).mean(axis=0)
+    assert 6 <= (prevalence > 0.5).sum() <= 20 and prevalence.max() < 0.95  # MIMIC: 12, 0.89
+    assert (prevalence < 0.05).sum() >= 5
+
+
+def test_planted_ddi_gives_a_realistic_rate(mimic_like: EHRData) -> None:
+    knowledge = mimic_like.knowledge
+    assert knowledge.n_ddi_pairs == 337
+    assert np.array_equal(knowledge.ddi_adjacency, knowledge.ddi_adjacency.T)
+    assert not np.diag(knowledge.ddi_adjacency).any()
+    rate = _ddi_rate(mimic_like)
+    assert 0.05 <= rate <= 0.10
+    assert rate == pytest.approx(mimic_like.provenance["ground_truth_ddi_rate"], abs=1e-9)
+    assert _ddi_rate(_generate(n_patients=800, ddi_rate=0.15, seed=1)) == pytest.approx(0.15, abs=0.01)
+    uniform = _generate(n_patients=800, ddi_rate=None, n_ddi_pairs=0)
+    assert uniform.knowledge.n_ddi_pairs == 0 and _ddi_rate(uniform) == 0.0
+    assert knowledge.substructure_mask.shape == (112, 442)
+    assert knowledge.substructure_mask.sum(axis=1).min() >= 1
+
+
+def test_same_seed_same_data_other_seed_other_data() -> None:
+    first = _generate(n_patients=300, seed=7, n_hospitals=3)
+    again = _generate(n_patients=300, seed=7, n_hospitals=3)
+    other = _generate(n_patients=300, seed=8, n_hospitals=3)
+    assert first.fingerprint() == again.fingerprint()
+    assert np.array_equal(first.time, again.time)
+    assert first.fingerprint() != other.fingerprint()
+    assert first.provenance["params"]["seed"] == 7
+
+
+def test_exact_visit_count_and_times() -> None:
+    data = _generate(n_visits=5000, seed=2)
+    assert data.n_visits == 5000
+    assert data.n_patients == pytest.approx(5000 / 2.37, rel=0.1)
+    starts = data.visit_offsets[:-1]
+    assert np.all(data.time[starts] == 0.0)
+    within = np.ones(data.n_visits, dtype=bool)
+    within[starts] = False
+    assert np.all(np.diff(data.time)[within[1:]] >= 0)
+
+
+def test_hospitals_shift_distributions() -> None:
+    data = _generate(n_patients=4000, n_hospitals=4, seed=5)
+    assert data.hospital is not None and data.hospital.dtype == np.int32
+    assert set(np.unique(data.hospital)) <= set(range(4))
+    patient = np.repeat(np.arange(data.n_patients), data.visits_per_patient)
+    first_hospital = data.hospital[data.visit_offsets[:-1]]
+    assert np.array_equal(data.hospital, first_hospital[patient])  # one hospital per patient
+    drugs = data.multi_hot(MEDICATIONS, np.arange(data.n_visits))
+    sizes = np.bincount(data.hospital)
+    a, b = np.argsort(sizes)[::-1][:2]
+    between = np.abs(drugs[data.hospital == a].mean(0) - drugs[data.hospital == b].mean(0)).mean()
+    rows_a = np.flatnonzero(data.hospital == a)
+    within = np.abs(drugs[rows_a[::2]].mean(0) - drugs[rows_a[1::2]].mean(0)).mean()
+    assert between > 3 * within
+
+
+def test_drugs_depend_on_history_and_diagnoses(mimic_like: EHRData) -> None:
+    data = mimic_like
+    drugs = data.multi_hot(MEDICATIONS, np.arange(data.n_visits)) > 0
+    k = drugs.sum(axis=1)
+    rng = np.random.default_rng(0)
+    position = np.arange(data.n_visits) - np.repeat(data.visit_offsets[:-1], data.visits_per_patient)
+    follow_up = np.flatnonzero(position > 0)
+
+    random_guess = _jaccard(_top_k(rng.random(drugs.shape), k), drugs)
+    popularity = _top_k(np.broadcast_to(drugs.mean(axis=0), drugs.shape), k)
+    previous_visit = _jaccard(drugs[follow_up - 1], drugs[follow_up])
+    assert random_guess < 0.15
+    assert previous_visit > _jaccard(popularity[follow_up], drugs[follow_up]) + 0.02
+
+    # P(drug | code) from the first half of the patients, applied to the second half
+    split = int(data.visit_offsets[data.n_patients // 2])
+    codes = np.hstack([data.multi_hot(DIAGNOSES, np.arange(data.n_visits)),
+                       data.multi_hot(PROCEDURES, np.arange(data.n_visits))])
+    given_code = (codes[:split].T @ drugs[:split]) / np.maximum(codes[:split].sum(axis=0)[:, None], 1)
+    per_code = _jaccard(_top_k(codes[split:] @ given_code, k[split:]), drugs[split:])
+    assert per_code > _jaccard(popularity[split:], drugs[split:]) + 0.01
+    assert per_code > random_guess + 0.2
+
+
+def test_batches_can_be_cut(mimic_like: EHRData) -> None:
+    batch = make_batch(mimic_like, np.arange(8))
+    assert batch.medications.shape[::2] == (8, 112)
+    assert batch.n_visits == int(mimic_like.visits_per_patient[:8].sum())
+
+
+# ----------------------------------------------------------------------------- parameters
+def test_tiny_vocabularies_work() -> None:
+    data = _generate(n_patients=50, n_diagnoses=6, n_procedures=4, n_drugs=4, mean_diagnoses=2,
+                     mean_procedures=1.5, mean_medications=1.5, n_conditions=2, n_ddi_pairs=2,
+                     n_substructures=3, seed=4)
+    assert data.n_patients == 50 and data.knowledge.n_ddi_pairs == 2
+    assert data.vocabularies[MEDICATIONS].idx2word == ["M0", "M1", "M2", "M3"]
+    assert _per_visit(data, MEDICATIONS).min() >= 1
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"mean_medications": 80}, "mean_medications=80.0 must be at most half the vocabulary size 112"),
+        ({"n_drugs": 10, "mean_medications": 3, "n_ddi_pairs": 50}, "n_ddi_pairs=50 exceeds the 45 pairs"),
+        ({"mean_visits": 1.5}, "needs single_visit_share >= 0.500"),
+        ({"mean_visits": 40}, "exceeds max_visits=30"),
+        ({"n_patients": 0}, "greater than or equal to 1"),
+        ({"zipf": 1.0}, "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_parameters_are_rejected(params: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        SyntheticDataset.Params(**params)
+
+
+def test_single_visit_population() -> None:
+    data = _generate(n_patients=200, single_visit_share=1.0, mean_visits=1.0)
+    assert np.all(data.visits_per_patient == 1)
+
+
+@pytest.mark.slow
+def test_one_million_visits_is_fast_and_lean() -> None:
+    start = time.perf_counter()
+    data = _generate(n_visits=1_000_000, seed=11)
+    seconds = time.perf_counter() - start
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    assert data.n_visits == 1_000_000
+    assert seconds < 60, seconds
+    assert peak_gib < 4, peak_gib
+    assert 0.05 <= data.provenance["ground_truth_ddi_rate"] <= 0.10

@@ -1,0 +1,100 @@
+"""Padded batches: shapes, padding, the +1 index shift, masks, and batch iteration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medtoolkit.data.batching import iterate_batches, make_batch
+from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
+from medtoolkit.data.knowledge import DrugKnowledge
+from medtoolkit.data.vocab import Vocabulary
+from medtoolkit.testing.fake import fake_ehr
+
+RECORDS = [
+    [[[0, 2], [1], [0, 1]], [[1], [0, 2], [2]]],
+    [[[3], [], [1, 2, 3]]],
+    [[[0], [0], [3]], [[2, 3, 1], [1], [0, 3]], [[1], [2], [1]]],
+]
+
+
+@pytest.fixture
+def data() -> EHRData:
+    vocabularies = {
+        DIAGNOSES: Vocabulary(["D0", "D1", "D2", "D3"], DIAGNOSES),
+        PROCEDURES: Vocabulary(["P0", "P1", "P2"], PROCEDURES),
+        MEDICATIONS: Vocabulary(["M0", "M1", "M2", "M3"], MEDICATIONS),
+    }
+    return EHRData.from_records(RECORDS, vocabularies, DrugKnowledge.empty(4),
+                                hospital=[0, 0, 1, 2, 2, 2])
+
+
+def test_shapes_padding_and_index_shift(data: EHRData) -> None:
+    batch = make_batch(data, [2, 1])
+    assert batch.batch_size == 2 and batch.max_visits == 3 and batch.n_visits == 4
+    diagnoses = batch.codes[DIAGNOSES]
+    assert diagnoses.shape == (2, 3, 3) and diagnoses.dtype == torch.int64
+    # codes are vocabulary index + 1, first-seen order kept, 0 pads codes and visits
+    assert diagnoses[0].tolist() == [[1, 0, 0], [3, 4, 2], [2, 0, 0]]
+    assert diagnoses[1].tolist() == [[4, 0, 0], [0, 0, 0], [0, 0, 0]]
+    procedures = batch.codes[PROCEDURES]
+    assert procedures.shape == (2, 3, 1)
+    assert procedures[1, 0].tolist() == [0]  # a real visit without procedures: all padding
+    assert batch.visit_mask.tolist() == [[True, True, True], [True, False, False]]
+    assert batch.patient_index.tolist() == [2, 1]
+
+
+def test_medications_are_multi_hot_targets(data: EHRData) -> None:
+    batch = make_batch(data, [0, 2])
+    assert batch.medications.shape == (2, 3, 4) and batch.medications.dtype == torch.float32
+    assert batch.medications[0, 0].tolist() == [1, 1, 0, 0]
+    assert batch.medications[1, 1].tolist() == [1, 0, 0, 1]
+    assert batch.medications[0, 2].sum() == 0  # padding visit
+    expected = data.multi_hot(MEDICATIONS, np.array([0, 1]))
+    assert np.array_equal(batch.medications[0, :2].numpy(), expected)
+    # the code tensor and the target tensor agree
+    meds = batch.codes[MEDICATIONS]
+    rebuilt = torch.zeros(2, 3, 5).scatter_(2, meds, 1.0)[..., 1:]
+    assert torch.equal(rebuilt, batch.medications)
+
+
+def test_hospital_grid_and_vocabulary_subset(data: EHRData) -> None:
+    batch = make_batch(data, [1, 2], vocabularies=[DIAGNOSES])
+    assert set(batch.codes) == {DIAGNOSES}
+    assert batch.hospital.tolist() == [[1, 0, 0], [2, 2, 2]]
+    assert make_batch(fake_ehr(n_patients=3), [0, 1]).hospital is None
+
+
+def test_to_moves_every_tensor(data: EHRData) -> None:
+    moved = make_batch(data, [0]).to("cpu")
+    assert moved.codes[DIAGNOSES].device.type == "cpu" and moved.hospital is not None
+    assert torch.equal(moved.visit_mask, make_batch(data, [0]).visit_mask)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("sort_by_length", [False, True])
+def test_iterate_batches_covers_each_patient_once(shuffle: bool, sort_by_length: bool) -> None:
+    data = fake_ehr(n_patients=23, max_visits=5)
+    patients = np.arange(3, 23)
+    batches = list(iterate_batches(data, patients, batch_size=6, shuffle=shuffle, sort_by_length=sort_by_length,
+                                   generator=np.random.default_rng(1)))
+    assert sorted(b.batch_size for b in batches) == [2, 6, 6, 6]
+    seen = np.concatenate([b.patient_index.numpy() for b in batches])
+    assert sorted(seen.tolist()) == patients.tolist()
+    if not shuffle and not sort_by_length:
+        assert seen.tolist() == patients.tolist()
+    if sort_by_length and not shuffle:
+        lengths = data.visits_per_patient[seen]
+        assert np.all(np.diff(lengths) >= 0)
+    assert sum(b.n_visits for b in batches) == int(data.visits_per_patient[patients].sum())
+
+
+def test_iterate_batches_shuffle_is_reproducible() -> None:
+    data = fake_ehr(n_patients=30)
+    def order(seed: int) -> list[int]:
+        batches = iterate_batches(data, np.arange(30), 7, shuffle=True, generator=np.random.default_rng(seed))
+        return np.concatenate([b.patient_index.numpy() for b in batches]).tolist()
+    assert order(5) == order(5) and order(5) != order(6)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        next(iterate_batches(data, np.arange(3), 0))

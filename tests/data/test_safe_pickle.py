@@ -1,0 +1,291 @@
+"""The restricted unpickler: real benchmark files load, pickled code never runs."""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medtoolkit.data.safe_pickle import (
+    InertCode,
+    InertFunction,
+    InertObject,
+    UnsafePickleError,
+    safe_load,
+    safe_loads,
+)
+
+dill = pytest.importorskip("dill")
+
+
+# ----------------------------------------------------------------------------- opcode helpers
+def _global(module: str, name: str) -> bytes:
+    return pickle.GLOBAL + f"{module}\n{name}\n".encode()
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode()
+    return pickle.BINUNICODE + struct.pack("<I", len(raw)) + raw
+
+
+def _call(function: bytes, *args: bytes) -> bytes:
+    """``function(*args)`` as opcodes."""
+    return function + pickle.MARK + b"".join(args) + pickle.TUPLE + pickle.REDUCE
+
+
+def _stream(body: bytes) -> bytes:
+    return pickle.PROTO + b"\x02" + body + pickle.STOP
+
+
+# ----------------------------------------------------------------------------- real files
+def test_benchmark_files_load_like_dill(safedrug_dir: Path) -> None:
+    voc = safe_load(safedrug_dir / "voc_final.pkl")
+    assert set(voc) == {"diag_voc", "pro_voc", "med_voc"}
+    sizes = {key: len(value.idx2word) for key, value in voc.items()}
+    assert sizes == {"diag_voc": 1958, "pro_voc": 1430, "med_voc": 112}
+    med = voc["med_voc"]
+    assert isinstance(med, InertObject) and type(med).__name__ == "Voc"
+    assert type(med).__pickled_module__ == "__main__"
+    assert set(type(med).__pickled_methods__) == {"__init__", "add_sentence"}
+    assert not hasattr(med, "add_sentence")
+    assert med.idx2word[0] == "N02B" and med.word2idx["N02B"] == 0
+    assert all(med.word2idx[code] == index for index, code in med.idx2word.items())
+
+    ddi = safe_load(safedrug_dir / "ddi_A_final.pkl")
+    assert ddi.shape == (112, 112) and ddi.dtype == np.float64
+    assert int(np.triu(ddi, 1).sum()) == 337 and np.array_equal(ddi, ddi.T)
+    with (safedrug_dir / "ddi_A_final.pkl").open("rb") as handle:
+        assert np.array_equal(ddi, dill.load(handle))
+    mask = safe_load(safedrug_dir / "ddi_mask_H.pkl")
+    assert mask.shape == (112, 442) and int(mask.sum()) == 997
+
+    records = safe_load(safedrug_dir / "records_final.pkl")
+    with (safedrug_dir / "records_final.pkl").open("rb") as handle:
+        assert records == pickle.load(handle)
+    assert len(records) == 6350 and sum(len(p) for p in records) == 15032
+    smiles = safe_load(safedrug_dir / "atc3toSMILES.pkl")
+    assert len(smiles) == 112 and sum(len(v) for v in smiles.values()) == 269
+
+
+# ----------------------------------------------------------------------------- attacks
+class _Evil:
+    """Unpickling this with :func:`pickle.load` would run ``command``."""
+
+    def __init__(self, function: object, *args: object) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return self.function, self.args
+
+
+@pytest.mark.parametrize(
+    ("make", "refused"),
+    [
+        (lambda marker: _Evil(os.system, f"touch {marker}"), f"'{os.system.__module__}.system'"),
+        (lambda marker: _Evil(eval, f"open({str(marker)!r}, 'w')"), "'builtins.eval'"),
+        (lambda marker: _Evil(exec, f"open({str(marker)!r}, 'w')"), "'builtins.exec'"),
+        (lambda marker: _Evil(subprocess.call, ["touch", str(marker)]), "'subprocess.call'"),
+        (lambda marker: _Evil(Path.touch, Path(marker)), "'pathlib"),
+    ],
+)
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_reduce_attacks_are_refused_and_never_run(tmp_path: Path, make, refused: str, protocol: int) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "voc_final.pkl"
+    path.write_bytes(pickle.dumps(make(marker), protocol=protocol))
+    assert not marker.exists()
+    with pytest.raises(UnsafePickleError) as caught:
+        safe_load(path)
+    message = str(caught.value)
+    assert message.startswith("refusing to load global")
+    assert refused in message and "voc_final.pkl" in message
+    assert not marker.exists()
+
+
+def test_dill_import_module_cannot_reach_os(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    get_system = _call(_global("dill._dill", "_get_attr"),
+                       _call(_global("dill._dill", "_import_module"), _text("os")), _text("system"))
+    data = _stream(_call(get_system, _text(f"touch {marker}")))
+    with pytest.raises(UnsafePickleError, match=r"refusing to load global 'os\.system' from crafted\.pkl"):
+        safe_loads(data, source="crafted.pkl")
+    assert not marker.exists()
+
+
+def test_getattr_shim_only_works_on_inert_objects() -> None:
+    # builtins.getattr(<dict>, "update") would hand out a bound method of a real object
+    data = _stream(_call(_global("builtins", "getattr"), pickle.EMPTY_DICT, _text("update")))
+    with pytest.raises(UnsafePickleError, match="only on inert objects"):
+        safe_loads(data)
+    data = _stream(_call(_global("builtins", "setattr"), pickle.EMPTY_DICT, _text("x"), _text("y")))
+    with pytest.raises(UnsafePickleError, match="only inert objects"):
+        safe_loads(data)
+
+
+def test_create_array_requires_numpy_reconstruct() -> None:
+    data = _stream(_call(_global("dill._dill", "_create_array"), _global("builtins", "list"),
+                         pickle.EMPTY_TUPLE, pickle.NONE, pickle.NONE))
+    with pytest.raises(UnsafePickleError, match="not numpy's _reconstruct"):
+        safe_loads(data)
+
+
+def test_inert_class_rejects_special_attributes() -> None:
+    make_class = _call(
+        _global("dill._dill", "_create_type"),
+        _call(_global("dill._dill", "_load_type"), _text("type")),
+        _text("Voc"),
+        pickle.MARK + _call(_global("dill._dill", "_load_type"), _text("object")) + pickle.TUPLE,
+        pickle.EMPTY_DICT,
+    )
+    assert safe_loads(_stream(make_class)).__name__ == "Voc"
+    set_call = _call(_global("builtins", "setattr"), make_class, _text("__getattr__"),
+                     _global("builtins", "len"))
+    with pytest.raises(UnsafePickleError, match="special attributes"):
+        safe_loads(_stream(set_call))
+
+
+def test_persistent_ids_are_refused() -> None:
+    data = pickle.PROTO + b"\x02" + _text("id") + pickle.BINPERSID + pickle.STOP
+    with pytest.raises(UnsafePickleError, match="persistent id"):
+        safe_loads(data, source="p.pkl")
+
+
+# ----------------------------------------------------------------------------- dill by value
+def _by_value_class(marker: Path) -> type:
+    """A class whose methods would leave ``marker`` behind if any of them ran."""
+    marker_path = str(marker)
+
+    def touch(*_: object) -> None:
+        os.close(os.open(marker_path, os.O_CREAT | os.O_WRONLY))
+
+    class Voc:
+        CONST = 3
+
+        def __init__(self) -> None:
+            self.idx2word: dict[int, str] = {}
+            self.word2idx: dict[str, int] = {}
+
+        def add_word(self, word: str) -> None:
+            touch()
+            self.word2idx[word] = len(self.idx2word)
+            self.idx2word[len(self.idx2word)] = word
+
+        @property
+        def size(self) -> int:
+            touch()
+            return len(self.idx2word)
+
+        def __setstate__(self, state: dict[str, object]) -> None:
+            touch()
+            self.__dict__.update(state)
+
+        def __repr__(self) -> str:
+            touch()
+            return "Voc"
+
+        def __eq__(self, other: object) -> bool:
+            touch()
+            return True
+
+        __hash__ = None  # type: ignore[assignment]
+
+    # a name dill cannot locate: the class is pickled by value, like SafeDrug's __main__.Voc
+    Voc.__module__ = "__main__"
+    Voc.__qualname__ = "Voc_not_importable"
+    return Voc
+
+
+@pytest.mark.parametrize("options", [{"byref": False}, {"recurse": True}, {"protocol": 2}])
+def test_dill_by_value_class_loads_as_inert_attributes(tmp_path: Path, options: dict) -> None:
+    marker = tmp_path / "method-ran"
+    voc_class = _by_value_class(marker)
+    voc = voc_class.__new__(voc_class)
+    voc.__dict__.update(idx2word={0: "N02B", 1: "A01A"}, word2idx={"N02B": 0, "A01A": 1})
+    data = dill.dumps({"med_voc": voc}, **options)
+    assert b"_create_type" in data and b"_create_code" in data  # really by value, with code
+    assert not marker.exists()
+
+    loaded = safe_loads(data, source="voc.pkl")["med_voc"]
+    assert isinstance(loaded, InertObject)
+    assert loaded.idx2word == {0: "N02B", 1: "A01A"} and loaded.word2idx == {"N02B": 0, "A01A": 1}
+    inert = type(loaded)
+    assert inert.CONST == 3
+    assert {"add_word", "size", "__setstate__", "__repr__", "__eq__", "__init__"} <= set(inert.__pickled_methods__)
+    for method in ("add_word", "size", "__setstate__"):
+        assert method not in vars(inert)
+    assert "inert" in repr(loaded) and loaded != object()
+    assert not marker.exists()
+
+
+def test_pickled_functions_are_inert_and_refuse_calls(tmp_path: Path) -> None:
+    marker_path = str(tmp_path / "function-ran")
+
+    def write_marker() -> None:
+        os.close(os.open(marker_path, os.O_CREAT | os.O_WRONLY))
+
+    write_marker.__qualname__ = "write_marker_not_importable"  # forces pickling by value
+    loaded = safe_loads(dill.dumps(write_marker, byref=False), source="f.pkl")
+    assert isinstance(loaded, InertFunction) and loaded.name == "write_marker"
+    assert isinstance(loaded.code, InertCode) and "write_marker" in loaded.code.strings
+    with pytest.raises(UnsafePickleError, match="was not restored"):
+        loaded()
+    # a stream that calls the function while loading fails the same way
+    body = dill.dumps(write_marker, byref=False, protocol=2)
+    assert body.endswith(pickle.STOP)
+    with pytest.raises(UnsafePickleError, match="was not restored"):
+        safe_loads(body[:-1] + pickle.EMPTY_TUPLE + pickle.REDUCE + pickle.STOP)
+    assert not os.path.exists(marker_path)
+
+
+def test_old_dill_code_objects_become_placeholders() -> None:
+    # dill 0.2 (GAMENet, Python 3.6) wrote code as _load_type('CodeType')(...) from dill.dill
+    code = _call(
+        _call(_global("dill.dill", "_load_type"), _text("CodeType")),
+        pickle.BININT1 + b"\x01", pickle.BININT1 + b"\x00", pickle.BININT1 + b"\x02",
+        pickle.SHORT_BINBYTES + b"\x02d\x00", pickle.EMPTY_TUPLE, _text("/home/x/train.py"),
+        _text("__init__"),
+    )
+    function = _call(_call(_global("dill.dill", "_load_type"), _text("FunctionType")),
+                     code, pickle.EMPTY_DICT, _text("__init__"))
+    loaded = safe_loads(_stream(function))
+    assert isinstance(loaded, InertFunction) and isinstance(loaded.code, InertCode)
+    assert loaded.code.strings == ("/home/x/train.py", "__init__")
+    with pytest.raises(UnsafePickleError):
+        loaded()
+
+
+# ----------------------------------------------------------------------------- plain data
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_plain_data_round_trips(protocol: int) -> None:
+    point = collections.namedtuple("Point", "x y")
+    structured = np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")])
+    structured["a"] = [1, 2, 3]
+    data = {
+        "ints": [1, -2, 3**40], "floats": (1.5, float("inf")), "text": "ATC", "bytes": b"\x00\xff",
+        "set": {1, 2}, "frozen": frozenset({"a"}), "none": None, "complex": 1 + 2j,
+        "array": np.arange(12, dtype=np.int16).reshape(3, 4).T, "bools": np.array([True, False]),
+        "structured": structured, "scalar": np.float32(2.5), "ordered": collections.OrderedDict(b=1, a=2),
+        "objects": np.array([1, "a", None], dtype=object),
+    }
+    loaded = safe_loads(dill.dumps(data, protocol=protocol))
+    for key, value in data.items():
+        if isinstance(value, np.ndarray):
+            assert loaded[key].dtype == value.dtype and np.array_equal(loaded[key], value), key
+        else:
+            assert loaded[key] == value and type(loaded[key]) is type(value), key
+    assert safe_loads(dill.dumps(point(1, 2), byref=False, protocol=protocol)) == (1, 2)
+
+
+def test_unreadable_files_give_clear_errors(tmp_path: Path) -> None:
+    truncated = tmp_path / "records_final.pkl"
+    truncated.write_bytes(pickle.dumps(list(range(1000)))[:50])
+    with pytest.raises(pickle.UnpicklingError, match="cannot read .*records_final.pkl as a pickle"):
+        safe_load(truncated)
+    with pytest.raises(FileNotFoundError):
+        safe_load(tmp_path / "absent.pkl")
