@@ -184,6 +184,10 @@ def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
     host = host or _host()
     for entry in host.registry("command"):
         command = entry.obj
+        if entry.name in sub.choices:
+            print(f"warning: command {entry.name!r} from {entry.plugin} clashes with a built-in command; "
+                  "ignored", file=sys.stderr)
+            continue
         p = sub.add_parser(entry.name, help=getattr(command, "help", _first_line(command)))
         try:
             command.add_arguments(p)

@@ -1,4 +1,4 @@
-"""Parameter models shared by every component: ``Params`` and child-slot ``Node``s."""
+"""Parameter models shared by every component: ``Params`` and child-slot ``Node`` objects."""
 
 from __future__ import annotations
 

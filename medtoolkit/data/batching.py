@@ -88,6 +88,8 @@ def make_batch(
         a :class:`PaddedBatch`.
     """
     patients = np.asarray(patients, dtype=np.int64)
+    if patients.ndim != 1 or len(patients) == 0:
+        raise ValueError("make_batch needs a non-empty 1-D sequence of patient indices")
     starts = data.visit_offsets[patients]
     n_per_patient = data.visit_offsets[patients + 1] - starts
     n_slots = int(n_per_patient.max(initial=0))
