@@ -160,7 +160,8 @@ class Experiment:
             n_params = sum(p.numel() for p in model.parameters())
             trainer = Trainer(model, losses, config.trainer, device, seed=config.seed,
                               threshold=config.eval.threshold, averaging=config.eval.averaging)
-            extra = {"config": json.dumps(comparable, sort_keys=True), "data_fingerprint": fingerprint}
+            extra = {"config": json.dumps(comparable, sort_keys=True), "data_fingerprint": fingerprint,
+                     "plugins": self.plugin_versions(), "split": split.name}
             history = trainer.fit(
                 data, split.train, split.val, schema.ddi_adjacency,
                 checkpoint_path=(out / f"checkpoint_{split.name}.pt") if out is not None else None,

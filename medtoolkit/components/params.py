@@ -124,20 +124,22 @@ class Node(BaseModel):
         return self.component(self.params, schema, **extra)
 
 
-def slot(kind: str, default: str | None = None, **default_params: Any) -> Any:
+def slot(kind: str, default: str | None = None, description: str | None = None, **default_params: Any) -> Any:
     """Declare a child slot of kind ``kind`` in a ``Params`` model.
 
     Args:
         kind: the component kind the slot accepts (``"encoder"``, ``"memory"``, ...).
         default: the registered name used when the config leaves the slot out
             (None makes the slot required).
+        description: what the slot is for (shown in the config reference).
         **default_params: parameters of the default node.
     """
     extra = {"slot": kind}
+    text = description or f"a {kind} node {{type: <registered {kind}>, ...}}"
     if default is None:
-        return Field(json_schema_extra=extra)
+        return Field(json_schema_extra=extra, description=text)
     return Field(
-        default_factory=lambda: Node(type=default, **default_params), json_schema_extra=extra
+        default_factory=lambda: Node(type=default, **default_params), json_schema_extra=extra, description=text
     )
 
 

@@ -45,8 +45,8 @@ class GAMENet(Recommender):
     """
 
     class Params(Params):
-        encoder: Node = slot("encoder", "gru")
-        memory: Node = slot("memory", "gcn")
+        encoder: Node = slot("encoder", "gru", description="visit encoder producing the queries")
+        memory: Node = slot("memory", "gcn", description="drug memory read with the queries")
         hidden_dim: int = Field(128, ge=1, description="width of the output MLP's hidden layer")
 
     params: Params

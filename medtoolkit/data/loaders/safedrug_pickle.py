@@ -61,12 +61,16 @@ class SafeDrugPickleDataset(Dataset):
             smiles: ATC3 -> SMILES list; loaded when present (same rule); None skips it.
         """
 
-        root: Path
-        records: str = "records_final.pkl"
-        vocabularies: str = "voc_final.pkl"
-        ddi_adjacency: str = "ddi_A_final.pkl"
-        substructure_mask: str | None = Field(default="ddi_mask_H.pkl")
-        smiles: str | None = Field(default="atc3toSMILES.pkl")
+        root: Path = Field(description="directory holding the processed pickles")
+        records: str = Field("records_final.pkl", description="visits file: patients of [diag, proc, med] visits")
+        vocabularies: str = Field("voc_final.pkl", description="vocabulary file (diag_voc / pro_voc / med_voc)")
+        ddi_adjacency: str = Field("ddi_A_final.pkl", description="[n_drugs, n_drugs] 0/1 DDI matrix file")
+        substructure_mask: str | None = Field(
+            default="ddi_mask_H.pkl", description="drug-to-substructure mask file (loaded when present; None skips)"
+        )
+        smiles: str | None = Field(
+            default="atc3toSMILES.pkl", description="ATC3 -> SMILES file (loaded when present; None skips)"
+        )
 
     params: Params
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("substructure_mask", "smiles")
