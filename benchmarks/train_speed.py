@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--preset", default="gamenet")
     parser.add_argument("--data", required=True, help="processed MIMIC-III directory (safedrug pickles)")
     parser.add_argument("--papers-patients", default="all", help="'all' or a number of training patients")
-    parser.add_argument("--batched-epochs", type=int, default=3, help="batched epochs timed (first is warm-up)")
+    parser.add_argument("--batched-epochs", type=int, default=6, help="batched epochs timed (first is warm-up)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("-o", "--override", action="append", default=[])
     parser.add_argument("--out", default=None)

@@ -34,6 +34,8 @@ from medtoolkit.training.trainer import Trainer
 log = logging.getLogger("medtoolkit")
 
 METRIC_KEYS = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
+#: trainer settings that may change between an interrupted run and its ``--resume``
+_RESUME_FREE = ("epochs", "early_stopping_patience", "progress", "num_threads")
 
 
 def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
@@ -152,7 +154,10 @@ class Experiment:
         epoch_seconds: list[float] = []
         best_epochs: dict[str, int | None] = {}
         n_params = 0
-        comparable = {k: v for k, v in resolved.items() if k != "trainer"}
+        # what --resume must find unchanged: all but the device and the trainer settings that
+        # only say how long to train or how to report (a finished run may be extended)
+        comparable = {k: v for k, v in resolved.items() if k != "device"}
+        comparable["trainer"] = {k: v for k, v in resolved["trainer"].items() if k not in _RESUME_FREE}
         for split in splits:
             seed_everything(config.seed)
             schema = task.build_schema(data, split)

@@ -195,9 +195,18 @@ class Trainer:
             self.rng = np.random.default_rng(state["rng_seed"])
             if "torch_rng" in state:
                 torch.set_rng_state(state["torch_rng"])
+            if "cuda_rng" in state and self.device.type == "cuda":  # dropout on the GPU draws from it
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
             start_epoch = len(history.epochs)
             log.info("resuming after epoch %d from %s", start_epoch, checkpoint_path)
         patience_left = self.params.early_stopping_patience
+        if patience_left is not None:
+            # epochs since the best one count against the patience (a resumed run keeps its count)
+            patience_left -= len(history.epochs) - (history.best_epoch or 0)
+            if patience_left <= 0:  # a resumed run that had already stopped early
+                start_epoch = self.params.epochs
         use_bar = _use_bar(self.params.progress)
         for epoch in range(start_epoch, self.params.epochs):
             bar = None
@@ -252,6 +261,8 @@ class Trainer:
                         "history": history.to_json(),
                         "rng_seed": next_seed,
                         "torch_rng": torch.get_rng_state(),
+                        "scaler": self.scaler.state_dict(),
+                        **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
                         **(checkpoint_extra or {}),
                     },
                     checkpoint_path,

@@ -1,0 +1,443 @@
+"""The batched trainer: loss folding, optimisation, early stopping, ``--resume``, guards.
+
+Everything runs on the CPU with :func:`medtoolkit.testing.fake_ehr` data (40 patients) and
+models a few hundred parameters wide, so each test takes well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from medtoolkit.components.base import Loss, Recommender
+from medtoolkit.components.encoders.gru import GRUEncoder
+from medtoolkit.components.losses.bce import BCELoss
+from medtoolkit.components.losses.ddi import DDILoss
+from medtoolkit.components.memories.gcn import GCNMemory
+from medtoolkit.components.params import Node
+from medtoolkit.components.recommenders.gamenet import GAMENet
+from medtoolkit.components.recommenders.logistic_regression import LogisticRegressionRecommender
+from medtoolkit.components.recommenders.previous_visit import PreviousVisitRecommender
+from medtoolkit.components.schema import DataSchema
+from medtoolkit.config import TrainerParams
+from medtoolkit.data.batching import PaddedBatch
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.testing import fake_batch, fake_ehr, fake_schema
+from medtoolkit.training.checkpoint import load_checkpoint
+from medtoolkit.training.device import seed_everything
+from medtoolkit.training.trainer import EpochRecord, Trainer, TrainingHistory, compute_loss
+
+CPU = torch.device("cpu")
+TRAIN = np.arange(0, 28)
+VAL = np.arange(28, 40)
+
+
+# ---------------------------------------------------------------------------- fixtures & helpers
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (and leave the other cores alone)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def data() -> EHRData:
+    return fake_ehr(n_patients=40, n_diagnoses=20, n_procedures=15, n_drugs=10, max_visits=4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def schema(data: EHRData) -> DataSchema:
+    return fake_schema(data)
+
+
+def params(**overrides: Any) -> TrainerParams:
+    settings: dict[str, Any] = {"epochs": 3, "lr": 0.01, "batch_size": 8, "progress": "none"}
+    settings.update(overrides)
+    return TrainerParams(**settings)
+
+
+def gamenet(schema: DataSchema, seed: int = 0) -> GAMENet:
+    """A tiny GAMENet with dropout (so resuming must also restore the torch RNG)."""
+    seed_everything(seed)
+    model_params = GAMENet.Params(
+        encoder=Node.of(GRUEncoder, embedding_dim=8, hidden_dim=8, output_dim=8, dropout=0.3),
+        memory=Node.of(GCNMemory, dropout=0.3),
+        hidden_dim=8,
+    )
+    return GAMENet(model_params, schema)
+
+
+def logistic(schema: DataSchema, seed: int = 0) -> LogisticRegressionRecommender:
+    seed_everything(seed)
+    return LogisticRegressionRecommender(LogisticRegressionRecommender.Params(), schema)
+
+
+def annealed_losses(schema: DataSchema) -> list[Loss]:
+    """BCE plus the per-visit annealed DDI switch: the DDI term has its own RNG and temperature."""
+    return [
+        BCELoss(BCELoss.Params(), schema),
+        DDILoss(DDILoss.Params(target=0.0, granularity="visit", seed=5), schema),
+    ]
+
+
+def same_state(left: Any, right: Any) -> bool:
+    """Exact equality of (nested) state dicts: tensors bit for bit, other values with ``==``."""
+    if isinstance(left, torch.Tensor) or isinstance(right, torch.Tensor):
+        return isinstance(left, torch.Tensor) and isinstance(right, torch.Tensor) and torch.equal(left, right)
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same_state(left[k], right[k]) for k in left)
+    return bool(left == right)
+
+
+def without_seconds(history: TrainingHistory) -> dict[str, Any]:
+    """History as JSON minus wall-clock times (the only part allowed to differ between runs)."""
+    payload = history.to_json()
+    for epoch in payload["epochs"]:
+        epoch.pop("seconds")
+    return payload
+
+
+def scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
+    """Make ``Trainer.validate`` return ``scores[i]`` as the Jaccard of its i-th call (per trainer)."""
+
+    def validate(self: Trainer, *args: Any, **kwargs: Any) -> dict[str, float]:
+        calls = getattr(self, "_scripted_calls", 0)
+        self._scripted_calls = calls + 1  # type: ignore[attr-defined]
+        return {"jaccard": scores[calls], "prauc": 0.0, "f1": 0.0}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+
+
+class Interrupt(Exception):
+    """Stands in for a killed process."""
+
+
+def interrupt_during_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    """Raise :class:`Interrupt` when epoch ``epoch`` (1-based) starts training."""
+    original = Trainer.train_epoch
+    calls = {"n": 0}
+
+    def train_epoch(self: Trainer, *args: Any, **kwargs: Any) -> float:
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            raise Interrupt(f"killed in epoch {epoch}")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+
+
+# ---------------------------------------------------------------------------- loss folding
+class ConstantLoss(Loss):
+    """An additive term worth ``value`` (times ``weight``)."""
+
+    def __init__(self, value: float, weight: float = 1.0) -> None:
+        super().__init__()
+        self.value = value
+        self._weight = weight
+
+    @property
+    def weight(self) -> float:
+        return self._weight
+
+    def forward(self, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+        return logits.new_tensor(self.value)
+
+
+class HalvingGate(Loss):
+    """A gating term: records the running total it receives and halves it."""
+
+    gating: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[float] = []
+
+    def forward(self, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+        return logits.new_zeros(())
+
+    def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+        self.seen.append(float(total))
+        return total / 2
+
+
+def test_compute_loss_folds_additive_terms_before_gating_terms() -> None:
+    batch = fake_batch(fake_ehr(n_patients=3))
+    logits = torch.zeros(*batch.visit_mask.shape, 15)
+    gate = HalvingGate()
+    # the gate is listed first, yet must see the sum of both additive terms
+    total = compute_loss([gate, ConstantLoss(3.0, weight=0.9), ConstantLoss(10.0, weight=0.1)], logits, batch)
+    assert gate.seen == [pytest.approx(3.7)]
+    assert float(total) == pytest.approx(3.7 / 2)
+
+
+def test_compute_loss_keeps_the_listed_order_within_each_group() -> None:
+    batch = fake_batch(fake_ehr(n_patients=3))
+    logits = torch.zeros(*batch.visit_mask.shape, 15)
+    first, second = HalvingGate(), HalvingGate()
+    total = compute_loss([first, ConstantLoss(8.0), second], logits, batch)
+    assert first.seen == [8.0] and second.seen == [4.0]
+    assert float(total) == 2.0
+
+
+# ---------------------------------------------------------------------------- training
+def test_training_reduces_the_loss(data: EHRData, schema: DataSchema) -> None:
+    model = logistic(schema)
+    losses: list[Loss] = [BCELoss(BCELoss.Params(), schema)]
+    trainer = Trainer(model, losses, params(epochs=3, lr=0.05), CPU, seed=0)
+
+    def full_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            batch = fake_batch(data, 28)
+            return float(compute_loss(losses, model(batch), batch))
+
+    before = full_loss()
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    assert [e.epoch for e in history.epochs] == [1, 2, 3]
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss
+    assert full_loss() < 0.9 * before
+    assert set(history.epochs[0].validation) >= {"jaccard", "prauc", "f1", "ddi_rate"}
+
+
+def test_on_epoch_callback_sees_every_record(data: EHRData, schema: DataSchema) -> None:
+    seen: list[EpochRecord] = []
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)], params(epochs=2), CPU)
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency, on_epoch=seen.append)
+    assert seen == history.epochs
+
+
+def test_early_stopping_stops_after_patience_and_restores_best_weights(
+    data: EHRData, schema: DataSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted_validation(monkeypatch, [0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    model = logistic(schema)
+    trainer = Trainer(model, [BCELoss(BCELoss.Params(), schema)], params(epochs=6, early_stopping_patience=2), CPU)
+
+    def snapshot(record: EpochRecord) -> None:
+        snapshots[record.epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency, on_epoch=snapshot)
+    # best at epoch 2; epochs 3 and 4 do not improve -> stop after epoch 4 (epoch 5 would have improved)
+    assert len(history.epochs) == 4
+    assert history.stopped_early
+    assert history.best_epoch == 2 and history.best_score == 0.3
+    assert same_state(model.state_dict(), snapshots[2])
+    assert not same_state(model.state_dict(), snapshots[4])
+
+
+def test_without_patience_every_epoch_runs_and_the_best_is_kept(
+    data: EHRData, schema: DataSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted_validation(monkeypatch, [0.1, 0.5, 0.2, 0.2])
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)], params(epochs=4), CPU)
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    assert len(history.epochs) == 4 and not history.stopped_early and history.best_epoch == 2
+
+
+def test_select_metric_loss_picks_the_lowest_training_loss(data: EHRData, schema: DataSchema) -> None:
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)],
+                      params(epochs=3, lr=0.05, select_metric="loss"), CPU)
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    losses = [e.train_loss for e in history.epochs]
+    assert history.best_epoch == int(np.argmin(losses)) + 1
+    assert history.best_score == -min(losses)
+
+
+# ---------------------------------------------------------------------------- resume
+def run_training(
+    data: EHRData, schema: DataSchema, checkpoint: Path, resume: bool = False, epochs: int = 4,
+    extra: dict[str, Any] | None = None, device: torch.device = CPU, losses: list[Loss] | None = None,
+    **trainer_settings: Any,
+) -> tuple[Trainer, TrainingHistory]:
+    """A fresh model + trainer built exactly as the experiment does (seed, then build), then fit."""
+    model = gamenet(schema, seed=7)
+    losses = losses if losses is not None else annealed_losses(schema)
+    trainer = Trainer(model, losses, params(epochs=epochs, **trainer_settings), device, seed=7)
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency, checkpoint_path=checkpoint,
+                          checkpoint_extra=extra if extra is not None else {"data_fingerprint": "abc", "config": "c"},
+                          resume=resume)
+    return trainer, history
+
+
+@pytest.mark.parametrize("interrupted_in", [2, 4])
+def test_resume_matches_an_uninterrupted_run(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupted_in: int
+) -> None:
+    reference, reference_history = run_training(data, schema, tmp_path / "reference.pt")
+
+    with monkeypatch.context() as patch:
+        interrupt_during_epoch(patch, interrupted_in)
+        with pytest.raises(Interrupt):
+            run_training(data, schema, tmp_path / "run.pt")
+    saved = load_checkpoint(tmp_path / "run.pt")
+    assert len(saved["history"]["epochs"]) == interrupted_in - 1
+
+    resumed, resumed_history = run_training(data, schema, tmp_path / "run.pt", resume=True)
+    assert without_seconds(resumed_history) == without_seconds(reference_history)
+    assert same_state(resumed.model.state_dict(), reference.model.state_dict())
+    # the annealing schedule (temperature, draw generator) continued too
+    assert same_state(resumed.losses[1].state_dict(), reference.losses[1].state_dict())
+    assert same_state(load_checkpoint(tmp_path / "run.pt")["model"], load_checkpoint(tmp_path / "reference.pt")["model"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_cuda_with_amp_matches_an_uninterrupted_run(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GPU dropout draws from the CUDA generator and AMP has a loss scale: both must be restored
+    cuda = torch.device("cuda")
+    settings: dict[str, Any] = {"device": cuda, "amp": True}
+    reference, reference_history = run_training(data, schema, tmp_path / "reference.pt",
+                                                losses=[BCELoss(BCELoss.Params(), schema)], **settings)
+    with monkeypatch.context() as patch:
+        interrupt_during_epoch(patch, 3)
+        with pytest.raises(Interrupt):
+            run_training(data, schema, tmp_path / "run.pt", losses=[BCELoss(BCELoss.Params(), schema)], **settings)
+    assert "cuda_rng" in load_checkpoint(tmp_path / "run.pt")
+    resumed, resumed_history = run_training(data, schema, tmp_path / "run.pt", resume=True,
+                                            losses=[BCELoss(BCELoss.Params(), schema)], **settings)
+    assert [e.epoch for e in resumed_history.epochs] == [1, 2, 3, 4]
+    assert resumed_history.best_epoch == reference_history.best_epoch
+    assert resumed.scaler.get_scale() == reference.scaler.get_scale()
+    torch.testing.assert_close(resumed.model.state_dict(), reference.model.state_dict())
+
+
+def test_resume_keeps_the_early_stopping_count(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scores = [0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
+    scripted_validation(monkeypatch, scores)
+    _, reference = run_training(data, schema, tmp_path / "reference.pt", epochs=6, early_stopping_patience=3)
+    assert len(reference.epochs) == 4 and reference.stopped_early
+
+    with monkeypatch.context() as patch:
+        interrupt_during_epoch(patch, 3)
+        with pytest.raises(Interrupt):
+            run_training(data, schema, tmp_path / "run.pt", epochs=6, early_stopping_patience=3)
+    # the resumed trainer's validation continues the script where the killed one stopped
+    scripted_validation(monkeypatch, scores[2:])
+    _, resumed = run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=6, early_stopping_patience=3)
+    assert without_seconds(resumed) == without_seconds(reference)
+
+
+def test_resuming_a_finished_early_stopped_run_trains_no_further(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted_validation(monkeypatch, [0.5, 0.1, 0.1, 0.9, 0.9])
+    first, history = run_training(data, schema, tmp_path / "run.pt", epochs=5, early_stopping_patience=2)
+    assert len(history.epochs) == 3 and history.best_epoch == 1
+
+    calls: list[int] = []
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, *a, **k: calls.append(1) or 0.0)
+    again, resumed = run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=5, early_stopping_patience=2)
+    assert calls == []
+    assert without_seconds(resumed) == without_seconds(history)
+    assert same_state(again.model.state_dict(), first.model.state_dict())  # the best (epoch 1) weights
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(data: EHRData, schema: DataSchema, tmp_path: Path) -> None:
+    _, reference = run_training(data, schema, tmp_path / "a.pt", epochs=2)
+    _, fresh = run_training(data, schema, tmp_path / "b.pt", resume=True, epochs=2)
+    assert without_seconds(fresh) == without_seconds(reference)
+
+
+@pytest.mark.parametrize(
+    ("extra", "what"),
+    [
+        ({"data_fingerprint": "OTHER", "config": "c"}, "data fingerprint"),
+        ({"data_fingerprint": "abc", "config": "OTHER"}, "config"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_of_other_data_or_settings(
+    data: EHRData, schema: DataSchema, tmp_path: Path, extra: dict[str, str], what: str
+) -> None:
+    run_training(data, schema, tmp_path / "run.pt", epochs=1)
+    with pytest.raises(ValueError, match=rf"cannot resume: the checkpoint's {what} differs.*new --out"):
+        run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=2, extra=extra)
+
+
+def test_checkpoint_is_written_every_epoch_with_its_metadata(data: EHRData, schema: DataSchema, tmp_path: Path) -> None:
+    run_training(data, schema, tmp_path / "run.pt", epochs=2, extra={"data_fingerprint": "abc", "config": "c",
+                                                                     "plugins": {"medtoolkit": "0.1.0"}})
+    saved = load_checkpoint(tmp_path / "run.pt")
+    assert saved["data_fingerprint"] == "abc" and saved["plugins"] == {"medtoolkit": "0.1.0"}
+    assert len(saved["history"]["epochs"]) == 2
+    assert {"model", "best_model", "optimizer", "losses", "rng_seed", "torch_rng"} <= saved.keys()
+
+
+# ---------------------------------------------------------------------------- guards and options
+def test_untrainable_model_skips_training(data: EHRData, schema: DataSchema, tmp_path: Path) -> None:
+    model = PreviousVisitRecommender(PreviousVisitRecommender.Params(), schema)
+    trainer = Trainer(model, [], params(epochs=5), CPU)
+    assert trainer.optimizer is None
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency, checkpoint_path=tmp_path / "c.pt")
+    assert history.epochs == [] and history.best_epoch is None
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_trainable_model_without_losses_is_refused(schema: DataSchema) -> None:
+    with pytest.raises(ValueError, match="needs at least one loss.*'losses'"):
+        Trainer(logistic(schema), [], params(), CPU)
+
+
+class NaNLoss(Loss):
+    def forward(self, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+        return logits.sum() * float("nan")
+
+
+def test_nan_loss_raises_a_clear_error(data: EHRData, schema: DataSchema) -> None:
+    trainer = Trainer(logistic(schema), [NaNLoss()], params(), CPU)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 0; lower trainer\.lr"):
+        trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+
+
+def grad_norm(model: Recommender) -> float:
+    grads = [p.grad.flatten() for p in model.parameters() if p.grad is not None]
+    return float(torch.cat(grads).norm())
+
+
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_gradient_clipping_bounds_the_gradient_norm(data: EHRData, schema: DataSchema, clip: float | None) -> None:
+    # the gradients of the last step stay on the parameters after the epoch
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)], params(grad_clip=clip), CPU)
+    trainer.train_epoch(data, TRAIN)
+    norm = grad_norm(trainer.model)
+    if clip is None:
+        assert norm > 1e-2
+    else:
+        assert norm == pytest.approx(clip, rel=1e-3)
+
+
+def test_amp_is_ignored_on_cpu(data: EHRData, schema: DataSchema) -> None:
+    results = []
+    for amp in (False, True):
+        trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)], params(amp=amp, epochs=2), CPU)
+        assert trainer.use_amp is False and not trainer.scaler.is_enabled()
+        trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+        results.append(trainer.model.state_dict())
+    assert same_state(*results)
+
+
+def test_training_history_round_trips_through_json() -> None:
+    history = TrainingHistory([EpochRecord(1, 0.5, 0.1, {"jaccard": 0.2})], best_epoch=1, best_score=0.2)
+    assert TrainingHistory.from_json(history.to_json()) == history
+    empty = TrainingHistory.from_json(TrainingHistory().to_json())
+    assert empty.best_score == float("-inf") and empty.to_json()["best_score"] is None
+
+
+def test_progress_log_lines_go_to_stderr(data: EHRData, schema: DataSchema, capsys: pytest.CaptureFixture[str]) -> None:
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)], params(epochs=2, progress="log"), CPU)
+    trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = [line for line in captured.err.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2 loss=") and "val: jaccard=" in lines[0]
+
