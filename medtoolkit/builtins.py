@@ -12,6 +12,25 @@ def register_datasets(register: Register) -> None:
 
     register("safedrug_pickle", SafeDrugPickleDataset)
     register("synthetic", SyntheticDataset)
+    _register_raw_loaders(register)
+
+
+def _register_raw_loaders(register: Register) -> None:
+    """The raw-table loaders (MIMIC-III, MIMIC-IV, eICU), registered once their modules exist."""
+    import importlib
+
+    for name, module, cls in (
+        ("mimic3", "medtoolkit.data.loaders.mimic3", "MIMIC3Dataset"),
+        ("mimic4", "medtoolkit.data.loaders.mimic4", "MIMIC4Dataset"),
+        ("eicu", "medtoolkit.data.loaders.eicu", "EICUDataset"),
+    ):
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+            continue
+        register(name, getattr(loaded, cls))
 
 
 @hookimpl
