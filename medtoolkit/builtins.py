@@ -7,30 +7,17 @@ from medtoolkit.hookspecs import Register, hookimpl
 
 @hookimpl
 def register_datasets(register: Register) -> None:
+    from medtoolkit.data.loaders.eicu import EICUDataset
+    from medtoolkit.data.loaders.mimic3 import MIMIC3Dataset
+    from medtoolkit.data.loaders.mimic4 import MIMIC4Dataset
     from medtoolkit.data.loaders.safedrug_pickle import SafeDrugPickleDataset
     from medtoolkit.data.loaders.synthetic import SyntheticDataset
 
     register("safedrug_pickle", SafeDrugPickleDataset)
     register("synthetic", SyntheticDataset)
-    _register_raw_loaders(register)
-
-
-def _register_raw_loaders(register: Register) -> None:
-    """The raw-table loaders (MIMIC-III, MIMIC-IV, eICU), registered once their modules exist."""
-    import importlib
-
-    for name, module, cls in (
-        ("mimic3", "medtoolkit.data.loaders.mimic3", "MIMIC3Dataset"),
-        ("mimic4", "medtoolkit.data.loaders.mimic4", "MIMIC4Dataset"),
-        ("eicu", "medtoolkit.data.loaders.eicu", "EICUDataset"),
-    ):
-        try:
-            loaded = importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
-            continue
-        register(name, getattr(loaded, cls))
+    register("mimic3", MIMIC3Dataset)
+    register("mimic4", MIMIC4Dataset)
+    register("eicu", EICUDataset)
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""Command line: ``medtoolkit plugins|components|presets|validate|train|evaluate``.
+"""Command line: ``medtoolkit plugins|components|presets|validate|train|evaluate|data``.
 
 Exit codes: 0 success, 1 invalid input (config errors, bad data), 2 usage errors.
 """
@@ -138,6 +138,64 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_from_spec(spec: str, overrides: list[str], host: Any) -> Any:
+    """A dataset component from a run file, a preset name or a dataset type name."""
+    from medtoolkit.config import parse_override
+
+    names = {entry.name for entry in host.registry("dataset")}
+    if spec in names and not Path(spec).exists():
+        cls = host.get("dataset", spec)
+        cls = getattr(cls, "obj", cls)
+        values: dict[str, Any] = {}
+        for text in overrides:
+            key, value = parse_override(text)
+            if len(key) != 1:
+                raise ValueError(f"override {text!r}: a dataset option is a single key (e.g. root=PATH)")
+            values[key[0]] = value
+        try:
+            params = cls.Params(**values)
+        except Exception as error:  # pydantic ValidationError -> a readable message
+            raise ValueError(f"dataset {spec!r}: invalid options: {error}") from None
+        return cls(params)
+    from medtoolkit.experiment import Experiment
+
+    prefixed = [text if text.startswith("dataset.") else f"dataset.{text}" for text in overrides]
+    experiment = Experiment.from_config(spec, overrides=prefixed, host=host)
+    return experiment.config.dataset.build(None)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from medtoolkit.data.report import DataReport
+
+    host = _host()
+    dataset = _dataset_from_spec(args.spec, list(args.override), host)
+    data = dataset.load(progress=False)
+    stats = data.statistics()
+    report = DataReport.from_json(data.provenance.get("report", {}))
+    cache = data.provenance.get("cache", {})
+    if args.json:
+        print(json.dumps({"name": data.name, "statistics": stats, "report": report.to_json(),
+                          "cache": cache, "fingerprint": data.fingerprint()}, indent=2, default=str))
+        return 0
+    print(f"dataset: {data.name}  (fingerprint {data.fingerprint()[:16]})")
+    print(f"patients: {stats['patients']:,}")
+    print(f"visits: {stats['visits']:,}  ({stats['visits_per_patient']:.2f} per patient, "
+          f"max {stats['max_visits_per_patient']})")
+    for vocab in data.vocabularies:
+        print(f"{vocab}: vocabulary {stats[f'vocab_{vocab}']:,}, "
+              f"{stats[f'per_visit_{vocab}']:.2f} per visit")
+    print(f"ground-truth DDI rate: {stats['ground_truth_ddi_rate']:.4f} "
+          f"({data.knowledge.n_ddi_pairs} interacting pairs)")
+    if "hospitals" in stats:
+        print(f"hospitals: {stats['hospitals']:,}")
+    if cache:
+        print(f"cache: {'hit' if cache.get('hit') else 'miss'} {cache.get('path', '')}".rstrip())
+    if data.provenance.get("report") is not None:
+        print()
+        print(report.to_markdown())
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
     """The argument parser (plugins may add sub-commands through ``register_commands``)."""
@@ -174,6 +232,14 @@ def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
             p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
             p.add_argument("--device", help="override the device (cpu, cuda, cuda:1)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("data", help="inspect a dataset: counts, vocabularies, drops and mapping coverage")
+    p.add_argument("action", choices=["info"])
+    p.add_argument("spec", help="run file, preset name or dataset type (e.g. mimic3)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option, e.g. -o root=PATH (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("evaluate", help="re-evaluate a finished run directory on its test split")
     p.add_argument("run_dir")

@@ -131,7 +131,7 @@ def test_presets_copy_then_validate(tmp_path: Path, capsys: Capture) -> None:
     assert dest.read_text(encoding="utf-8") == builtin_presets()["gamenet"].read_text(encoding="utf-8")
     assert main(["validate", str(dest)]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"OK: {dest}: dataset=synthetic task=medication_recommendation model=gamenet "
+        f"OK: {dest}: dataset=mimic3 task=medication_recommendation model=gamenet "
         "losses=[bce, multilabel_margin, ddi]"
     )
 
@@ -179,7 +179,7 @@ def test_override_switching_the_dataset_type_prints_a_note(tmp_path: Path, capsy
     code = main(["validate", "gamenet", "-o", "dataset.type=safedrug_pickle", "-o", f"dataset.root={tmp_path}"])
     assert code == 0
     captured = capsys.readouterr()
-    assert ("note: dataset: switched type 'synthetic' -> 'safedrug_pickle'; reset parameters n_patients, seed"
+    assert ("note: dataset: switched type 'mimic3' -> 'safedrug_pickle'; reset parameters min_visits"
             in captured.err.splitlines())
     assert "dataset=safedrug_pickle" in captured.out
 

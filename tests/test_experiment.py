@@ -28,7 +28,7 @@ TINY_DATA: dict[str, Any] = {
     "mean_diagnoses": 5, "mean_procedures": 3, "mean_medications": 4, "n_ddi_pairs": 8,
     "n_substructures": 0, "n_conditions": 4,
 }
-TINY_OVERRIDES = [f"dataset.{key}={value}" for key, value in TINY_DATA.items() if key != "type"]
+TINY_OVERRIDES = [f"dataset.{key}={value}" for key, value in TINY_DATA.items()]  # type first: presets default to mimic3
 
 TINY: dict[str, Any] = {
     "name": "tiny",

@@ -1,0 +1,232 @@
+"""A safe on-disk cache for processed datasets (npz + JSON, never pickles).
+
+Layout of one cache entry (a directory named by the fingerprint)::
+
+    arrays.npz     numeric arrays, written and read with allow_pickle=False
+    meta.json      vocabularies, patient ids, knowledge (incl. SMILES lists), provenance
+    manifest.json  format version + sha256 of arrays.npz and meta.json
+
+:func:`cached_build` keys entries by a SHA-256 of the input files (names, sizes and content,
+hashed in 1 MB chunks), the options (as canonical JSON) and :data:`FORMAT_VERSION`; a missing,
+corrupted or unreadable entry is rebuilt (with a warning when it was corrupted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.data.knowledge import DrugKnowledge
+from medtoolkit.data.vocab import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+#: bump when the layout or the processing of any cached loader changes
+FORMAT_VERSION = 1
+_ARRAYS, _META, _MANIFEST = "arrays.npz", "meta.json", "manifest.json"
+_CHUNK = 1024 * 1024
+
+
+class CacheError(ValueError):
+    """A cache entry is missing a file, fails its checksum or cannot be decoded."""
+
+
+def default_cache_dir() -> Path:
+    """``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``."""
+    configured = os.environ.get("MEDTOOLKIT_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "medtoolkit"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 hex digest of a file's content, read in 1 MB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """Options -> canonical JSON-safe values (paths as strings, sets sorted)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def fingerprint(inputs: Sequence[Path], options: Mapping[str, Any]) -> str:
+    """SHA-256 of input names, sizes and contents, the options and the format version."""
+    digest = hashlib.sha256()
+    digest.update(f"medtoolkit-cache-v{FORMAT_VERSION}\n".encode())
+    for path in sorted(Path(p) for p in inputs):
+        digest.update(f"{path.name}\x1f{path.stat().st_size}\x1f{file_digest(path)}\n".encode())
+    digest.update(json.dumps(_jsonable(options), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- save / load
+def save_ehr(data: EHRData, directory: Path) -> None:
+    """Write ``data`` to ``directory`` (created; existing entry files are replaced)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {"visit_offsets": np.asarray(data.visit_offsets, dtype=np.int64)}
+    for name in data.vocabularies:
+        arrays[f"codes/{name}"] = np.asarray(data.codes[name], dtype=np.int32)
+        arrays[f"code_offsets/{name}"] = np.asarray(data.code_offsets[name], dtype=np.int64)
+    if data.hospital is not None:
+        arrays["hospital"] = np.asarray(data.hospital, dtype=np.int32)
+    if data.time is not None:
+        arrays["time"] = np.asarray(data.time, dtype=np.float64)
+    knowledge = data.knowledge
+    arrays["knowledge/ddi_adjacency"] = np.asarray(knowledge.ddi_adjacency, dtype=np.float32)
+    for optional in ("ddi_types", "ddi_sign", "substructure_mask"):
+        value = getattr(knowledge, optional)
+        if value is not None:
+            arrays[f"knowledge/{optional}"] = np.asarray(value)
+    meta = {
+        "name": data.name,
+        "vocabularies": {name: vocab.to_json() for name, vocab in data.vocabularies.items()},
+        "patient_ids": list(data.patient_ids),
+        "smiles": knowledge.smiles,
+        "knowledge_provenance": dict(knowledge.provenance),
+        "provenance": _jsonable(data.provenance),
+    }
+    arrays_path, meta_path = directory / _ARRAYS, directory / _META
+    with open(arrays_path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "files": {_ARRAYS: file_digest(arrays_path), _META: file_digest(meta_path)},
+    }
+    (directory / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+
+def load_ehr(directory: Path) -> EHRData:
+    """Read an entry written by :func:`save_ehr`, verifying its checksums.
+
+    Raises:
+        CacheError: a file is missing, a checksum differs, or the content does not decode.
+    """
+    directory = Path(directory)
+    manifest_path = directory / _MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise CacheError(f"{manifest_path}: format version {manifest.get('format_version')} != {FORMAT_VERSION}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        if isinstance(error, CacheError):
+            raise
+        raise CacheError(f"{manifest_path}: unreadable manifest ({error})") from None
+    for file_name in (_ARRAYS, _META):
+        path = directory / file_name
+        if not path.is_file():
+            raise CacheError(f"{path}: missing")
+        if file_digest(path) != files.get(file_name):
+            raise CacheError(f"{path}: checksum mismatch (corrupted cache entry)")
+    try:
+        meta = json.loads((directory / _META).read_text(encoding="utf-8"))
+        with np.load(directory / _ARRAYS, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        vocabularies = {name: Vocabulary.from_json(v) for name, v in meta["vocabularies"].items()}
+        knowledge = DrugKnowledge(
+            ddi_adjacency=arrays["knowledge/ddi_adjacency"],
+            ddi_types=arrays.get("knowledge/ddi_types"),
+            ddi_sign=arrays.get("knowledge/ddi_sign"),
+            smiles=meta.get("smiles"),
+            substructure_mask=arrays.get("knowledge/substructure_mask"),
+            provenance=dict(meta.get("knowledge_provenance", {})),
+        )
+        return EHRData(
+            vocabularies=vocabularies,
+            visit_offsets=arrays["visit_offsets"],
+            codes={name: arrays[f"codes/{name}"] for name in vocabularies},
+            code_offsets={name: arrays[f"code_offsets/{name}"] for name in vocabularies},
+            patient_ids=[str(p) for p in meta["patient_ids"]],
+            knowledge=knowledge,
+            hospital=arrays.get("hospital"),
+            time=arrays.get("time"),
+            name=str(meta.get("name", "ehr")),
+            provenance=dict(meta.get("provenance", {})),
+        )
+    except CacheError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any decoding problem means "rebuild"
+        raise CacheError(f"{directory}: cannot decode cache entry ({type(error).__name__}: {error})") from None
+
+
+# ---------------------------------------------------------------------------- build with cache
+def cached_build(
+    inputs: Sequence[Path],
+    options: Mapping[str, Any],
+    build: Callable[[], EHRData],
+    cache_dir: Path | None,
+    enabled: bool = True,
+) -> EHRData:
+    """Return the cached dataset for (inputs, options), building and storing it when needed.
+
+    Args:
+        inputs: the raw files the build reads (their content is hashed).
+        options: everything else that changes the result (loader name, parameters, versions).
+        build: produces the dataset on a miss.
+        cache_dir: root of the cache (None = :func:`default_cache_dir`).
+        enabled: False builds without reading or writing the cache.
+
+    Returns:
+        The dataset; ``provenance["cache"]`` records ``hit``, ``fingerprint`` and ``path``.
+    """
+    if not enabled:
+        data = build()
+        data.provenance["cache"] = {"hit": False, "enabled": False}
+        return data
+    key = fingerprint(inputs, options)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    entry = root / key
+    if (entry / _MANIFEST).is_file():
+        started = time.perf_counter()
+        try:
+            data = load_ehr(entry)
+        except CacheError as error:
+            warnings.warn(f"dataset cache entry is corrupt, rebuilding: {error}", RuntimeWarning, stacklevel=2)
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            data.provenance["cache"] = {
+                "hit": True, "fingerprint": key, "path": str(entry),
+                "load_seconds": round(time.perf_counter() - started, 4),
+            }
+            return data
+    data = build()
+    data.provenance["fingerprint"] = key
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
+        save_ehr(data, staging)
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(staging, entry)
+    except OSError as error:  # an unwritable cache must not stop the run
+        logger.warning("could not write dataset cache %s: %s", entry, error)
+        shutil.rmtree(locals().get("staging", entry), ignore_errors=True)
+    data.provenance["cache"] = {"hit": False, "fingerprint": key, "path": str(entry)}
+    return data

@@ -1,0 +1,94 @@
+"""Helpers shared by the raw-table loaders (``mimic4``, ``eicu``).
+
+Private to :mod:`medtoolkit.data.loaders`; everything is vectorised pandas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from medtoolkit.data.knowledge import DrugKnowledge
+from medtoolkit.data.report import DataReport
+
+#: prefixes that keep ICD revisions apart inside one vocabulary
+ICD9_PREFIX, ICD10_PREFIX = "ICD9:", "ICD10:"
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 hex digest of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_line(frame: pd.DataFrame, position: int) -> int:
+    """1-based line in its csv file of the row at ``position`` (header = line 1).
+
+    ``read_table`` returns frames indexed by each row's line number in the file.
+    """
+    return int(frame.index[position])
+
+
+def record_coverage(
+    report: DataReport,
+    step: str,
+    mapped: pd.Series,
+    codes: pd.Series,
+    source: str = "",
+) -> None:
+    """Record row and distinct-code coverage of one mapping step.
+
+    Args:
+        report: where the coverage goes.
+        step: name of the mapping step (``"prescriptions: NDC -> ATC3"``).
+        mapped: per offered row, True when the row received an ATC code.
+        codes: per offered row, the source code offered (blank rows count as rows, not codes).
+        source: the table mapped.
+    """
+    offered = codes.astype("string").fillna("")
+    present = offered != ""
+    report.coverage(
+        step,
+        rows_in=len(offered),
+        rows_mapped=int(mapped.sum()),
+        codes_in=int(offered[present].nunique()),
+        codes_mapped=int(offered[present & mapped.to_numpy()].nunique()),
+        source=source,
+    )
+
+
+def examples(values: pd.Series, limit: int = 5) -> list[str]:
+    """The ``limit`` most frequent values (ties in first-seen order), as strings."""
+    if values.empty:
+        return []
+    counts = values.astype("string").fillna("<NA>").value_counts(sort=True)
+    return [str(v) for v in counts.index[:limit]]
+
+
+def drug_knowledge_factory(atc_level: int) -> Callable[[list[str]], DrugKnowledge]:
+    """``med_codes -> DrugKnowledge`` for ``assemble_ehr`` (shipped ATC3 DDI pairs, SMILES)."""
+    from medtoolkit.knowledge import build_drug_knowledge
+
+    return partial(build_drug_knowledge, atc_level=atc_level)
+
+
+def prefixed(codes: pd.Series, is_icd10: pd.Series) -> pd.Series:
+    """``ICD9:<code>`` / ``ICD10:<code>`` (vectorised)."""
+    prefix = pd.Series(ICD9_PREFIX, index=codes.index, dtype="string").mask(is_icd10.to_numpy(), ICD10_PREFIX)
+    return prefix + codes.astype("string")
+
+
+def missing_message(directory: Path, names: Sequence[str], what: str) -> str:
+    """Error text for missing tables, listing what the directory holds."""
+    present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    return (
+        f"{what}: table(s) {', '.join(names)} not found in {directory} (as .csv or .csv.gz, any case); "
+        f"files there: {', '.join(present[:20]) or 'none'}"
+    )

@@ -1,0 +1,375 @@
+"""``mimic3``: raw MIMIC-III tables (or the built-in MIMIC-III demo) as :class:`EHRData`.
+
+Reads ``ADMISSIONS``, ``DIAGNOSES_ICD``, ``PROCEDURES_ICD`` and ``PRESCRIPTIONS`` (``.csv`` or
+``.csv.gz``, headers in any case) from ``root``; with ``root=None`` the built-in MIMIC-III
+Clinical Database Demo 1.4 (ODbL 1.0, shipped with the package) is used.
+
+Processing (each step counted in the :class:`~medtoolkit.data.report.DataReport`, stored in
+``provenance["report"]``):
+
+* prescriptions whose NDC is blank or ``0`` (MIMIC's "unknown") or malformed are **dropped**
+  - never forward-filled from the previous row as SafeDrug does (reference notes, pitfall 2);
+* optionally (``first_day_medications``) only prescriptions whose ``STARTDATE`` is the first
+  start date of their ICU stay are kept (GAMENet's ``filter_first24hour_med``);
+* NDC -> ATC (level 3 or 4) with :class:`medtoolkit.knowledge.DrugMapper`. With
+  ``drug_map="shipped"`` (MIT maps) rows whose NDC is not in the map are mapped by their ``GSN``,
+  then by their ``DRUG`` name (the shipped NDC map covers few MIMIC-III NDCs); with
+  ``drug_map="rxnorm"`` only SafeDrug's NDC -> RXCUI -> ATC4 files are used (its route).
+  Unmapped rows are dropped; the coverage of every step is reported;
+* visit time: ``ADMITTIME`` when it is a valid ISO timestamp (or an unambiguous
+  ``m/d/yyyy`` date). Damaged or ambiguous values (two-digit years like ``10/23/64 21:09``,
+  as in the demo mirror's ``ADMISSIONS.csv``) are replaced by the admission's earliest
+  ``PRESCRIPTIONS.STARTDATE``; an admission with neither raises an error naming file and line.
+  Visits are ordered by that time, never by ``HADM_ID``. A non-blank ``STARTDATE`` that is not
+  a date is an error naming file and line; a table with a header but no rows is an error;
+  ICD codes spelled ``NaN`` / ``NA`` / ``NULL`` / ``None`` count as blank (dropped, counted);
+* assembly (:func:`~medtoolkit.data.assemble.assemble_ehr`): top-N diagnoses/procedures,
+  visits with all three kinds, ``min_visits`` applied last.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from medtoolkit.components.base import Dataset
+from medtoolkit.components.params import Params as BaseParams
+from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
+from medtoolkit.data.report import DataReport
+from medtoolkit.data.tables import DataFormatError, find_table, read_table
+
+logger = logging.getLogger(__name__)
+
+#: bump when the processing changes, so cached builds are not reused
+LOADER_VERSION = 1
+TABLES = ("ADMISSIONS", "DIAGNOSES_ICD", "PROCEDURES_ICD", "PRESCRIPTIONS")
+_EPOCH = pd.Timestamp("1970-01-01")
+_DAY = pd.Timedelta(days=1)
+_ISO = r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$"
+#: spellings of a missing value that must never become a code (compared upper-cased)
+_MISSING_CODES = ("NAN", "NA", "NULL", "NONE")
+_US_FOUR_DIGIT = r"^\d{1,2}/\d{1,2}/\d{4}( \d{1,2}:\d{2}(:\d{2})?)?$"
+
+
+def _parse_times(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Days since 1970 for unambiguous timestamps; returns (days, valid mask). Others are NaN."""
+    text = values.astype(str).str.strip()
+    iso = text.str.match(_ISO).to_numpy(dtype=bool)
+    us = text.str.match(_US_FOUR_DIGIT).to_numpy(dtype=bool)
+    days = np.full(len(text), np.nan)
+    if iso.any():
+        parsed = pd.to_datetime(text[iso], format="ISO8601", errors="coerce")
+        days[iso] = ((parsed - _EPOCH) / _DAY).to_numpy(dtype=np.float64, na_value=np.nan)
+    if us.any():
+        parsed = pd.to_datetime(text[us], format="mixed", dayfirst=False, errors="coerce")
+        days[us] = ((parsed - _EPOCH) / _DAY).to_numpy(dtype=np.float64, na_value=np.nan)
+    return days, ~np.isnan(days)
+
+
+class MIMIC3Dataset(Dataset):
+    """MIMIC-III tables as :class:`EHRData` (see the module docstring for the rules).
+
+    Vocabularies: ``diagnoses`` and ``procedures`` hold ICD-9 codes as written in the tables,
+    ``medications`` ATC codes of ``atc_level``. ``patient_ids`` are ``SUBJECT_ID`` strings;
+    ``time`` is the visit time in days since 1970-01-01 (MIMIC's shifted calendar).
+    """
+
+    class Params(BaseParams):
+        """Where the tables are and how to process them.
+
+        Attributes:
+            root: directory holding the four tables; None loads the built-in demo.
+            atc_level: ATC level of the medication codes (3 = ``N02B``, 4 = ``N02BE``).
+            top_diagnoses: keep the N most frequent diagnosis codes (None keeps all).
+            top_procedures: keep the N most frequent procedure codes (None keeps all).
+            min_visits: drop patients with fewer visits (applied after every other filter).
+            first_day_medications: only prescriptions on the first start date of their ICU stay.
+            drug_map: ``"shipped"`` (MIT NDC -> ATC map) or ``"rxnorm"`` (SafeDrug's maps).
+            drug_map_dir: for ``"rxnorm"``: directory with ``ndc2rxnorm_mapping.txt`` and
+                ``ndc2atc_level4.zip`` (never shipped: no licence).
+            substructures: compute the BRICS substructure mask (SafeDrug's molecule input;
+                skipped with a warning when rdkit is missing; False saves ~3 s on the demo).
+            cache: reuse a cached build when inputs and options are unchanged.
+            cache_dir: cache directory (None: ``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``).
+        """
+
+        root: Path | None = Field(None, description="MIMIC-III table directory; None = built-in demo")
+        atc_level: Literal[3, 4] = Field(3, description="ATC level of the medication codes")
+        top_diagnoses: int | None = Field(2000, ge=1, description="keep the N most frequent diagnoses (None: all)")
+        top_procedures: int | None = Field(None, ge=1, description="keep the N most frequent procedures (None: all)")
+        min_visits: int = Field(2, ge=1, description="drop patients with fewer visits (applied last)")
+        first_day_medications: bool = Field(
+            False, description="only prescriptions on the first start date of their ICU stay (GAMENet)"
+        )
+        drug_map: Literal["shipped", "rxnorm"] = Field("shipped", description="NDC -> ATC map")
+        drug_map_dir: Path | None = Field(None, description="directory of SafeDrug's NDC maps (drug_map=rxnorm)")
+        substructures: bool = Field(
+            True, description="compute the BRICS substructure mask of the drugs (SafeDrug; needs rdkit)"
+        )
+        cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
+        cache_dir: Path | None = Field(None, description="cache directory (None: default)")
+
+    params: Params
+    source_name: ClassVar[str] = "mimic3"
+
+    # ------------------------------------------------------------------ public
+    def load(self, progress: bool = True) -> EHRData:
+        """Read the tables (or a cached build) and assemble the dataset.
+
+        Args:
+            progress: log each table as it is read (INFO level).
+
+        Returns:
+            The dataset; ``provenance["report"]`` holds every drop and the mapping coverage,
+            ``provenance["cache"]`` whether the cache was hit.
+
+        Raises:
+            FileNotFoundError: the directory or a table is missing.
+            DataFormatError: a table is malformed (the message names file, line and column).
+        """
+        from medtoolkit.data.cache import cached_build
+
+        paths = self._locate()
+        inputs = list(paths.values())
+        if self.params.drug_map == "rxnorm" and self.params.drug_map_dir is not None:
+            inputs += [p for p in sorted(Path(self.params.drug_map_dir).glob("ndc2*")) if p.is_file()]
+        inputs += _knowledge_resources()
+        options: dict[str, Any] = {
+            "loader": self.source_name,
+            "loader_version": LOADER_VERSION,
+            **{k: v for k, v in self.params.model_dump(mode="json").items()
+               if k not in {"root", "cache", "cache_dir", "drug_map_dir"}},
+        }
+        return cached_build(
+            inputs=inputs, options=options, build=lambda: self._build(paths, progress),
+            cache_dir=self.params.cache_dir, enabled=self.params.cache,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters plus the resolved table directory."""
+        return {"type": self.source_name, **self.params.model_dump(mode="json"), "directory": str(self._root())}
+
+    # ------------------------------------------------------------------ steps
+    def _root(self) -> Path:
+        if self.params.root is not None:
+            return Path(self.params.root).expanduser()
+        from medtoolkit.resources import demo_path
+
+        return demo_path("mimic3")
+
+    def _locate(self) -> dict[str, Path]:
+        root = self._root()
+        return {name: find_table(root, name) for name in TABLES}
+
+    def _build(self, paths: dict[str, Path], progress: bool) -> EHRData:
+        from medtoolkit.data.assemble import assemble_ehr
+        from medtoolkit.knowledge import build_drug_knowledge
+
+        report = DataReport()
+        p = self.params
+        if progress:
+            logger.info("mimic3: reading %s", paths["ADMISSIONS"].parent)
+        admissions = read_table(
+            paths["ADMISSIONS"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ADMITTIME": "str"}, report=report
+        )
+        diagnoses = read_table(
+            paths["DIAGNOSES_ICD"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ICD9_CODE": "str"}, report=report
+        )
+        procedures = read_table(
+            paths["PROCEDURES_ICD"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ICD9_CODE": "str"}, report=report
+        )
+        prescriptions = read_table(
+            paths["PRESCRIPTIONS"],
+            {"SUBJECT_ID": "int", "HADM_ID": "int", "ICUSTAY_ID": "int?", "STARTDATE": "str", "NDC": "str",
+             "GSN": "str", "DRUG": "str"},
+            optional=("GSN", "DRUG"), report=report,
+        )
+        for name, table in (("ADMISSIONS", admissions), ("DIAGNOSES_ICD", diagnoses),
+                            ("PROCEDURES_ICD", procedures), ("PRESCRIPTIONS", prescriptions)):
+            if table.empty:
+                raise DataFormatError(
+                    f"{paths[name]}: the table has a header but no data rows; a MIMIC-III build needs "
+                    "rows in all four tables"
+                )
+        visits = self._visits(admissions, prescriptions, paths, report)
+        medications = self._medications(prescriptions, paths["PRESCRIPTIONS"].name, report)
+        events = {
+            DIAGNOSES: _events(diagnoses, "ICD9_CODE"),
+            PROCEDURES: _events(procedures, "ICD9_CODE"),
+            MEDICATIONS: medications,
+        }
+        return assemble_ehr(
+            events, visits,
+            lambda codes: build_drug_knowledge(codes, atc_level=p.atc_level, with_substructures=p.substructures),
+            name="mimic3" if p.root is None else f"mimic3:{Path(p.root).name}",
+            report=report, min_visits=p.min_visits,
+            top_n={DIAGNOSES: p.top_diagnoses, PROCEDURES: p.top_procedures},
+            provenance={
+                "source": "mimic3",
+                "directory": str(paths["ADMISSIONS"].parent),
+                "builtin_demo": p.root is None,
+                "options": p.model_dump(mode="json"),
+                "tables": {name: path.name for name, path in paths.items()},
+            },
+        )
+
+    def _visits(
+        self, admissions: pd.DataFrame, prescriptions: pd.DataFrame, paths: dict[str, Path], report: DataReport
+    ) -> pd.DataFrame:
+        """One row per admission with a trustworthy time (see the module docstring)."""
+        source = paths["ADMISSIONS"].name
+        repeated = admissions["HADM_ID"].duplicated(keep="first").to_numpy()
+        if repeated.any():
+            line = admissions.index[np.flatnonzero(repeated)[0]]
+            raise DataFormatError(
+                f"{paths['ADMISSIONS']}: line {line}, column HADM_ID: admission "
+                f"{admissions['HADM_ID'].iloc[np.flatnonzero(repeated)[0]]} appears twice with different values"
+            )
+        days, valid = _parse_times(admissions["ADMITTIME"])
+        start_days, start_valid = _parse_times(prescriptions["STARTDATE"])
+        invalid = np.flatnonzero(~start_valid)
+        if invalid.size:  # blank is "unknown"; anything else that does not parse is an error
+            text = prescriptions["STARTDATE"].iloc[invalid].astype(str).str.strip()
+            unreadable = invalid[(text != "").to_numpy()]
+            if unreadable.size:
+                first = int(unreadable[0])
+                raise DataFormatError(
+                    f"{paths['PRESCRIPTIONS']}: line {prescriptions.index[first]}, column STARTDATE: "
+                    f"{prescriptions['STARTDATE'].iloc[first]!r} is not a date (YYYY-MM-DD[ HH:MM[:SS]] or "
+                    f"m/d/yyyy); {unreadable.size} such values"
+                )
+        earliest = (
+            pd.Series(start_days[start_valid], index=prescriptions["HADM_ID"].to_numpy()[start_valid])
+            .groupby(level=0).min()
+        )
+        fallback = earliest.reindex(admissions["HADM_ID"].to_numpy()).to_numpy(dtype=np.float64)
+        damaged = ~valid
+        if damaged.any():
+            examples = [
+                f"line {line}: {value!r}"
+                for line, value in zip(admissions.index[damaged][:3], admissions["ADMITTIME"].to_numpy()[damaged][:3])
+            ]
+            report.note(
+                f"{source}: {int(damaged.sum())} of {len(admissions)} ADMITTIME values are damaged or ambiguous "
+                f"(e.g. {'; '.join(examples)}); those admissions are timed by their earliest "
+                f"{paths['PRESCRIPTIONS'].name} STARTDATE instead"
+            )
+            no_time = damaged & np.isnan(fallback)
+            if no_time.any():
+                has_rows = np.isin(admissions["HADM_ID"].to_numpy(), prescriptions["HADM_ID"].to_numpy())
+                timeless_with_rows = no_time & has_rows
+                if timeless_with_rows.any():
+                    first = int(np.flatnonzero(timeless_with_rows)[0])
+                    raise DataFormatError(
+                        f"{paths['ADMISSIONS']}: line {admissions.index[first]}, column ADMITTIME: "
+                        f"{admissions['ADMITTIME'].iloc[first]!r} is not a usable date and admission "
+                        f"{admissions['HADM_ID'].iloc[first]} has no valid STARTDATE in "
+                        f"{paths['PRESCRIPTIONS'].name}, so its visit cannot be ordered "
+                        f"({int(timeless_with_rows.sum())} such admissions)"
+                    )
+                report.note(
+                    f"{source}: {int(no_time.sum())} admissions have neither a usable ADMITTIME nor any "
+                    "prescription row; they are kept untimed and fall out for lack of medications"
+                )
+        return pd.DataFrame({
+            "PATIENT": admissions["SUBJECT_ID"].astype(str).to_numpy(),
+            "VISIT": admissions["HADM_ID"].astype(str).to_numpy(),
+            "TIME": np.where(valid, days, fallback),
+        })
+
+    def _medications(self, prescriptions: pd.DataFrame, source: str, report: DataReport) -> pd.DataFrame:
+        """Prescriptions -> (PATIENT, VISIT, CODE=ATC) rows; every removed row counted."""
+        from medtoolkit.knowledge import DrugMapper, normalize_ndc_counted
+
+        p = self.params
+        frame = prescriptions
+        if p.first_day_medications:
+            days, valid = _parse_times(frame["STARTDATE"])
+            report.drop(
+                "prescriptions: first-day filter", int((~valid).sum()), "STARTDATE missing or not a date",
+                source=source, examples=[f"line {i}" for i in frame.index[~valid][:5]],
+            )
+            frame = frame.loc[valid].assign(_DAYS=days[valid])
+            stay = frame["ICUSTAY_ID"].astype("Float64").fillna(-1.0)
+            first = frame.groupby([frame["HADM_ID"], stay], sort=False)["_DAYS"].transform("min")
+            on_first_day = (frame["_DAYS"] == first).to_numpy()
+            report.drop(
+                "prescriptions: first-day filter", int((~on_first_day).sum()),
+                "STARTDATE after the first start date of the ICU stay", source=source,
+            )
+            frame = frame.loc[on_first_day]
+        keys, counts = normalize_ndc_counted(frame["NDC"])
+        text = frame["NDC"].astype(str).str.strip()
+        blank = (text == "") | text.str.fullmatch(r"0+").to_numpy(dtype=bool)
+        malformed = keys.isna().to_numpy() & ~np.asarray(blank, dtype=bool)
+        report.drop("prescriptions: NDC blank or 0", int(np.sum(blank)), "no NDC (MIMIC writes 0 when unknown)",
+                    source=source, examples=[f"line {i}" for i in frame.index[np.asarray(blank, dtype=bool)][:5]])
+        report.drop("prescriptions: NDC malformed", int(malformed.sum()), "not an 11-digit or dashed 10-digit NDC",
+                    source=source,
+                    examples=[f"line {i}: {v!r}" for i, v in zip(frame.index[malformed][:5], text[malformed][:5])])
+        usable = keys.notna().to_numpy()
+        frame, keys = frame.loc[usable], keys[usable]
+        mapper = DrugMapper(source=p.drug_map, map_dir=p.drug_map_dir)
+        atc = mapper.map_ndc(frame["NDC"], atc_level=p.atc_level).astype(object)
+        _record(report, mapper, source)
+        if p.drug_map == "shipped":  # the shipped NDC map is sparse for MIMIC-III: GSN, then name
+            for column, method in (("GSN", mapper.map_gsn), ("DRUG", mapper.map_name)):
+                missing = atc.isna().to_numpy()
+                if column not in frame.columns or not missing.any():
+                    continue
+                extra = method(frame.loc[missing, column], atc_level=p.atc_level).astype(object)
+                _record(report, mapper, source, f" (rows whose NDC did not map, by {column})")
+                atc[missing] = extra.to_numpy()
+        mapped = atc.notna().to_numpy()
+        unmapped = ~mapped
+        route = "NDC, GSN or drug name" if p.drug_map == "shipped" else "NDC"
+        report.drop(
+            f"prescriptions: no ATC{p.atc_level}", int(unmapped.sum()),
+            f"valid NDC whose {route} is not in the {p.drug_map} map", source=source,
+            examples=sorted(set(keys[unmapped].astype(str)))[:5],
+        )
+        kept = frame.loc[mapped]
+        return pd.DataFrame({
+            "PATIENT": kept["SUBJECT_ID"].astype(str).to_numpy(),
+            "VISIT": kept["HADM_ID"].astype(str).to_numpy(),
+            "CODE": atc[mapped].astype(str).to_numpy(),
+        })
+
+
+def _record(report: DataReport, mapper: Any, source: str, suffix: str = "") -> None:
+    """Copy the mapper's last coverage into the report."""
+    coverage = mapper.last_coverage
+    if coverage is not None:
+        kwargs = coverage.as_report_kwargs()
+        kwargs["step"] = kwargs["step"] + suffix
+        kwargs["source"] = f"{source}; map: {coverage.source}"
+        report.coverage(**kwargs)
+
+
+def _events(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """(SUBJECT_ID, HADM_ID, code column) -> (PATIENT, VISIT, CODE) strings, file order kept.
+
+    Missing-value spellings (``NaN``, ``NA``, ``NULL``, ``None``, any case) become blank, so the
+    assembly drops and counts them as blank codes instead of keeping them as ICD-9 codes.
+    """
+    code = frame[column].astype(str).str.strip()
+    code = code.mask(code.str.upper().isin(_MISSING_CODES), "")
+    return pd.DataFrame({
+        "PATIENT": frame["SUBJECT_ID"].astype(str).to_numpy(),
+        "VISIT": frame["HADM_ID"].astype(str).to_numpy(),
+        "CODE": code.to_numpy(),
+    })
+
+
+def _knowledge_resources() -> list[Path]:
+    """Shipped drug-knowledge files whose content changes the result (hashed into the cache key)."""
+    try:
+        from medtoolkit.knowledge._resources import RESOURCE_DIR
+    except ImportError:  # pragma: no cover - knowledge package missing
+        return []
+    return sorted(p for p in Path(RESOURCE_DIR).glob("*") if p.is_file() and not p.name.startswith("LICENSE"))

@@ -1,0 +1,264 @@
+"""``eicu`` loader: demo counts against plain-pandas counts of the raw tables, ICD string splitting,
+stay order, hospital index, cancelled orders, drug-mapping coverage and one training epoch."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import medtoolkit
+from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
+from medtoolkit.data.loaders.eicu import EICUDataset, split_icd_codes
+from medtoolkit.data.tables import DataFormatError
+from medtoolkit.resources import demo_path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SHARED = Path(os.environ.get("MEDTOOLKIT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def raw_dir() -> Path:
+    """The raw eICU demo tables: the shared copy when present, else the shipped one."""
+    shared = SHARED / "eicu-demo"
+    return shared if (shared / "patient.csv.gz").exists() else Path(demo_path("eicu"))
+
+
+def read_raw(name: str) -> pd.DataFrame:
+    return pd.read_csv(raw_dir() / f"{name}.csv.gz", dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def demo() -> EHRData:
+    return EICUDataset(EICUDataset.Params(cache=False)).load(progress=False)
+
+
+def _choose(keys: pd.Series, atc: pd.Series) -> pd.Series:
+    """key -> ATC seen on most rows, ties to the smaller code."""
+    counts = pd.DataFrame({"key": keys, "atc": atc}).dropna().value_counts().rename("n").reset_index()
+    counts = counts.sort_values(["key", "n", "atc"], ascending=[True, False, True])
+    best = counts.drop_duplicates("key")
+    return pd.Series(best["atc"].to_numpy(), index=best["key"].to_numpy())
+
+
+@pytest.fixture(scope="module")
+def independent() -> dict[str, object]:
+    """The demo processed with plain pandas from the raw tables (no medtoolkit code)."""
+    patient = read_raw("patient")
+    diagnosis = read_raw("diagnosis")
+    treatment = read_raw("treatment")
+    medication = read_raw("medication")
+    maps = Path(medtoolkit.__file__).parent / "resources" / "drug_knowledge"
+    name_map = pd.read_csv(maps / "mimic_drug_to_atc.csv.gz", dtype=str).dropna()
+    lookup = _choose(name_map["drug"].str.strip().str.casefold(), name_map["atc_code"].str[:4])
+
+    tokens = diagnosis.set_index("patientunitstayid")["icd9code"].str.split(",").explode().str.strip()
+    tokens = tokens[tokens != ""]
+    treatments = treatment.set_index("patientunitstayid")["treatmentstring"].str.strip()
+    treatments = treatments[treatments != ""]
+
+    med = medication.drop_duplicates(["patientunitstayid", "drugname", "drughiclseqno", "drugordercancelled"])
+    cancelled = int((med["drugordercancelled"] == "Yes").sum())
+    med = med[med["drugordercancelled"] != "Yes"]
+    name = med["drugname"].str.strip()
+    product = name.str.split(":").str[-1].str.replace(r"\s*\d.*$", "", regex=True).str.strip()
+    word = product.str.extract(r"^([A-Za-z][A-Za-z\-]{3,})", expand=False).fillna("")
+    atc = name.str.casefold().map(lookup)
+    atc = atc.fillna(product.str.casefold().map(lookup)).fillna(word.str.casefold().map(lookup))
+    hicl = med["drughiclseqno"].str.strip()
+    by_hicl = _choose(hicl[atc.notna() & (hicl != "")], atc[atc.notna() & (hicl != "")])
+    atc = atc.fillna(hicl.map(by_hicl))
+    drugs = pd.Series(atc.to_numpy(), index=med["patientunitstayid"].to_numpy()).dropna()
+
+    stays = set(tokens.index) & set(treatments.index) & set(drugs.index) & set(patient["patientunitstayid"])
+    kept = patient[patient["patientunitstayid"].isin(stays)]
+    return {
+        "visits": len(kept),
+        "patients": kept["uniquepid"].nunique(),
+        "hospitals": kept["hospitalid"].nunique(),
+        "stays_per_hospital": kept["hospitalid"].value_counts(),
+        "diagnoses": tokens[tokens.index.isin(stays)].nunique(),
+        "procedures": treatments[treatments.index.isin(stays)].nunique(),
+        "medications": drugs[drugs.index.isin(stays)].nunique(),
+        "cancelled": cancelled,
+        "stays_with_all_three_tables": len(
+            set(diagnosis["patientunitstayid"]) & set(treatment["patientunitstayid"])
+            & set(medication["patientunitstayid"])
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------- counts
+def test_demo_loads_offline_without_a_path(demo: EHRData) -> None:
+    assert demo.name == "eicu-demo" and demo.provenance["demo"] is True
+    assert demo.hospital is not None
+
+
+def test_counts_equal_plain_pandas_counts(demo: EHRData, independent: dict[str, object]) -> None:
+    assert independent["stays_with_all_three_tables"] == 1399  # as the data README says
+    assert demo.n_visits == independent["visits"]
+    assert demo.n_patients == independent["patients"]
+    assert len(np.unique(demo.hospital)) == independent["hospitals"]
+    assert len(demo.vocabularies[DIAGNOSES]) == independent["diagnoses"]
+    assert len(demo.vocabularies[PROCEDURES]) == independent["procedures"]
+    assert len(demo.vocabularies[MEDICATIONS]) == independent["medications"]
+
+
+def test_hospital_index_is_zero_based_and_keeps_original_ids(demo: EHRData, independent: dict[str, object]) -> None:
+    ids = demo.provenance["hospital_ids"]
+    assert demo.hospital.min() == 0 and demo.hospital.max() == len(ids) - 1
+    assert sorted(set(demo.hospital.tolist())) == list(range(len(ids)))
+    assert [int(i) for i in ids] == sorted(int(i) for i in ids)
+    counts = np.bincount(demo.hospital)
+    expected = independent["stays_per_hospital"]
+    assert {ids[i]: int(counts[i]) for i in range(len(ids))} == {str(k): int(v) for k, v in expected.items()}
+
+
+def test_cancelled_orders_are_dropped_and_counted(demo: EHRData, independent: dict[str, object]) -> None:
+    drops = {d["step"]: d["count"] for d in demo.provenance["report"]["drops"]}
+    assert drops["medication.csv.gz: cancelled"] == independent["cancelled"]
+
+
+def test_coverage_of_every_mapping_step_is_in_the_report(demo: EHRData) -> None:
+    coverage = demo.provenance["report"]["coverage"]
+    steps = [c["step"] for c in coverage]
+    assert any("drugname (exact)" in s for s in steps) and any("HICL" in s for s in steps)
+    for before, after in zip(coverage[:3], coverage[1:4]):  # each step is offered what is left
+        assert after["rows_in"] == before["rows_in"] - before["rows_mapped"]
+    total = coverage[-1]
+    assert total["rows_mapped"] == sum(c["rows_mapped"] for c in coverage[:4])
+
+
+def test_diagnosis_codes_keep_icd9_and_icd10_apart(demo: EHRData) -> None:
+    codes = demo.vocabularies[DIAGNOSES]
+    assert all(code.startswith(("ICD9:", "ICD10:")) for code in codes.idx2word)
+    assert "ICD9:401.9" in codes and "ICD10:I10" in codes
+    assert not any("," in code for code in codes.idx2word)
+
+
+# ---------------------------------------------------------------------------- ICD strings
+def test_split_icd_codes() -> None:
+    values = pd.Series(["401.9, I10", "V08, Z21", " 31.1 ", "486, 486, J18.9", "E980.2, 965.00, T40.60", "x1, ,"],
+                       index=[10, 11, 12, 13, 14, 15])
+    split = split_icd_codes(values)
+    got = (split["REVISION"] + ":" + split["TOKEN"]).groupby(level=0).agg(list).to_dict()
+    assert got == {
+        10: ["ICD9:401.9", "ICD10:I10"],
+        11: ["ICD9:V08", "ICD10:Z21"],  # V08 fits both shapes: before the ICD-10 code = ICD-9
+        12: ["ICD9:31.1"],
+        13: ["ICD9:486", "ICD9:486", "ICD10:J18.9"],
+        14: ["ICD9:E980.2", "ICD9:965.00", "ICD10:T40.60"],
+        15: [":x1"],  # neither shape: the loader drops and counts it
+    }
+
+
+# ---------------------------------------------------------------------------- a tiny hand-made directory
+def _write(directory: Path, name: str, text: str) -> None:
+    with gzip.open(directory / f"{name}.csv.gz", "wt", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    """Patient A: hospital stay 20 (2014; unit stay 3), hospital stay 10 (2015; unit stay 1 is
+    the *second* unit stay: admitted 2258 min after hospital admission, stay 2 after 8 min).
+    Patient B: one stay at another hospital."""
+    _write(tmp_path, "patient",
+           "patientunitstayid,patienthealthsystemstayid,uniquepid,hospitalid,hospitaladmitoffset,"
+           "unitvisitnumber,hospitaldischargeyear\n"
+           "1,10,A,59,-2258,2,2015\n2,10,A,59,-8,1,2015\n3,20,A,60,0,1,2014\n4,30,B,73,-5,1,2015\n")
+    _write(tmp_path, "diagnosis", "diagnosisid,patientunitstayid,icd9code\n"
+           '1,1,"401.9, I10"\n2,2,"V08, Z21"\n3,3,31.1\n4,4,"486, 486, J18.9"\n5,4,\n6,4,foo\n7,99,428.0\n')
+    _write(tmp_path, "treatment", "patientunitstayid,treatmentstring\n1,a|b\n2,a|c\n3,a|b\n4,d\n")
+    _write(tmp_path, "medication", "patientunitstayid,drugordercancelled,drugname,drughiclseqno\n"
+           "1,No,WARFARIN SODIUM 5 MG PO TABS,2812\n2,No,,2812\n3,No,Acetaminophen,1\n"
+           "4,No,Furosemide,2\n4,Yes,Acetaminophen,1\n4,No,,777\n")
+    return tmp_path
+
+
+def load(root: Path, **options: object) -> EHRData:
+    return EICUDataset(EICUDataset.Params(root=root, cache=False, **options)).load(progress=False)
+
+
+def test_stays_are_ordered_chronologically(tiny: Path) -> None:
+    data = load(tiny)
+    assert data.patient_ids == ["A", "B"]
+    diagnoses = data.vocabularies[DIAGNOSES]
+    order = [diagnoses.decode(data.visit_codes(DIAGNOSES, v)) for v in data.patient_visits(0)]
+    # 2014 first; then, inside hospital stay 10, the unit stay admitted 8 min after hospital admission
+    assert order == [["ICD9:31.1"], ["ICD9:V08", "ICD10:Z21"], ["ICD9:401.9", "ICD10:I10"]]
+    assert data.time.tolist() == [0.0, 1.0, 2.0, 0.0]
+
+
+def test_tiny_codes_hospitals_and_drops(tiny: Path) -> None:
+    data = load(tiny)
+    assert data.provenance["hospital_ids"] == ["59", "60", "73"]
+    assert data.hospital.tolist() == [1, 0, 0, 2]
+    meds = data.vocabularies[MEDICATIONS]
+    assert [meds.decode(data.visit_codes(MEDICATIONS, v)) for v in range(4)] == [["N02B"], ["B01A"], ["B01A"], ["C03C"]]
+    drops = {d["step"]: d for d in data.provenance["report"]["drops"]}
+    assert drops["medication.csv.gz: cancelled"]["count"] == 1
+    assert drops["medication.csv.gz: unmapped drugs"]["examples"] == ["hicl 777"]
+    assert drops["diagnosis.csv.gz: icd9code tokens"]["examples"] == ["foo"]
+    assert drops["diagnosis.csv.gz: icd9code"]["count"] == 1
+    assert drops["diagnosis.csv.gz: stay"]["count"] == 1
+    assert data.vocabularies[PROCEDURES].idx2word == ["a|b", "a|c", "d"]
+
+
+def test_min_stays_per_hospital(tiny: Path) -> None:
+    data = load(tiny, min_stays_per_hospital=2)
+    assert data.provenance["hospital_ids"] == ["59"]
+    assert data.n_visits == 2 and data.hospital.tolist() == [0, 0]
+    drops = {d["step"]: d for d in data.provenance["report"]["drops"]}
+    assert drops["hospitals: min_stays_per_hospital"]["count"] == 2
+
+
+def test_min_stays_per_hospital_on_the_demo(demo: EHRData) -> None:
+    data = EICUDataset(EICUDataset.Params(cache=False, min_stays_per_hospital=10)).load(progress=False)
+    counts = np.bincount(data.hospital)
+    assert counts.min() >= 10
+    assert data.n_visits < demo.n_visits
+
+
+def test_missing_column_is_named(tiny: Path) -> None:
+    _write(tiny, "patient", "patientunitstayid,uniquepid\n1,A\n")
+    with pytest.raises(DataFormatError, match="PATIENTHEALTHSYSTEMSTAYID"):
+        load(tiny)
+
+
+def test_missing_table_is_named(tiny: Path) -> None:
+    (tiny / "treatment.csv.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="treatment"):
+        load(tiny)
+
+
+# ---------------------------------------------------------------------------- training
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_gamenet_trains_one_epoch_on_the_demo(one_thread: None) -> None:
+    config = {
+        "name": "eicu-demo-smoke",
+        "seed": 0,
+        "device": "cpu",
+        "dataset": {"type": "eicu", "cache": False},
+        "task": {"type": "medication_recommendation", "protocol": "random", "seeds": [0]},
+        "model": {"type": "gamenet"},
+        "losses": [{"type": "bce"}],
+        "trainer": {"epochs": 1, "progress": "none"},
+        "eval": {"bootstrap_rounds": 2},
+    }
+    result = medtoolkit.build(config).run(progress=False)
+    assert list(result.models) == ["seed0"]
+    jaccard = result.metrics["test"]["jaccard"]["mean"]
+    assert 0.0 < jaccard <= 1.0

@@ -1,0 +1,97 @@
+"""Dataset cache: npz + JSON round trip, fingerprints, corruption detected and rebuilt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medtoolkit.data.cache import CacheError, cached_build, default_cache_dir, load_ehr, save_ehr
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.data.knowledge import DrugKnowledge
+from medtoolkit.data.vocab import Vocabulary
+
+
+def make_data() -> EHRData:
+    vocabularies = {
+        "diagnoses": Vocabulary(["d1", "d2"], "diagnoses"),
+        "procedures": Vocabulary(["p1"], "procedures"),
+        "medications": Vocabulary(["A01A", "B01A", "C01A"], "medications"),
+    }
+    adjacency = np.zeros((3, 3), dtype=np.float32)
+    adjacency[0, 2] = adjacency[2, 0] = 1
+    knowledge = DrugKnowledge(
+        ddi_adjacency=adjacency, smiles=[["C"], [], ["CC", "O"]],
+        substructure_mask=np.eye(3, 4, dtype=np.float32), provenance={"ddi": "test"},
+    )
+    records = [[[[0], [0], [0, 2]], [[1], [0], [1]]], [[[0, 1], [0], [2]]]]
+    return EHRData.from_records(records, vocabularies, knowledge, patient_ids=["7", "9"], time=[1.0, 2.5, np.nan],
+                                hospital=[1, 1, 2], name="tiny", provenance={"report": {"drops": []}, "n": 1})
+
+
+def test_round_trip_without_pickles(tmp_path: Path) -> None:
+    data = make_data()
+    save_ehr(data, tmp_path)
+    again = load_ehr(tmp_path)
+    assert again.fingerprint() == data.fingerprint()
+    assert again.patient_ids == ["7", "9"] and again.name == "tiny"
+    assert again.knowledge.smiles == [["C"], [], ["CC", "O"]]
+    assert np.array_equal(again.knowledge.substructure_mask, data.knowledge.substructure_mask)
+    assert np.isnan(again.time[2]) and again.hospital.tolist() == [1, 1, 2]
+    assert again.provenance == {"report": {"drops": []}, "n": 1}
+    assert {p.name for p in tmp_path.iterdir()} == {"arrays.npz", "meta.json", "manifest.json"}
+    with np.load(tmp_path / "arrays.npz", allow_pickle=False) as npz:
+        assert all(npz[k].dtype != object for k in npz.files)
+
+
+def test_corruption_is_detected(tmp_path: Path) -> None:
+    save_ehr(make_data(), tmp_path)
+    meta = tmp_path / "meta.json"
+    meta.write_text(meta.read_text().replace('"tiny"', '"tinx"'))
+    with pytest.raises(CacheError, match="checksum mismatch"):
+        load_ehr(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(CacheError, match="unreadable manifest"):
+        load_ehr(tmp_path)
+
+
+def test_cached_build_hits_and_rebuilds(tmp_path: Path) -> None:
+    source = tmp_path / "input.csv"
+    source.write_text("a,b\n1,2\n")
+    cache = tmp_path / "cache"
+    calls: list[int] = []
+
+    def build() -> EHRData:
+        calls.append(1)
+        return make_data()
+
+    first = cached_build([source], {"k": 1}, build, cache)
+    assert first.provenance["cache"]["hit"] is False and len(calls) == 1
+    second = cached_build([source], {"k": 1}, build, cache)
+    assert second.provenance["cache"]["hit"] is True and len(calls) == 1
+    assert second.fingerprint() == first.fingerprint()
+    cached_build([source], {"k": 2}, build, cache)  # changed option
+    assert len(calls) == 2
+    source.write_text("a,b\n1,3\n")  # same size, new content
+    cached_build([source], {"k": 2}, build, cache)
+    assert len(calls) == 3
+    entry = Path(cached_build([source], {"k": 2}, build, cache).provenance["cache"]["path"])
+    assert len(calls) == 3
+    arrays = entry / "arrays.npz"
+    arrays.write_bytes(arrays.read_bytes()[:-10])  # truncated payload
+    with pytest.warns(RuntimeWarning, match="corrupt, rebuilding"):
+        rebuilt = cached_build([source], {"k": 2}, build, cache)
+    assert len(calls) == 4 and rebuilt.provenance["cache"]["hit"] is False
+    assert cached_build([source], {"k": 2}, build, cache).provenance["cache"]["hit"] is True
+    disabled = cached_build([source], {"k": 2}, build, cache, enabled=False)
+    assert disabled.provenance["cache"] == {"hit": False, "enabled": False} and len(calls) == 5
+    assert json.loads((entry / "manifest.json").read_text())["format_version"] == 1
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("MEDTOOLKIT_CACHE_DIR")
+    assert default_cache_dir() == Path.home() / ".cache" / "medtoolkit"
