@@ -93,6 +93,16 @@ def _machine() -> dict[str, Any]:
             "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
 
 
+def _without_machine_paths(text: str) -> str:
+    """Replace this machine's absolute paths (temporary dirs, the checkout) with placeholders."""
+    import re
+    import tempfile
+
+    repo = str(Path(__file__).resolve().parents[1])
+    text = text.replace(repo, "<repo>")
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/[^/\"]+", "<tmp>", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 2_500_000, 5_000_000])
@@ -152,7 +162,7 @@ def main() -> None:
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    args.out.write_text(_without_machine_paths(json.dumps(result, indent=2, default=str)) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -6,7 +6,8 @@ Private to :mod:`medtoolkit.data.loaders`; everything is vectorised pandas.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pandas as pd
 
 from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.data.report import DataReport
+
+logger = logging.getLogger("medtoolkit.data")
 
 #: prefixes that keep ICD revisions apart inside one vocabulary
 ICD9_PREFIX, ICD10_PREFIX = "ICD9:", "ICD10:"
@@ -26,6 +29,28 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def table_reader(
+    paths: Mapping[str, Path], report: DataReport, dataset: str, progress: bool
+) -> Callable[..., pd.DataFrame]:
+    """A ``read(name, columns, optional=())`` function over located tables.
+
+    Each call reads one table with :func:`~medtoolkit.data.tables.read_table` (drops counted
+    in ``report``) and adds every absent optional column as blanks.
+    """
+    from medtoolkit.data.tables import read_table
+
+    def read(name: str, columns: dict[str, str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+        if progress:
+            logger.info("%s: reading %s", dataset, paths[name])
+        frame = read_table(paths[name], columns, optional=optional, report=report)
+        for column in optional:
+            if column not in frame.columns:
+                frame[column] = ""
+        return frame
+
+    return read
 
 
 def file_line(frame: pd.DataFrame, position: int) -> int:

@@ -78,6 +78,7 @@ from medtoolkit.data.loaders._raw import (
     prefixed,
     record_coverage,
     sha256_file,
+    table_reader,
 )
 from medtoolkit.data.report import DataReport
 
@@ -184,19 +185,10 @@ class EICUDataset(Dataset):
 
     # ------------------------------------------------------------------ build
     def _build(self, directory: Path, paths: Mapping[str, Path], progress: bool) -> EHRData:
-        from medtoolkit.data.tables import read_table
-
         report = DataReport()
         p = self.params
 
-        def read(name: str, columns: dict[str, str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
-            if progress:
-                logger.info("eicu: reading %s", paths[name])
-            frame = read_table(paths[name], columns, optional=optional, report=report)
-            for column in optional:
-                if column not in frame.columns:
-                    frame[column] = ""
-            return frame
+        read = table_reader(paths, report, "eicu", progress)
 
         patient = read(
             "patient",

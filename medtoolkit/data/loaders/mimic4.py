@@ -57,6 +57,7 @@ from medtoolkit.data.loaders._raw import (
     prefixed,
     record_coverage,
     sha256_file,
+    table_reader,
 )
 from medtoolkit.data.report import DataReport
 
@@ -161,19 +162,10 @@ class MIMIC4Dataset(Dataset):
     # ------------------------------------------------------------------ build
     def _build(self, hosp: Path, paths: Mapping[str, Path], progress: bool) -> EHRData:
         from medtoolkit.data.assemble import assemble_ehr
-        from medtoolkit.data.tables import read_table
-
         report = DataReport()
         p = self.params
 
-        def read(name: str, columns: dict[str, str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
-            if progress:
-                logger.info("mimic4: reading %s", paths[name])
-            frame = read_table(paths[name], columns, optional=optional, report=report)
-            for column in optional:
-                if column not in frame.columns:
-                    frame[column] = ""
-            return frame
+        read = table_reader(paths, report, "mimic4", progress)
 
         admissions = read("admissions", {"SUBJECT_ID": "str", "HADM_ID": "str", "ADMITTIME": "str"})
         visits = _visits(admissions, paths["admissions"])
