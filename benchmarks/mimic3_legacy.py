@@ -32,6 +32,8 @@ PAPER = {
                 "f1": "0.6624 / 0.6626", "ddi_rate": "0.0833 / 0.0864"},
     "logistic_regression": {"source": "DNMDR paper Table 2", "jaccard": "0.4949 ± 0.0023",
                             "prauc": "0.7559 ± 0.0020", "f1": "0.6518 ± 0.0022", "ddi_rate": "0.0680"},
+    "algnet": {"source": "ALGNet paper Table 3", "jaccard": "0.5176 ± 0.0010", "prauc": "0.7714 ± 0.0043",
+               "f1": "0.6729 ± 0.0007", "ddi_rate": "0.0791 ± 0.0012"},
     "previous_visit": {"source": "reference notes §3.5 (Nearest, visit-averaged)", "jaccard": "0.4691",
                        "f1": "0.6268", "ddi_rate": "0.0762"},
 }
