@@ -1,0 +1,226 @@
+"""``lightgcn``: ALGNet's light-graph-convolution drug memory (Eq. 1-3, 9-11).
+
+The memory bank ``M`` ([N drugs, dim]) is built from learnable initial drug embeddings
+``E0`` propagated by weight-free, non-linearity-free light graph convolutions
+(``torch_geometric.nn.LGConv``: ``E_{k+1} = D^-1/2 A D^-1/2 E_k``, Eq. 1) over the
+co-prescription (EHR, training split only) graph and the DDI graph. Layers are combined as
+``E = sum_k alpha_k E_k`` (Eq. 2; the paper's default ``alpha E_1 + alpha E_2`` leaves the
+input layer out) and ``M = E_ehr - beta * E_ddi`` (Eq. 3, ``beta`` learnable by default; the
+paper writes ``+ beta`` — with a learnable signed ``beta`` both describe the same family).
+
+``M`` is read twice per visit with the visit query ``a_t`` (as GAMENet's ``gcn`` memory, so
+``lightgcn`` can replace ``gcn`` inside ``gamenet`` too):
+
+* ``o_b = M^T softmax(M a_t)`` (Eq. 10), i.e. ``softmax(a_t M^T) M`` for row vectors;
+* ``o_d = M^T H_v^T softmax(H_k a_t)`` (Eq. 11): keys ``H_k`` are the queries of the
+  strictly earlier visits, values ``H_v`` their true multi-hot medications (Eq. 9).
+
+All visits of a batch are computed at once; ``M`` is computed once per forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+from torch_geometric.nn import LGConv
+
+from medtoolkit.components.base import Memory
+from medtoolkit.components.params import Params
+
+if TYPE_CHECKING:
+    from medtoolkit.components.schema import DataSchema
+    from medtoolkit.data.batching import PaddedBatch
+
+
+def adjacency_to_edges(adjacency: np.ndarray | torch.Tensor, self_loops: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense adjacency -> COO edge list for torch-geometric.
+
+    Args:
+        adjacency: ``[N, N]`` non-negative (0/1 or co-occurrence counts).
+        self_loops: add ``A + I`` before extracting the edges.
+
+    Returns:
+        ``edge_index`` ``[2, E]`` int64 (row = source, col = target) and ``edge_weight`` ``[E]`` float32.
+    """
+    matrix = torch.as_tensor(np.asarray(adjacency, dtype=np.float32)).clone()
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"adjacency must be square, got shape {tuple(matrix.shape)}")
+    if (matrix < 0).any():
+        raise ValueError("adjacency must be non-negative")
+    if self_loops:
+        matrix = matrix + torch.eye(matrix.shape[0])
+    index = matrix.nonzero(as_tuple=False).t().contiguous()  # [2, E]
+    return index.to(torch.long), matrix[index[0], index[1]]
+
+
+class LightGraph(nn.Module):
+    """``K`` LGConv layers and the layer combination of Eq. 2 over one fixed graph.
+
+    Args:
+        adjacency: ``[N, N]`` graph.
+        layers: number of propagation layers K.
+        alpha: ``K + 1`` layer weights (for ``E_0 .. E_K``).
+        self_loops: propagate over ``A + I`` instead of ``A``.
+        weighted: use the adjacency values as edge weights (else every edge weighs 1).
+    """
+
+    def __init__(
+        self, adjacency: np.ndarray | torch.Tensor, layers: int, alpha: list[float], self_loops: bool, weighted: bool
+    ) -> None:
+        super().__init__()
+        edge_index, edge_weight = adjacency_to_edges(adjacency, self_loops)
+        if not weighted:
+            edge_weight = torch.ones_like(edge_weight)
+        self.register_buffer("edge_index", edge_index, persistent=False)
+        self.register_buffer("edge_weight", edge_weight, persistent=False)
+        self.register_buffer("alpha", torch.tensor(alpha, dtype=torch.float32), persistent=False)
+        self.layers = layers
+        self.conv = LGConv(normalize=True)  # no parameters
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        """``E_0`` ``[N, dim]`` -> ``sum_k alpha_k E_k`` ``[N, dim]``."""
+        current = embedding
+        combined = self.alpha[0] * current
+        for k in range(1, self.layers + 1):
+            current = self.conv(current, self.edge_index, self.edge_weight)
+            combined = combined + self.alpha[k] * current
+        return combined
+
+
+def history_read(
+    query: torch.Tensor, bank: torch.Tensor, batch: "PaddedBatch", fallback: torch.Tensor | None
+) -> torch.Tensor:
+    """Dynamic (visit-history) memory read of Eq. 9 and 11, all visits at once.
+
+    Visit t attends over the strictly earlier real visits s < t of the same patient with
+    scores ``a_t . a_s`` and reads their multi-hot medications through the bank.
+
+    Args:
+        query: ``[B, T, D]`` visit queries (the keys are the same queries).
+        bank: ``[N, D]`` memory ``M``.
+        batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
+        fallback: ``[B, T, D]`` used for visits without history (GAMENet uses the static
+            read); None gives zeros (the paper: ``H`` is empty at t = 1, the read is an empty sum).
+
+    Returns:
+        ``[B, T, D]``.
+    """
+    n_visits = query.shape[1]
+    earlier = torch.ones(n_visits, n_visits, dtype=torch.bool, device=query.device).tril(-1)
+    allowed = earlier.unsqueeze(0) & batch.visit_mask.unsqueeze(1)  # [B, T(t), T(s)]
+    scores = query @ query.transpose(1, 2)  # [B, T, T]
+    # a finite fill keeps first visits (no allowed key) NaN-free in both passes
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1) * allowed  # rows without history become 0
+    read = (weights @ batch.medications.to(query.dtype)) @ bank  # [B, T, N] -> [B, T, D]
+    if fallback is not None:
+        read = torch.where(allowed.any(dim=-1, keepdim=True), read, fallback)
+    return read
+
+
+class LightGCNMemory(Memory):
+    """ALGNet's augmentation memory: light graph convolutions plus a visit-history read.
+
+    Constructed as ``LightGCNMemory(params, schema, query_dim=D)``. Shapes:
+    ``forward(query [B, T, D], batch) -> [B, T, output_dim]`` with ``output_dim = 2 * D``
+    (``[o_b, o_d]``) or ``D`` without ``history``. Visit t reads the medications of visits
+    ``< t`` only. Learnable: ``E0`` per graph (``[N, D]`` each, or one shared) and ``beta``.
+    """
+
+    class Params(Params):
+        dim: int | None = Field(None, ge=1, description="memory width (None: the query width)")
+        layers: int = Field(2, ge=1, description="light graph convolution layers K (paper: 2)")
+        alpha: list[float] | None = Field(
+            None,
+            description="K+1 weights of E_0..E_K (Eq. 2); None: the paper's alpha E_1 + alpha E_2, "
+            "i.e. 0 for E_0 and 1/K for each propagated layer",
+        )
+        beta: float = Field(0.1, description="initial DDI mixture weight in M = E_ehr - beta * E_ddi (Eq. 3)")
+        learn_beta: bool = Field(True, description="train beta (else a fixed buffer)")
+        ddi_in_memory: bool = Field(True, description="subtract the DDI graph embedding (else M = E_ehr)")
+        shared_embedding: bool = Field(False, description="one E_0 for both graphs (else one per graph)")
+        self_loops: bool = Field(False, description="propagate over A + I (the paper: A, as LightGCN)")
+        weighted: bool = Field(False, description="co-occurrence counts as edge weights (else 0/1 edges)")
+        init_std: float = Field(0.1, gt=0.0, description="std of the normal initialisation of E_0")
+        history: bool = Field(True, description="add the dynamic read over earlier visits (o_d, Eq. 11)")
+        first_visit: Literal["zero", "static"] = Field(
+            "zero",
+            description="o_d of a visit without history: zero (the paper: H is empty) or the "
+            "static read o_b (GAMENet)",
+        )
+
+        @model_validator(mode="after")
+        def _alpha_length(self) -> "LightGCNMemory.Params":
+            if self.alpha is not None and len(self.alpha) != self.layers + 1:
+                raise ValueError(f"alpha needs layers + 1 = {self.layers + 1} weights (E_0..E_K), got {len(self.alpha)}")
+            return self
+
+    params: Params
+
+    def __init__(
+        self, params: Params | None = None, schema: "DataSchema | None" = None, query_dim: int = 64
+    ) -> None:
+        super().__init__(params, schema, query_dim)
+        p = self.params
+        if schema is None:
+            raise ValueError("LightGCNMemory needs a DataSchema (co-occurrence and DDI graphs)")
+        if p.dim is not None and p.dim != query_dim:
+            raise ValueError(
+                f"LightGCNMemory dim={p.dim} differs from the query width {query_dim}; the memory is "
+                "read by dot products with the query, so leave dim unset or make them equal"
+            )
+        if schema.cooccurrence_adjacency is None:
+            raise ValueError(
+                "LightGCNMemory needs schema.cooccurrence_adjacency (the drug co-prescription graph of "
+                "the training split); build the schema through a task after splitting the data"
+            )
+        self.dim = query_dim
+        n_drugs = schema.n_drugs
+        alpha = list(p.alpha) if p.alpha is not None else [0.0] + [1.0 / p.layers] * p.layers
+        self.ehr_graph = LightGraph(schema.cooccurrence_adjacency, p.layers, alpha, p.self_loops, p.weighted)
+        self.ehr_embedding = nn.Parameter(torch.randn(n_drugs, self.dim) * p.init_std)
+        if p.ddi_in_memory:
+            self.ddi_graph = LightGraph(schema.ddi_adjacency, p.layers, alpha, p.self_loops, p.weighted)
+            if not p.shared_embedding:
+                self.ddi_embedding = nn.Parameter(torch.randn(n_drugs, self.dim) * p.init_std)
+            beta = torch.tensor([p.beta], dtype=torch.float32)
+            if p.learn_beta:
+                self.beta = nn.Parameter(beta)
+            else:
+                self.register_buffer("beta", beta)
+
+    @property
+    def output_dim(self) -> int:
+        return 2 * self.dim if self.params.history else self.dim
+
+    def memory_bank(self) -> torch.Tensor:
+        """The drug memory ``M`` (Eq. 3): ``[N, dim]``."""
+        bank = self.ehr_graph(self.ehr_embedding)
+        if self.params.ddi_in_memory:
+            ddi_input = self.ehr_embedding if self.params.shared_embedding else self.ddi_embedding
+            bank = bank - self.beta * self.ddi_graph(ddi_input)
+        return bank
+
+    def forward(self, query: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
+        """Read the memory for every visit.
+
+        Args:
+            query: ``[B, T, dim]`` visit representations ``a_t``.
+            batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
+
+        Returns:
+            ``[B, T, output_dim]``: ``[o_b, o_d]`` concatenated (``o_b`` alone without history).
+        """
+        if query.shape[-1] != self.dim:
+            raise ValueError(f"LightGCNMemory expects queries of width {self.dim}, got {tuple(query.shape)}")
+        bank = self.memory_bank()  # [N, D]
+        static = torch.softmax(query @ bank.t(), dim=-1) @ bank  # o_b, [B, T, D]
+        if not self.params.history:
+            return static
+        fallback = static if self.params.first_visit == "static" else None
+        dynamic = history_read(query, bank, batch, fallback)  # o_d, [B, T, D]
+        return torch.cat([static, dynamic], dim=-1)

@@ -1,0 +1,240 @@
+"""Tests of medtoolkit-algnet (run after ``pip install -e plugins/algnet``; tiny data, ~seconds)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydantic
+import pytest
+import torch
+
+import medtoolkit
+import medtoolkit_algnet.plugin
+from medtoolkit.components.params import Node
+from medtoolkit.components.schema import DataSchema
+from medtoolkit.config import validate_config
+from medtoolkit.plugins import PluginHost
+from medtoolkit.presets import preset_config
+from medtoolkit.testing import check_component, fake_batch, fake_ehr, fake_schema
+from medtoolkit_algnet import ALGNet, DualSelfAttentionEncoder, LightGCNMemory, LightGraph
+
+ALL_CHECKS = {"params", "shapes", "state_dict", "device", "determinism", "causality", "gradients"}
+SMALL_ENCODER = dict(embedding_dim=8, hidden_dim=8, heads=2, head_dim=4, output_dim=8)
+PRESETS = ["algnet", "algnet_attention_only", "algnet_gcn_memory", "algnet_gru_only", "algnet_lstm", "gamenet_lightgcn"]
+TINY_DATA: dict[str, Any] = {
+    "type": "synthetic", "n_patients": 60, "n_diagnoses": 40, "n_procedures": 30, "n_drugs": 12, "seed": 0,
+    "mean_diagnoses": 5, "mean_procedures": 3, "mean_medications": 4, "n_ddi_pairs": 8,
+    "n_substructures": 0, "n_conditions": 4,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost(load_entry_points=False, extra_plugins=(("medtoolkit-algnet", "0.1.0", medtoolkit_algnet.plugin),))
+
+
+# --- conformance -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        LightGCNMemory.Params(),
+        LightGCNMemory.Params(layers=3, alpha=[0.25, 0.25, 0.25, 0.25], first_visit="static", weighted=True),
+        LightGCNMemory.Params(shared_embedding=True, learn_beta=False, self_loops=True),
+        LightGCNMemory.Params(ddi_in_memory=False, history=False),
+    ],
+)
+def test_lightgcn_conforms(params: LightGCNMemory.Params) -> None:
+    assert set(check_component(LightGCNMemory, params)) == ALL_CHECKS
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm", "none"])
+def test_dual_self_attention_conforms(rnn: str) -> None:
+    params = DualSelfAttentionEncoder.Params(rnn=rnn, **SMALL_ENCODER)
+    assert set(check_component(DualSelfAttentionEncoder, params)) == ALL_CHECKS
+
+
+@pytest.mark.parametrize("memory", [LightGCNMemory, "gcn"])
+def test_algnet_conforms(memory: Any, host: PluginHost) -> None:
+    memory_node = Node.of(memory) if not isinstance(memory, str) else Node(type=memory).resolve("memory", host)
+    params = ALGNet.Params(hidden_dim=8, encoder=Node.of(DualSelfAttentionEncoder, **SMALL_ENCODER), memory=memory_node)
+    assert set(check_component(ALGNet, params)) == ALL_CHECKS
+
+
+# --- light graph convolution -------------------------------------------------------------------
+
+
+def test_lightgcn_propagation_matches_hand_computation() -> None:
+    """Path graph 0-1-2: degrees 1, 2, 1; A_hat = D^-1/2 A D^-1/2 has 1/sqrt(2) on every edge."""
+    adjacency = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    graph = LightGraph(adjacency, layers=2, alpha=[0.2, 0.3, 0.5], self_loops=False, weighted=False)
+    e0 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 3.0]])
+    s = float(1.0 / np.sqrt(2.0))
+    a_hat = torch.tensor([[0.0, s, 0.0], [s, 0.0, s], [0.0, s, 0.0]], dtype=torch.float32)
+    e1 = a_hat @ e0
+    e2 = a_hat @ e1
+    # by hand: e1 = [[0, s], [3s, 3s], [0, s]], e2 = A_hat e1 = [[1.5, 1.5], [0, 1], [1.5, 1.5]]
+    torch.testing.assert_close(e1, torch.tensor([[0.0, s], [3 * s, 3 * s], [0.0, s]]))
+    torch.testing.assert_close(e2, torch.tensor([[1.5, 1.5], [0.0, 1.0], [1.5, 1.5]]))
+    torch.testing.assert_close(graph(e0), 0.2 * e0 + 0.3 * e1 + 0.5 * e2)
+    assert not list(graph.parameters())  # light: no weights
+
+
+def test_lightgcn_memory_bank_is_eq_3() -> None:
+    schema = fake_schema()
+    memory = LightGCNMemory(LightGCNMemory.Params(), schema, query_dim=4)
+    adjacency = torch.as_tensor(schema.cooccurrence_adjacency > 0, dtype=torch.float32)
+    degree = adjacency.sum(1)
+    inv = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
+    a_hat = inv[:, None] * adjacency * inv[None, :]
+    ddi = torch.as_tensor(schema.ddi_adjacency, dtype=torch.float32)
+    d_deg = ddi.sum(1)
+    d_inv = torch.where(d_deg > 0, d_deg.rsqrt(), torch.zeros_like(d_deg))
+    d_hat = d_inv[:, None] * ddi * d_inv[None, :]
+    e_ehr = 0.5 * (a_hat @ memory.ehr_embedding) + 0.5 * (a_hat @ a_hat @ memory.ehr_embedding)
+    e_ddi = 0.5 * (d_hat @ memory.ddi_embedding) + 0.5 * (d_hat @ d_hat @ memory.ddi_embedding)
+    torch.testing.assert_close(memory.memory_bank(), e_ehr - memory.beta * e_ddi)
+    assert memory.beta.requires_grad
+
+
+def test_lightgcn_graph_buffers_move_but_are_not_saved() -> None:
+    memory = LightGCNMemory(LightGCNMemory.Params(), fake_schema(), query_dim=4)
+    buffers = dict(memory.named_buffers())
+    assert {"ehr_graph.edge_index", "ddi_graph.edge_index"} <= set(buffers)
+    assert buffers["ehr_graph.edge_index"].shape[0] == 2
+    assert not any("edge_index" in key for key in memory.state_dict())
+
+
+def test_lightgcn_first_visit_read() -> None:
+    data = fake_ehr()
+    schema, batch = fake_schema(data), fake_batch(data)
+    query = torch.randn(*batch.visit_mask.shape, 4)
+    zero = LightGCNMemory(LightGCNMemory.Params(first_visit="zero"), schema, query_dim=4)(query, batch)
+    torch.manual_seed(0)
+    static_memory = LightGCNMemory(LightGCNMemory.Params(first_visit="static"), schema, query_dim=4)
+    static = static_memory(query, batch)
+    assert torch.all(zero[:, 0, 4:] == 0)  # H is empty at the first visit (Eq. 9)
+    torch.testing.assert_close(static[:, 0, 4:], static[:, 0, :4])
+
+
+def test_lightgcn_params_are_validated() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        LightGCNMemory.Params(layers=2, alpha=[0.5, 0.5])
+    with pytest.raises(pydantic.ValidationError):
+        LightGCNMemory.Params(layer=2)
+    with pytest.raises(ValueError, match="query width"):
+        LightGCNMemory(LightGCNMemory.Params(dim=5), fake_schema(), query_dim=4)
+
+
+# --- dual self-attention encoder -----------------------------------------------------------------
+
+
+def test_attention_mixes_earlier_visits_only() -> None:
+    """Real attention across visits: visit 2's output depends on visit 1's codes (not on visit 3's)."""
+    data = fake_ehr()
+    schema, batch = fake_schema(data), fake_batch(data)
+    torch.manual_seed(0)
+    encoder = DualSelfAttentionEncoder(DualSelfAttentionEncoder.Params(rnn="none", dropout=0.0, **SMALL_ENCODER), schema)
+    encoder.eval()
+    patient = int(torch.nonzero(batch.visit_mask.sum(1) >= 3)[0])
+    reference = encoder(batch)
+    changed = copy.deepcopy(batch)
+    changed.codes["diagnoses"][patient, 0] = torch.roll(changed.codes["diagnoses"][patient, 0], 1) % 30 + 1
+    changed.codes["diagnoses"][patient, 0][batch.codes["diagnoses"][patient, 0] == 0] = 0
+    output = encoder(changed)
+    assert not torch.allclose(output[patient, 1], reference[patient, 1])  # visit 1 sees visit 0
+    later = copy.deepcopy(batch)
+    later.codes["procedures"][patient, 2] = 0
+    torch.testing.assert_close(encoder(later)[patient, :2], reference[patient, :2])
+
+
+def test_encoder_pre_is_l_plus_gamma_s() -> None:
+    data = fake_ehr()
+    schema, batch = fake_schema(data), fake_batch(data)
+    torch.manual_seed(0)
+    encoder = DualSelfAttentionEncoder(DualSelfAttentionEncoder.Params(gamma=0.7, dropout=0.0, **SMALL_ENCODER), schema)
+    streams = []
+    for name in ("diagnoses", "procedures"):
+        codes = batch.codes[name]
+        visits = encoder.embeddings[name](codes).sum(2) / (codes > 0).sum(2, keepdim=True).clamp(min=1)
+        streams.append(encoder.rnns[name](visits)[0] + 0.7 * encoder.attentions[name](visits))
+    torch.testing.assert_close(encoder(batch), encoder.query(torch.relu(torch.cat(streams, -1))))
+
+
+def test_encoder_params_are_validated() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        DualSelfAttentionEncoder.Params(rnn="transformer")
+    with pytest.raises(ValueError, match="nothing to encode"):
+        DualSelfAttentionEncoder(DualSelfAttentionEncoder.Params(rnn="none", gamma=0.0), fake_schema())
+
+
+# --- plugin, presets, training -----------------------------------------------------------------------
+
+
+def test_registers_through_the_hooks(host: PluginHost) -> None:
+    (info,) = [p for p in host.plugins if p.name == "medtoolkit-algnet"]
+    assert info.status == "ok", info.details
+    assert info.registered["memory"] == ["lightgcn"]
+    assert info.registered["encoder"] == ["dual_self_attention"]
+    assert info.registered["recommender"] == ["algnet"]
+    assert sorted(info.registered["preset"]) == PRESETS
+    assert host.registry("memory").get("lightgcn").obj is LightGCNMemory
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_validate(name: str, host: PluginHost) -> None:
+    raw = preset_config(name, host=host)
+    assert raw["name"] == name
+    config = validate_config(raw, host=host, source=name)
+    assert config.model.type in {"algnet", "gamenet"}
+
+
+def test_algnet_preset_parameter_count(host: PluginHost) -> None:
+    raw = preset_config("algnet", host=host)
+    config = validate_config(raw, host=host)
+    n = 112
+    rng = np.random.default_rng(0)
+    schema = DataSchema(
+        vocab_sizes={"diagnoses": 1958, "procedures": 1430, "medications": n},
+        n_drugs=n,
+        ddi_adjacency=(rng.random((n, n)) < 0.05).astype(np.float32),
+        cooccurrence_adjacency=(rng.random((n, n)) < 0.3).astype(np.float32),
+    )
+    model = config.model.build(schema)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == PRESET_PARAMETERS, count
+
+
+#: algnet preset on vocabularies 1958 / 1430 / 112 (see README)
+# embeddings (1959+1430+1)*64 = 216,960; GRUs 2*24,960; attention 2*(99,840+262,656+32,832) = 790,656;
+# query 8,256; memory 2*112*64 + beta = 14,337; output MLP 24,704 + 14,448
+PRESET_PARAMETERS = 1_119_281
+
+
+def test_one_epoch_training_run(host: PluginHost, tmp_path: Path) -> None:
+    raw = preset_config("algnet", host=host)
+    raw.update(device="cpu", dataset=dict(TINY_DATA))
+    raw["model"]["hidden_dim"] = 8
+    raw["model"]["encoder"].update(SMALL_ENCODER)
+    raw["trainer"].update(epochs=1, lr=0.01, batch_size=8, progress="none")
+    raw["eval"].update(bootstrap_rounds=2)
+    experiment = medtoolkit.build(raw, host=host)
+    result = experiment.run(out_dir=tmp_path, progress=False)
+    assert 0.0 <= result.metrics["test"]["jaccard"]["mean"] <= 1.0
+    assert len(result.metrics["epoch_seconds"]) == 1
+    (model,) = result.models.values()
+    assert isinstance(model, ALGNet) and isinstance(model.memory, LightGCNMemory)
+    assert isinstance(model.encoder, DualSelfAttentionEncoder)
