@@ -27,6 +27,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 from torch_geometric.nn import LGConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from medtoolkit.components.base import Memory
 from medtoolkit.components.params import Params
@@ -75,11 +76,15 @@ class LightGraph(nn.Module):
         edge_index, edge_weight = adjacency_to_edges(adjacency, self_loops)
         if not weighted:
             edge_weight = torch.ones_like(edge_weight)
+        n_nodes = int(adjacency.shape[0])
+        # LGConv's symmetric normalisation D^-1/2 A D^-1/2 is a constant of the fixed graph:
+        # compute it once instead of at every call (LGConv then runs with normalize=False).
+        edge_index, edge_weight = gcn_norm(edge_index, edge_weight, n_nodes, add_self_loops=False)
         self.register_buffer("edge_index", edge_index, persistent=False)
         self.register_buffer("edge_weight", edge_weight, persistent=False)
         self.register_buffer("alpha", torch.tensor(alpha, dtype=torch.float32), persistent=False)
         self.layers = layers
-        self.conv = LGConv(normalize=True)  # no parameters
+        self.conv = LGConv(normalize=False)  # no parameters
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
         """``E_0`` ``[N, dim]`` -> ``sum_k alpha_k E_k`` ``[N, dim]``."""
