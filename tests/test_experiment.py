@@ -138,7 +138,11 @@ def test_model_file_holds_weights_config_versions_and_fingerprint(single: tuple[
     saved = load_checkpoint(out / "model_seed0.pt")
     assert set(saved) >= {"model", "config", "plugins", "data_fingerprint"}
     assert saved["config"] == yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
-    assert saved["plugins"] == {"medtoolkit": medtoolkit.__version__}
+    from medtoolkit.plugins import default_host
+
+    loaded = {p.name: p.version for p in default_host().plugins if p.status == "ok"}
+    assert saved["plugins"] == loaded
+    assert saved["plugins"]["medtoolkit"] == medtoolkit.__version__
     experiment = medtoolkit.build(saved["config"])
     data = experiment.load_data(progress=False)
     assert saved["data_fingerprint"] == data.fingerprint() == result.metrics["data_fingerprint"]
