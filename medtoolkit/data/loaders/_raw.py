@@ -12,7 +12,9 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel
 
+from medtoolkit.data.ehr import EHRData
 from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.data.report import DataReport
 
@@ -51,6 +53,52 @@ def table_reader(
         return frame
 
     return read
+
+
+def knowledge_resources() -> list[Path]:
+    """Shipped drug-knowledge files whose content changes a build (hashed into cache keys)."""
+    from medtoolkit.knowledge._resources import RESOURCE_DIR
+
+    return sorted(p for p in Path(RESOURCE_DIR).glob("*") if p.is_file() and not p.name.startswith("LICENSE"))
+
+
+def cached_raw_build(
+    params: BaseModel,
+    loader: str,
+    loader_version: int,
+    inputs: Sequence[Path],
+    build: Callable[[], EHRData],
+    unhashed: Sequence[str] = (),
+) -> EHRData:
+    """Load a raw-table dataset through the cache (see :func:`medtoolkit.data.cache.cached_build`).
+
+    The key covers the input tables, the shipped drug-knowledge files, the loader name and
+    version, and every parameter except ``root``, ``cache``, ``cache_dir`` and ``unhashed``
+    (parameters naming paths whose files are already in ``inputs``).
+
+    Args:
+        params: the loader's validated params (``cache`` and ``cache_dir`` are read from it).
+        loader: registered name of the loader.
+        loader_version: bumped when the loader's output changes for the same inputs.
+        inputs: the table files read.
+        build: builds the dataset on a cache miss.
+        unhashed: further parameter names left out of the options key.
+    """
+    from medtoolkit.data.cache import cached_build
+
+    skipped = {"root", "cache", "cache_dir", *unhashed}
+    options = {
+        "loader": loader,
+        "loader_version": loader_version,
+        **{k: v for k, v in params.model_dump(mode="json").items() if k not in skipped},
+    }
+    return cached_build(
+        inputs=[*inputs, *knowledge_resources()],
+        options=options,
+        build=build,
+        cache_dir=getattr(params, "cache_dir"),
+        enabled=getattr(params, "cache"),
+    )
 
 
 def file_line(frame: pd.DataFrame, position: int) -> int:

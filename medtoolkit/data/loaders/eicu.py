@@ -72,6 +72,7 @@ from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.loaders._raw import (
+    cached_raw_build,
     drug_knowledge_factory,
     examples,
     missing_message,
@@ -143,20 +144,10 @@ class EICUDataset(Dataset):
             medtoolkit.data.tables.DataFormatError: a table has a missing column or a bad
                 value (the message names file, line and column).
         """
-        from medtoolkit.data.cache import cached_build
-
         directory, paths = self._locate()
-        options: dict[str, Any] = {
-            "loader": self.source_name,
-            "loader_version": LOADER_VERSION,
-            **{k: v for k, v in self.params.model_dump(mode="json").items() if k not in {"root", "cache", "cache_dir"}},
-        }
-        return cached_build(
-            inputs=list(paths.values()),
-            options=options,
+        return cached_raw_build(
+            self.params, self.source_name, LOADER_VERSION, list(paths.values()),
             build=lambda: self._build(directory, paths, progress),
-            cache_dir=self.params.cache_dir,
-            enabled=self.params.cache,
         )
 
     # ------------------------------------------------------------------ files

@@ -40,6 +40,7 @@ from pydantic import Field
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
+from medtoolkit.data.loaders._raw import cached_raw_build
 from medtoolkit.data.report import DataReport
 from medtoolkit.data.tables import DataFormatError, find_table, read_table
 
@@ -132,22 +133,13 @@ class MIMIC3Dataset(Dataset):
             FileNotFoundError: the directory or a table is missing.
             DataFormatError: a table is malformed (the message names file, line and column).
         """
-        from medtoolkit.data.cache import cached_build
-
         paths = self._locate()
         inputs = list(paths.values())
         if self.params.drug_map == "rxnorm" and self.params.drug_map_dir is not None:
             inputs += [p for p in sorted(Path(self.params.drug_map_dir).glob("ndc2*")) if p.is_file()]
-        inputs += _knowledge_resources()
-        options: dict[str, Any] = {
-            "loader": self.source_name,
-            "loader_version": LOADER_VERSION,
-            **{k: v for k, v in self.params.model_dump(mode="json").items()
-               if k not in {"root", "cache", "cache_dir", "drug_map_dir"}},
-        }
-        return cached_build(
-            inputs=inputs, options=options, build=lambda: self._build(paths, progress),
-            cache_dir=self.params.cache_dir, enabled=self.params.cache,
+        return cached_raw_build(
+            self.params, self.source_name, LOADER_VERSION, inputs,
+            build=lambda: self._build(paths, progress), unhashed=("drug_map_dir",),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -365,11 +357,3 @@ def _events(frame: pd.DataFrame, column: str) -> pd.DataFrame:
         "CODE": code.to_numpy(),
     })
 
-
-def _knowledge_resources() -> list[Path]:
-    """Shipped drug-knowledge files whose content changes the result (hashed into the cache key)."""
-    try:
-        from medtoolkit.knowledge._resources import RESOURCE_DIR
-    except ImportError:  # pragma: no cover - knowledge package missing
-        return []
-    return sorted(p for p in Path(RESOURCE_DIR).glob("*") if p.is_file() and not p.name.startswith("LICENSE"))

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import pandas as pd
 from pydantic import Field
@@ -50,6 +50,7 @@ from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.loaders._raw import (
+    cached_raw_build,
     drug_knowledge_factory,
     examples,
     file_line,
@@ -119,20 +120,10 @@ class MIMIC4Dataset(Dataset):
             medtoolkit.data.tables.DataFormatError: a table has a missing column or a bad
                 value (the message names file, line and column).
         """
-        from medtoolkit.data.cache import cached_build
-
         hosp, paths = self._locate()
-        options: dict[str, Any] = {
-            "loader": self.source_name,
-            "loader_version": LOADER_VERSION,
-            **{k: v for k, v in self.params.model_dump(mode="json").items() if k not in {"root", "cache", "cache_dir"}},
-        }
-        return cached_build(
-            inputs=[paths[name] for name in _TABLES],
-            options=options,
+        return cached_raw_build(
+            self.params, self.source_name, LOADER_VERSION, [paths[name] for name in _TABLES],
             build=lambda: self._build(hosp, paths, progress),
-            cache_dir=self.params.cache_dir,
-            enabled=self.params.cache,
         )
 
     # ------------------------------------------------------------------ files
