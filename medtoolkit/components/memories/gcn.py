@@ -86,6 +86,37 @@ class TwoLayerGCN(nn.Module):
         return adjacency @ (hidden @ self.weight2) + self.bias2
 
 
+def history_read(
+    query: torch.Tensor, bank: torch.Tensor, batch: "PaddedBatch", fallback: torch.Tensor | None
+) -> torch.Tensor:
+    """GAMENet's dynamic (visit-history) memory read (ALGNet Eq. 9 and 11), all visits at once.
+
+    Visit t attends over the strictly earlier real visits s < t of the same patient with
+    scores ``a_t . a_s`` and reads their multi-hot medications through the bank.
+
+    Args:
+        query: ``[B, T, D]`` visit queries (the keys are the same queries).
+        bank: ``[N, D]`` memory ``M``.
+        batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
+        fallback: ``[B, T, D]`` used for visits without history (GAMENet uses the static
+            read); None gives zeros (the paper: ``H`` is empty at t = 1, the read is an empty sum).
+
+    Returns:
+        ``[B, T, D]``.
+    """
+    n_visits = query.shape[1]
+    earlier = torch.ones(n_visits, n_visits, dtype=torch.bool, device=query.device).tril(-1)
+    allowed = earlier.unsqueeze(0) & batch.visit_mask.unsqueeze(1)  # [B, T(t), T(s)]
+    scores = query @ query.transpose(1, 2)  # [B, T, T]
+    # a finite fill keeps first visits (no allowed key) NaN-free in both passes
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1) * allowed  # rows without history become 0
+    read = (weights @ batch.medications.to(query.dtype)) @ bank  # [B, T, N] -> [B, T, D]
+    if fallback is not None:
+        read = torch.where(allowed.any(dim=-1, keepdim=True), read, fallback)
+    return read
+
+
 class GCNMemory(Memory):
     """GAMENet's graph-augmented memory with a dynamic (history) read.
 
@@ -163,15 +194,5 @@ class GCNMemory(Memory):
         read1 = torch.softmax(query @ bank.t(), dim=-1) @ bank  # [B, T, D]
         if not self.params.history:
             return read1
-        n_visits = query.shape[1]
-        earlier = torch.ones(n_visits, n_visits, dtype=torch.bool, device=query.device).tril(-1)
-        allowed = earlier.unsqueeze(0) & batch.visit_mask.unsqueeze(1)  # [B, T(t), T(s)]
-        scores = query @ query.transpose(1, 2)  # [B, T, T]
-        # a finite fill keeps first visits (no allowed key) NaN-free in both passes
-        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-        weights = torch.softmax(scores, dim=-1) * allowed
-        values = weights @ batch.medications.to(query.dtype)  # [B, T, N]
-        read2 = values @ bank  # [B, T, D]
-        has_history = allowed.any(dim=-1, keepdim=True)
-        read2 = torch.where(has_history, read2, read1)
+        read2 = history_read(query, bank, batch, fallback=read1)  # [B, T, D]
         return torch.cat([read1, read2], dim=-1)

@@ -30,6 +30,7 @@ from torch_geometric.nn import LGConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from medtoolkit.components.base import Memory
+from medtoolkit.components.memories.gcn import history_read
 from medtoolkit.components.params import Params
 
 if TYPE_CHECKING:
@@ -94,37 +95,6 @@ class LightGraph(nn.Module):
             current = self.conv(current, self.edge_index, self.edge_weight)
             combined = combined + self.alpha[k] * current
         return combined
-
-
-def history_read(
-    query: torch.Tensor, bank: torch.Tensor, batch: "PaddedBatch", fallback: torch.Tensor | None
-) -> torch.Tensor:
-    """Dynamic (visit-history) memory read of Eq. 9 and 11, all visits at once.
-
-    Visit t attends over the strictly earlier real visits s < t of the same patient with
-    scores ``a_t . a_s`` and reads their multi-hot medications through the bank.
-
-    Args:
-        query: ``[B, T, D]`` visit queries (the keys are the same queries).
-        bank: ``[N, D]`` memory ``M``.
-        batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
-        fallback: ``[B, T, D]`` used for visits without history (GAMENet uses the static
-            read); None gives zeros (the paper: ``H`` is empty at t = 1, the read is an empty sum).
-
-    Returns:
-        ``[B, T, D]``.
-    """
-    n_visits = query.shape[1]
-    earlier = torch.ones(n_visits, n_visits, dtype=torch.bool, device=query.device).tril(-1)
-    allowed = earlier.unsqueeze(0) & batch.visit_mask.unsqueeze(1)  # [B, T(t), T(s)]
-    scores = query @ query.transpose(1, 2)  # [B, T, T]
-    # a finite fill keeps first visits (no allowed key) NaN-free in both passes
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1) * allowed  # rows without history become 0
-    read = (weights @ batch.medications.to(query.dtype)) @ bank  # [B, T, N] -> [B, T, D]
-    if fallback is not None:
-        read = torch.where(allowed.any(dim=-1, keepdim=True), read, fallback)
-    return read
 
 
 class LightGCNMemory(Memory):
