@@ -21,6 +21,7 @@ from medtoolkit.plugins import PluginHost
 from medtoolkit.presets import preset_config
 from medtoolkit.testing import check_component, fake_batch, fake_ehr, fake_schema
 from medtoolkit_algnet import ALGNet, DualSelfAttentionEncoder, LightGCNMemory, LightGraph
+from medtoolkit_algnet.encoder import CausalSelfAttention
 
 ALL_CHECKS = {"params", "shapes", "state_dict", "device", "determinism", "causality", "gradients"}
 SMALL_ENCODER = dict(embedding_dim=8, hidden_dim=8, heads=2, head_dim=4, output_dim=8)
@@ -53,7 +54,7 @@ def host() -> PluginHost:
     [
         LightGCNMemory.Params(),
         LightGCNMemory.Params(layers=3, alpha=[0.25, 0.25, 0.25, 0.25], first_visit="static", weighted=True),
-        LightGCNMemory.Params(shared_embedding=True, learn_beta=False, self_loops=True),
+        LightGCNMemory.Params(shared_embedding=True, learn_beta=False, self_loops=True, propagation="layerwise"),
         LightGCNMemory.Params(ddi_in_memory=False, history=False),
     ],
 )
@@ -63,7 +64,7 @@ def test_lightgcn_conforms(params: LightGCNMemory.Params) -> None:
 
 @pytest.mark.parametrize("rnn", ["gru", "lstm", "none"])
 def test_dual_self_attention_conforms(rnn: str) -> None:
-    params = DualSelfAttentionEncoder.Params(rnn=rnn, **SMALL_ENCODER)
+    params = DualSelfAttentionEncoder.Params(rnn=rnn, separate_output=rnn == "lstm", **SMALL_ENCODER)
     assert set(check_component(DualSelfAttentionEncoder, params)) == ALL_CHECKS
 
 
@@ -77,10 +78,12 @@ def test_algnet_conforms(memory: Any, host: PluginHost) -> None:
 # --- light graph convolution -------------------------------------------------------------------
 
 
-def test_lightgcn_propagation_matches_hand_computation() -> None:
+@pytest.mark.parametrize("propagation", ["precomputed", "layerwise"])
+def test_lightgcn_propagation_matches_hand_computation(propagation: str) -> None:
     """Path graph 0-1-2: degrees 1, 2, 1; A_hat = D^-1/2 A D^-1/2 has 1/sqrt(2) on every edge."""
     adjacency = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.float32)
-    graph = LightGraph(adjacency, layers=2, alpha=[0.2, 0.3, 0.5], self_loops=False, weighted=False)
+    graph = LightGraph(adjacency, layers=2, alpha=[0.2, 0.3, 0.5], self_loops=False, weighted=False,
+                       propagation=propagation)
     e0 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 3.0]])
     s = float(1.0 / np.sqrt(2.0))
     a_hat = torch.tensor([[0.0, s, 0.0], [s, 0.0, s], [0.0, s, 0.0]], dtype=torch.float32)
@@ -110,12 +113,37 @@ def test_lightgcn_memory_bank_is_eq_3() -> None:
     assert memory.beta.requires_grad
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lightgcn_precomputed_operator_equals_layerwise_message_passing(weighted: bool) -> None:
+    """P = sum_k alpha_k A_hat^k applied once == K LGConv layers, values and gradients."""
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 4, size=(9, 9)).astype(np.float32)
+    adjacency = np.triu(counts, 1) + np.triu(counts, 1).T  # symmetric co-occurrence counts
+    adjacency[5] = adjacency[:, 5] = 0  # an isolated drug (degree 0) stays at alpha_0 E_0
+    alpha = [0.1, 0.6, 0.3]
+    fast = LightGraph(adjacency, 2, alpha, self_loops=False, weighted=weighted, propagation="precomputed")
+    slow = LightGraph(adjacency, 2, alpha, self_loops=False, weighted=weighted, propagation="layerwise")
+    e0 = torch.randn(9, 5, requires_grad=True)
+    out_fast, out_slow = fast(e0), slow(e0)
+    torch.testing.assert_close(out_fast, out_slow)
+    torch.testing.assert_close(out_fast[5], 0.1 * e0[5])
+    (grad_fast,) = torch.autograd.grad(out_fast.square().sum(), e0)
+    (grad_slow,) = torch.autograd.grad(out_slow.square().sum(), e0)
+    torch.testing.assert_close(grad_fast, grad_slow)
+    assert fast.powers.shape == (3, 9, 9)
+    torch.testing.assert_close(fast.powers[0], torch.eye(9))
+
+
 def test_lightgcn_graph_buffers_move_but_are_not_saved() -> None:
     memory = LightGCNMemory(LightGCNMemory.Params(), fake_schema(), query_dim=4)
     buffers = dict(memory.named_buffers())
+    assert {"ehr_graph.powers", "ddi_graph.powers"} <= set(buffers)
+    assert not any("powers" in key for key in memory.state_dict())
+    layerwise = LightGCNMemory(LightGCNMemory.Params(propagation="layerwise"), fake_schema(), query_dim=4)
+    buffers = dict(layerwise.named_buffers())
     assert {"ehr_graph.edge_index", "ddi_graph.edge_index"} <= set(buffers)
     assert buffers["ehr_graph.edge_index"].shape[0] == 2
-    assert not any("edge_index" in key for key in memory.state_dict())
+    assert not any("edge_index" in key for key in layerwise.state_dict())
 
 
 def test_lightgcn_first_visit_read() -> None:
@@ -133,6 +161,8 @@ def test_lightgcn_first_visit_read() -> None:
 def test_lightgcn_params_are_validated() -> None:
     with pytest.raises(pydantic.ValidationError):
         LightGCNMemory.Params(layers=2, alpha=[0.5, 0.5])
+    with pytest.raises(pydantic.ValidationError, match="propagation"):
+        LightGCNMemory.Params(propagation="sparse")
     with pytest.raises(pydantic.ValidationError):
         LightGCNMemory.Params(layer=2)
     with pytest.raises(ValueError, match="query width"):
@@ -172,6 +202,38 @@ def test_encoder_pre_is_l_plus_gamma_s() -> None:
         visits = encoder.embeddings[name](codes).sum(2) / (codes > 0).sum(2, keepdim=True).clamp(min=1)
         streams.append(encoder.rnns[name](visits)[0] + 0.7 * encoder.attentions[name](visits))
     torch.testing.assert_close(encoder(batch), encoder.query(torch.relu(torch.cat(streams, -1))))
+
+
+def test_attention_is_causal_scaled_dot_product() -> None:
+    """Eq. 4-5 by hand: softmax(Q K^T / sqrt(d_k)) over visits <= t, heads concatenated, then W_O W_P."""
+    torch.manual_seed(0)
+    attention = CausalSelfAttention(input_dim=6, heads=2, head_dim=3, output_dim=4, dropout=0.0)
+    visits = torch.randn(2, 5, 6)
+    q, k, v = attention.qkv(visits).view(2, 5, 3, 2, 3).unbind(2)  # each [B, T, h, d_k]
+    expected = torch.zeros(2, 5, 2, 3)
+    for b in range(2):
+        for t in range(5):
+            for head in range(2):
+                scores = torch.stack([q[b, t, head] @ k[b, s, head] for s in range(t + 1)]) / 3**0.5
+                weights = torch.softmax(scores, 0)
+                expected[b, t, head] = sum(weights[s] * v[b, s, head] for s in range(t + 1))
+    torch.testing.assert_close(attention(visits), attention.project(expected.reshape(2, 5, 6)))
+
+
+def test_attention_fused_output_is_w_o_then_projection() -> None:
+    """The default single output layer represents exactly W_O followed by the projection."""
+    torch.manual_seed(0)
+    separate = CausalSelfAttention(6, heads=2, head_dim=3, output_dim=4, dropout=0.0, separate_output=True)
+    fused = CausalSelfAttention(6, heads=2, head_dim=3, output_dim=4, dropout=0.0)
+    w_o, w_p = separate.project
+    with torch.no_grad():
+        fused.qkv.load_state_dict(separate.qkv.state_dict())
+        fused.project.weight.copy_(w_p.weight @ w_o.weight)
+        fused.project.bias.copy_(w_p.weight @ w_o.bias + w_p.bias)
+    visits = torch.randn(3, 4, 6)
+    torch.testing.assert_close(fused(visits), separate(visits))
+    n_separate = sum(p.numel() for p in separate.parameters())
+    assert n_separate - sum(p.numel() for p in fused.parameters()) == 6 * 6 + 6
 
 
 def test_encoder_params_are_validated() -> None:
@@ -219,9 +281,10 @@ def test_algnet_preset_parameter_count(host: PluginHost) -> None:
 
 
 #: algnet preset on vocabularies 1958 / 1430 / 112 (see README)
-# embeddings (1959+1430+1)*64 = 216,960; GRUs 2*24,960; attention 2*(99,840+262,656+32,832) = 790,656;
-# query 8,256; memory 2*112*64 + beta = 14,337; output MLP 24,704 + 14,448
-PRESET_PARAMETERS = 1_119_281
+# embeddings (1959+1430+1)*64 = 216,960; GRUs 2*24,960; attention 2*(99,840 + 32,832) = 265,344
+# (W_O W_P fused; separate_output adds 2*262,656); query 8,256; memory 2*112*64 + beta = 14,337;
+# output MLP 24,704 + 14,448
+PRESET_PARAMETERS = 593_969
 
 
 def test_one_epoch_training_run(host: PluginHost, tmp_path: Path) -> None:
