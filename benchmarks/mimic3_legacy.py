@@ -6,6 +6,10 @@ Usage::
         [--presets gamenet logistic_regression previous_visit] [--seeds 1203] \
         [--out benchmarks/results/mimic3_legacy.json]
 
+    # GAMENet and ALGNet side by side over three training seeds (needs medtoolkit-algnet)
+    python benchmarks/mimic3_legacy.py --data ../shared/data/mimic3-safedrug \
+        --presets gamenet algnet --seeds 1203 1 2 --out benchmarks/results/algnet_vs_gamenet.json
+
 Each preset is trained once per training seed with ``task.protocol=legacy`` and scored with
 10 bootstrap rounds of 80 % of the 1,058 test patients (patient-averaged, threshold 0.5).
 The script also runs the exactness check of split and metrics: ``previous_visit`` on the test
@@ -37,6 +41,39 @@ PAPER = {
     "previous_visit": {"source": "reference notes §3.5 (Nearest, visit-averaged)", "jaccard": "0.4691",
                        "f1": "0.6268", "ddi_rate": "0.0762"},
 }
+try:  # the ALGNet ablation presets (Tables 4-5), when the medtoolkit-algnet plugin is installed
+    from medtoolkit_algnet import ABLATIONS
+
+    for _row in ABLATIONS:
+        PAPER[_row.name] = {"source": f"ALGNet paper Table {_row.paper_table} ({_row.paper_label})",
+                            "jaccard": f"{_row.paper_jaccard:.4f}"}
+except ImportError:
+    pass
+
+SUMMARY_KEYS = ("jaccard", "prauc", "f1", "ddi_rate", "avg_drugs")
+
+
+def summary_table(models: dict[str, dict]) -> str:
+    """Side-by-side text table: per model and metric ``mean ± bootstrap std (± seed std)``.
+
+    The mean is over training seeds of each seed's bootstrap mean; the bootstrap std is the
+    mean over seeds of the std over the 10 bootstrap rounds; the seed std is the std of the
+    per-seed means. The paper's Jaccard / PRAUC follow.
+    """
+    header = ["model", "seeds", *SUMMARY_KEYS, "s/epoch", "paper jaccard", "paper prauc"]
+    rows = [header]
+    for name, result in models.items():
+        summary, paper = result["summary"], result.get("paper") or {}
+        cells = [name, str(len(result["seeds"]))]
+        for key in SUMMARY_KEYS:
+            value = summary[key]
+            cells.append(f"{value['mean']:.4f} ± {value['bootstrap_std']:.4f} (± {value['seed_std']:.4f})")
+        cells += [f"{result['epoch_seconds_mean']:.2f}", paper.get("jaccard", "-"), paper.get("prauc", "-")]
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
 
 
 def exactness_check(data_dir: str) -> dict[str, float]:
@@ -93,6 +130,8 @@ def main() -> None:
             "best_epochs": [r["best_epochs"] for r in runs], "n_params": runs[0]["n_params"],
             "ground_truth_ddi_rate": runs[0]["data"]["ground_truth_ddi_rate"],
         }
+    print("\nlegacy protocol; mean ± std over the bootstrap rounds (± std over the training seeds)")
+    print(summary_table(results["models"]))
     if args.out:
         write_json(results, args.out)
 

@@ -20,12 +20,12 @@ from medtoolkit.config import validate_config
 from medtoolkit.plugins import PluginHost
 from medtoolkit.presets import preset_config
 from medtoolkit.testing import check_component, fake_batch, fake_ehr, fake_schema
-from medtoolkit_algnet import ALGNet, DualSelfAttentionEncoder, LightGCNMemory, LightGraph
+from medtoolkit_algnet import ABLATIONS, FULL_MODEL, Ablation, ALGNet, DualSelfAttentionEncoder, LightGCNMemory, LightGraph
 from medtoolkit_algnet.encoder import CausalSelfAttention
 
 ALL_CHECKS = {"params", "shapes", "state_dict", "device", "determinism", "causality", "gradients"}
 SMALL_ENCODER = dict(embedding_dim=8, hidden_dim=8, heads=2, head_dim=4, output_dim=8)
-PRESETS = ["algnet", "algnet_attention_only", "algnet_gcn_memory", "algnet_gru_only", "algnet_lstm", "gamenet_lightgcn"]
+PRESETS = sorted(["algnet", *(ablation.name for ablation in ABLATIONS)])
 TINY_DATA: dict[str, Any] = {
     "type": "synthetic", "n_patients": 60, "n_diagnoses": 40, "n_procedures": 30, "n_drugs": 12, "seed": 0,
     "mean_diagnoses": 5, "mean_procedures": 3, "mean_medications": 4, "n_ddi_pairs": 8,
@@ -96,9 +96,13 @@ def test_lightgcn_propagation_matches_hand_computation(propagation: str) -> None
     assert not list(graph.parameters())  # light: no weights
 
 
-def test_lightgcn_memory_bank_is_eq_3() -> None:
+@pytest.mark.parametrize(
+    ("alpha", "weights"), [(None, (1 / 3, 1 / 3, 1 / 3)), ([0.0, 0.5, 0.5], (0.0, 0.5, 0.5))]
+)
+def test_lightgcn_memory_bank_is_eq_3(alpha: list[float] | None, weights: tuple[float, float, float]) -> None:
+    """Default: LightGCN's 1/(K+1) on E_0..E_K; [0, 1/2, 1/2] is Eq. 2 as printed."""
     schema = fake_schema()
-    memory = LightGCNMemory(LightGCNMemory.Params(), schema, query_dim=4)
+    memory = LightGCNMemory(LightGCNMemory.Params(alpha=alpha), schema, query_dim=4)
     adjacency = torch.as_tensor(schema.cooccurrence_adjacency > 0, dtype=torch.float32)
     degree = adjacency.sum(1)
     inv = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
@@ -107,8 +111,10 @@ def test_lightgcn_memory_bank_is_eq_3() -> None:
     d_deg = ddi.sum(1)
     d_inv = torch.where(d_deg > 0, d_deg.rsqrt(), torch.zeros_like(d_deg))
     d_hat = d_inv[:, None] * ddi * d_inv[None, :]
-    e_ehr = 0.5 * (a_hat @ memory.ehr_embedding) + 0.5 * (a_hat @ a_hat @ memory.ehr_embedding)
-    e_ddi = 0.5 * (d_hat @ memory.ddi_embedding) + 0.5 * (d_hat @ d_hat @ memory.ddi_embedding)
+    w0, w1, w2 = weights
+    e, d = memory.ehr_embedding, memory.ddi_embedding
+    e_ehr = w0 * e + w1 * (a_hat @ e) + w2 * (a_hat @ a_hat @ e)
+    e_ddi = w0 * d + w1 * (d_hat @ d) + w2 * (d_hat @ d_hat @ d)
     torch.testing.assert_close(memory.memory_bank(), e_ehr - memory.beta * e_ddi)
     assert memory.beta.requires_grad
 
@@ -264,6 +270,41 @@ def test_presets_validate(name: str, host: PluginHost) -> None:
     assert config.model.type in {"algnet", "gamenet"}
 
 
+#: (rnn, attention built, memory type) each ablation must give, by the paper's row names
+ABLATION_PARTS = {
+    "LSTM-GCN": ("lstm", False, "gcn"),
+    "RNN-GCN": ("gru", False, "gcn"),
+    "A-GCN": ("none", True, "gcn"),
+    "A-LSTM-GCN": ("lstm", True, "gcn"),
+    "A-RNN-GCN": ("gru", True, "gcn"),
+    "LSTM-LGNet": ("lstm", False, "lightgcn"),
+    "RNN-LGNet": ("gru", False, "lightgcn"),
+    "A-LGNet-RNN": ("none", True, "lightgcn"),
+    "A-LSTM-LGNet": ("lstm", True, "lightgcn"),
+    "ALGNet": ("gru", True, "lightgcn"),
+}
+
+
+@pytest.mark.parametrize("ablation", [*ABLATIONS, FULL_MODEL], ids=lambda a: a.name)
+def test_ablation_presets_swap_one_part_only(ablation: Ablation, host: PluginHost) -> None:
+    base = validate_config(preset_config("algnet", host=host), host=host)
+    config = validate_config(preset_config(ablation.name, host=host), host=host)
+    rnn, attention, memory = ABLATION_PARTS[ablation.paper_label]
+    model = config.model.build(fake_schema())
+    assert isinstance(model, ALGNet)
+    assert model.encoder.params.rnn == rnn
+    assert hasattr(model.encoder, "attentions") == attention
+    assert hasattr(model.encoder, "rnns") == (rnn != "none")
+    resolved, base_resolved = config.to_dict(), base.to_dict()
+    assert resolved["model"]["memory"]["type"] == memory
+    # everything but the encoder's rnn/gamma and the memory is the algnet preset's
+    for key in ("rnn", "gamma"):
+        resolved["model"]["encoder"].pop(key), base_resolved["model"]["encoder"].pop(key)
+    resolved["model"].pop("memory"), base_resolved["model"].pop("memory")
+    resolved.pop("name"), base_resolved.pop("name")
+    assert resolved == base_resolved
+
+
 def test_algnet_preset_parameter_count(host: PluginHost) -> None:
     raw = preset_config("algnet", host=host)
     config = validate_config(raw, host=host)
@@ -280,11 +321,12 @@ def test_algnet_preset_parameter_count(host: PluginHost) -> None:
     assert count == PRESET_PARAMETERS, count
 
 
-#: algnet preset on vocabularies 1958 / 1430 / 112 (see README)
-# embeddings (1959+1430+1)*64 = 216,960; GRUs 2*24,960; attention 2*(99,840 + 32,832) = 265,344
-# (W_O W_P fused; separate_output adds 2*262,656); query 8,256; memory 2*112*64 + beta = 14,337;
-# output MLP 24,704 + 14,448
-PRESET_PARAMETERS = 593_969
+#: algnet preset on vocabularies 1958 / 1430 / 112 (see README), counted by hand:
+# embeddings (1959+1431)*64 = 216,960; GRUs 64->128: 2*3*(64*128 + 128*128 + 2*128) = 148,992;
+# attention 2*(qkv 64*1536+1536 + W_O W_P 512*128+128) = 2*(99,840 + 65,664) = 331,008
+# (separate_output would add 2*262,656); query 256*64+64 = 16,448; memory 2*112*64 + beta = 14,337;
+# output MLP (64+128)*128+128 = 24,704 and 128*112+112 = 14,448
+PRESET_PARAMETERS = 766_897
 
 
 def test_one_epoch_training_run(host: PluginHost, tmp_path: Path) -> None:

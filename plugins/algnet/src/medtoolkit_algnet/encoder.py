@@ -88,7 +88,7 @@ class DualSelfAttentionEncoder(Encoder):
 
     class Params(Params):
         embedding_dim: int = Field(64, ge=1, description="code embedding width (the paper: 64)")
-        hidden_dim: int = Field(64, ge=1, description="RNN / attention output width per vocabulary")
+        hidden_dim: int = Field(128, ge=1, description="RNN / attention output width per vocabulary (GAMENet: 128)")
         heads: int = Field(8, ge=1, description="attention heads h (the paper: 8)")
         head_dim: int = Field(64, ge=1, description="per-head query/key/value width d_k (the paper: 64)")
         gamma: float = Field(1.0, ge=0.0, description="weight of the attention in PRE = l + gamma * s (Eq. 7)")
