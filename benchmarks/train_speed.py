@@ -4,6 +4,8 @@ Usage::
 
     python benchmarks/train_speed.py --preset gamenet --data ../shared/data/mimic3-safedrug \
         [--papers-patients all|N] [--device cpu|cuda] [--out benchmarks/results/speed_gamenet.json]
+    python benchmarks/train_speed.py --preset algnet --baseline gamenet --data ../shared/data/mimic3-safedrug \
+        --out benchmarks/results/speed_algnet.json
 
 Both variants train the *same* model class with the same losses on the legacy training split.
 The papers' way is timed over ``--papers-patients`` training patients (``all`` = a full epoch)
@@ -19,10 +21,33 @@ import numpy as np
 import torch
 
 import medtoolkit as mt
+from medtoolkit.components.schema import DataSchema
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.experiment import Experiment
 from medtoolkit.training.device import resolve_device, seed_everything
 from medtoolkit.training.trainer import Trainer
 
 from common import machine, papers_way_epoch, peak_rss_mb, write_json
+
+
+def time_batched_epochs(
+    experiment: Experiment, data: EHRData, train: np.ndarray, schema: DataSchema, device: torch.device, epochs: int
+) -> list[float]:
+    """Wall seconds of ``epochs`` batched training epochs of ``experiment``'s model (first = warm-up)."""
+    config = experiment.config
+    seed_everything(config.seed)
+    model, losses = experiment._build_model(schema)
+    trainer = Trainer(model, losses, config.trainer, device, seed=config.seed)
+    seconds = []
+    for _ in range(epochs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        trainer.train_epoch(data, train)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def main() -> None:
@@ -32,6 +57,7 @@ def main() -> None:
     parser.add_argument("--papers-patients", default="all", help="'all' or a number of training patients")
     parser.add_argument("--batched-epochs", type=int, default=6, help="batched epochs timed (first is warm-up)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--baseline", default=None, help="also time this preset's batched epochs (e.g. gamenet)")
     parser.add_argument("-o", "--override", action="append", default=[])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -48,19 +74,17 @@ def main() -> None:
     train_visits = int(data.visits_per_patient[split.train].sum())
 
     # --- batched (ours)
-    seed_everything(config.seed)
-    model, losses = experiment._build_model(schema)
-    trainer = Trainer(model, losses, config.trainer, device, seed=config.seed)
-    batched_seconds = []
-    for _ in range(args.batched_epochs):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        trainer.train_epoch(data, split.train)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        batched_seconds.append(time.perf_counter() - started)
+    batched_seconds = time_batched_epochs(experiment, data, split.train, schema, device, args.batched_epochs)
     batched_epoch = float(np.median(batched_seconds[1:] if len(batched_seconds) > 1 else batched_seconds))
+    baseline: dict[str, object] = {}
+    if args.baseline:  # another preset's batched epochs on the same data, split and process
+        base_experiment = mt.build(args.baseline, overrides=overrides)
+        base_schema = task.build_schema(data, split)
+        base_seconds = time_batched_epochs(base_experiment, data, split.train, base_schema, device, args.batched_epochs)
+        base_epoch = float(np.median(base_seconds[1:] if len(base_seconds) > 1 else base_seconds))
+        baseline = {"baseline_preset": args.baseline, "baseline_batched_epoch_seconds": base_epoch,
+                    "baseline_batched_epoch_seconds_all": base_seconds,
+                    "ratio_to_baseline": batched_epoch / base_epoch}
 
     # --- papers' way
     seed_everything(config.seed)
@@ -93,9 +117,13 @@ def main() -> None:
         "speedup": papers_epoch / batched_epoch,
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "peak_rss_mb": peak_rss_mb(),
+        **baseline,
     }
     print(f"{args.preset} on {device}: batched epoch {batched_epoch:.2f} s; papers' way epoch "
           f"{papers_epoch:.1f} s ({len(chosen)} patients timed); speed-up {result['speedup']:.1f}x")
+    if baseline:
+        print(f"{args.baseline} batched epoch {baseline['baseline_batched_epoch_seconds']:.2f} s; "
+              f"{args.preset} / {args.baseline} = {baseline['ratio_to_baseline']:.2f}x")
     if args.out:
         write_json(result, args.out)
 
