@@ -14,6 +14,7 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(DOCS / "_ext"))  # the local config-reference extension
 sys.path.insert(0, str(ROOT))  # medtoolkit itself, when not installed
+sys.path.insert(0, str(ROOT / "plugins" / "algnet" / "src"))  # the ALGNet plugin page
 
 project = "medtoolkit"
 author = "the medtoolkit developers"
