@@ -151,7 +151,10 @@ class Registry:
             message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
         extra = KNOWN_PLUGIN_NAMES.get(str(name))
         if extra:
-            message += f' It is provided by a plugin: pip install "medtoolkit[{extra}]".'
+            message += (
+                f' It is provided by a plugin: pip install "medtoolkit[{extra}]"'
+                f' (from a checkout: pip install -e ".[{extra}]" -e plugins/{extra}).'
+            )
         known = ", ".join(sorted(self._entries)) or "none"
         return message + f" Known {_PLURALS.get(self.kind, self.kind + 's')}: {known}."
 

@@ -145,7 +145,8 @@ def test_unknown_name_without_close_match_lists_what_exists(encoders: Registry) 
 @pytest.mark.parametrize(("name", "extra"), [("mpnn", "molecule"), ("lightgcn", "algnet"), ("tempt", "tempt")])
 def test_unknown_plugin_name_points_to_the_extra(encoders: Registry, name: str, extra: str) -> None:
     message = encoders.unknown_message(name)
-    assert f'It is provided by a plugin: pip install "medtoolkit[{extra}]".' in message
+    assert f'It is provided by a plugin: pip install "medtoolkit[{extra}]"' in message
+    assert f'(from a checkout: pip install -e ".[{extra}]" -e plugins/{extra}).' in message
 
 
 def test_known_plugin_names_cover_the_published_plugins() -> None:
