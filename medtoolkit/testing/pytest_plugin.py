@@ -5,7 +5,10 @@ Installed automatically with medtoolkit; any test suite gets:
 * ``fake_ehr_data``: a small deterministic :class:`~medtoolkit.data.ehr.EHRData`
   (:func:`medtoolkit.testing.fake_ehr`);
 * ``fake_schema``: its :class:`~medtoolkit.components.schema.DataSchema`;
-* ``fake_batch``: a :class:`~medtoolkit.data.batching.PaddedBatch` of all its patients.
+* ``fake_batch``: a :class:`~medtoolkit.data.batching.PaddedBatch` of all its patients;
+* ``one_torch_thread``: one torch CPU thread for the rest of the module (tiny models run
+  fastest that way and leave the other cores alone); a whole module opts in with
+  ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
 
 Example::
 
@@ -16,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -48,3 +52,18 @@ def fake_batch(fake_ehr_data: "EHRData") -> "PaddedBatch":
     from medtoolkit.testing.fake import fake_batch as make_batch
 
     return make_batch(fake_ehr_data)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch CPU thread from first use to the end of the module, then the previous count.
+
+    Module-scoped so that module-scoped fixtures that train (set up before any
+    function-scoped fixture) run under the same thread count as the tests that use them.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

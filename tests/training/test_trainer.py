@@ -6,7 +6,6 @@ models a few hundred parameters wide, so each test takes well under a second.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,13 +37,7 @@ VAL = np.arange(28, 40)
 
 
 # ---------------------------------------------------------------------------- fixtures & helpers
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and leave the other cores alone)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is fastest
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,40 @@ def pool_codes(
     return pooled
 
 
+def code_embedding_tables(schema: "DataSchema", vocabularies: tuple[str, ...], embedding_dim: int) -> nn.ModuleDict:
+    """One embedding table per code vocabulary, with a padding row 0 (``padding_idx=0``).
+
+    Returns:
+        ``{vocabulary: nn.Embedding(vocab_size + 1, embedding_dim)}`` (torch's default
+        initialisation; :func:`reset_code_embeddings` applies GAMENet's).
+    """
+    return nn.ModuleDict(
+        {name: nn.Embedding(schema.vocab_size(name) + 1, embedding_dim, padding_idx=0) for name in vocabularies}
+    )
+
+
+def reset_code_embeddings(tables: nn.ModuleDict) -> None:
+    """GAMENet's initialisation of code tables: U(-0.1, 0.1), padding row kept at zero."""
+    with torch.no_grad():
+        for table in tables.values():
+            table.weight.uniform_(-0.1, 0.1)
+            table.weight[0].zero_()
+
+
+def pool_vocabulary(
+    owner: str, tables: nn.ModuleDict, batch: "PaddedBatch", name: str, dropout: nn.Module, pooling: str
+) -> torch.Tensor:
+    """:func:`pool_codes` of one vocabulary of a batch: ``[B, T, embedding_dim]``.
+
+    Raises:
+        KeyError: the batch has no ``name`` codes (the message names ``owner``).
+    """
+    codes = batch.codes.get(name)
+    if codes is None:
+        raise KeyError(f"{owner} reads {name!r} codes but the batch has {sorted(batch.codes)}")
+    return pool_codes(tables[name], codes, dropout, pooling)
+
+
 class GRUEncoder(Encoder):
     """GAMENet's dual GRU: one embedding table and one RNN per code vocabulary.
 
@@ -80,12 +114,7 @@ class GRUEncoder(Encoder):
             raise ValueError("GRUEncoder needs a DataSchema (vocabulary sizes)")
         p = self.params
         self.vocabularies = tuple(p.vocabularies)
-        self.embeddings = nn.ModuleDict(
-            {
-                name: nn.Embedding(schema.vocab_size(name) + 1, p.embedding_dim, padding_idx=0)
-                for name in self.vocabularies
-            }
-        )
+        self.embeddings = code_embedding_tables(schema, self.vocabularies, p.embedding_dim)
         rnn_class = nn.GRU if p.rnn == "gru" else nn.LSTM
         self.rnns = nn.ModuleDict(
             {name: rnn_class(p.embedding_dim, p.hidden_dim, batch_first=True) for name in self.vocabularies}
@@ -96,10 +125,7 @@ class GRUEncoder(Encoder):
 
     def reset_embeddings(self) -> None:
         """GAMENet's initialisation: U(-0.1, 0.1), padding row kept at zero."""
-        with torch.no_grad():
-            for table in self.embeddings.values():
-                table.weight.uniform_(-0.1, 0.1)
-                table.weight[0].zero_()
+        reset_code_embeddings(self.embeddings)
 
     @property
     def output_dim(self) -> int:
@@ -116,10 +142,7 @@ class GRUEncoder(Encoder):
         """
         states = []
         for name in self.vocabularies:
-            codes = batch.codes.get(name)
-            if codes is None:
-                raise KeyError(f"GRUEncoder reads {name!r} codes but the batch has {sorted(batch.codes)}")
-            pooled = pool_codes(self.embeddings[name], codes, self.dropout, self.params.pooling)
+            pooled = pool_vocabulary(type(self).__name__, self.embeddings, batch, name, self.dropout, self.params.pooling)
             hidden, _ = self.rnns[name](pooled)  # [B, T, H]
             states.append(hidden)
         return self.query(torch.relu(torch.cat(states, dim=-1)))

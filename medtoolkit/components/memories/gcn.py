@@ -19,6 +19,7 @@ forward pass. Reference: GAMENet ``code/models.py`` (``GCN``, ``GraphConvolution
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -117,7 +118,75 @@ def history_read(
     return read
 
 
-class GCNMemory(Memory):
+class DrugBankMemory(Memory):
+    """Base of the memories that read an ``[N drugs, dim]`` bank twice per visit (GAMENet, ALGNet).
+
+    Subclasses build their learnable parts and implement :meth:`memory_bank`; this class
+    checks the schema and widths and reads the bank for every visit of a batch:
+
+    * read 1 (static): ``softmax(q M^T) M``;
+    * read 2 (history, with ``params.history``): :func:`history_read` over the strictly
+      earlier visits; a visit without history gets read 1 when :meth:`static_fallback`
+      is true (GAMENet), zeros otherwise.
+
+    Subclass ``Params`` must define ``dim: int | None`` and ``history: bool``. Shapes:
+    ``forward(query [B, T, dim], batch) -> [B, T, output_dim]``, ``output_dim = 2 * dim``
+    (``[read1, read2]``) or ``dim`` without ``history``.
+    """
+
+    def __init__(
+        self, params: Params | None = None, schema: "DataSchema | None" = None, query_dim: int = 64
+    ) -> None:
+        super().__init__(params, schema, query_dim)
+        name = type(self).__name__
+        if schema is None:
+            raise ValueError(f"{name} needs a DataSchema (co-occurrence and DDI graphs)")
+        if self.params.dim is not None and self.params.dim != query_dim:
+            raise ValueError(
+                f"{name} dim={self.params.dim} differs from the query width {query_dim}; the memory is "
+                "read by dot products with the query, so leave dim unset or make them equal"
+            )
+        if schema.cooccurrence_adjacency is None:
+            raise ValueError(
+                f"{name} needs schema.cooccurrence_adjacency (the drug co-prescription graph of "
+                "the training split); build the schema through a task after splitting the data"
+            )
+        self.dim = query_dim
+
+    @property
+    def output_dim(self) -> int:
+        return 2 * self.dim if self.params.history else self.dim
+
+    @abstractmethod
+    def memory_bank(self) -> torch.Tensor:
+        """The drug memory ``M``: ``[N, dim]``."""
+
+    def static_fallback(self) -> bool:
+        """Whether a visit without history reads the static read 1 (else zeros)."""
+        return True
+
+    def forward(self, query: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
+        """Read the memory for every visit.
+
+        Args:
+            query: ``[B, T, dim]`` visit queries.
+            batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
+
+        Returns:
+            ``[B, T, output_dim]``: ``[read1, read2]`` concatenated (read 1 alone without history).
+        """
+        if query.shape[-1] != self.dim:
+            raise ValueError(f"{type(self).__name__} expects queries of width {self.dim}, got {tuple(query.shape)}")
+        bank = self.memory_bank()  # [N, D], computed once per forward pass
+        static = torch.softmax(query @ bank.t(), dim=-1) @ bank  # read 1, [B, T, D]
+        if not self.params.history:
+            return static
+        fallback = static if self.static_fallback() else None
+        dynamic = history_read(query, bank, batch, fallback)  # read 2, [B, T, D]
+        return torch.cat([static, dynamic], dim=-1)
+
+
+class GCNMemory(DrugBankMemory):
     """GAMENet's graph-augmented memory with a dynamic (history) read.
 
     Constructed as ``GCNMemory(params, schema, query_dim=D)``. Shapes:
@@ -141,20 +210,8 @@ class GCNMemory(Memory):
         self, params: Params | None = None, schema: "DataSchema | None" = None, query_dim: int = 64
     ) -> None:
         super().__init__(params, schema, query_dim)
+        assert schema is not None  # checked by DrugBankMemory
         p = self.params
-        if schema is None:
-            raise ValueError("GCNMemory needs a DataSchema (co-occurrence and DDI graphs)")
-        if p.dim is not None and p.dim != query_dim:
-            raise ValueError(
-                f"GCNMemory dim={p.dim} differs from the query width {query_dim}; the memory is "
-                "read by dot products with the query, so leave dim unset or make them equal"
-            )
-        if schema.cooccurrence_adjacency is None:
-            raise ValueError(
-                "GCNMemory needs schema.cooccurrence_adjacency (the drug co-prescription graph of "
-                "the training split); build the schema through a task after splitting the data"
-            )
-        self.dim = query_dim
         n_drugs = schema.n_drugs
         self.register_buffer(
             "ehr_adjacency", normalize_adjacency(schema.cooccurrence_adjacency), persistent=False
@@ -167,32 +224,9 @@ class GCNMemory(Memory):
             self.ddi_gcn = TwoLayerGCN(n_drugs, self.dim, p.dropout)
             self.theta = nn.Parameter(torch.empty(1).uniform_(-0.1, 0.1))
 
-    @property
-    def output_dim(self) -> int:
-        return 2 * self.dim if self.params.history else self.dim
-
     def memory_bank(self) -> torch.Tensor:
         """The drug memory ``M``: ``[N, dim]``."""
         bank = self.ehr_gcn(self.ehr_adjacency)
         if self.params.ddi_in_memory:
             bank = bank - self.theta * self.ddi_gcn(self.ddi_adjacency)
         return bank
-
-    def forward(self, query: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
-        """Read the memory for every visit.
-
-        Args:
-            query: ``[B, T, dim]`` visit queries.
-            batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
-
-        Returns:
-            ``[B, T, output_dim]``: ``[read1, read2]`` concatenated (read 1 alone without history).
-        """
-        if query.shape[-1] != self.dim:
-            raise ValueError(f"GCNMemory expects queries of width {self.dim}, got {tuple(query.shape)}")
-        bank = self.memory_bank()  # [N, D]
-        read1 = torch.softmax(query @ bank.t(), dim=-1) @ bank  # [B, T, D]
-        if not self.params.history:
-            return read1
-        read2 = history_read(query, bank, batch, fallback=read1)  # [B, T, D]
-        return torch.cat([read1, read2], dim=-1)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import medtoolkit
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
@@ -234,15 +232,7 @@ def test_cache_round_trip(tiny: Path, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- training
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def test_gamenet_trains_one_epoch_on_the_demo(one_thread: None, tmp_path: Path) -> None:
+def test_gamenet_trains_one_epoch_on_the_demo(one_torch_thread: None, tmp_path: Path) -> None:
     config = {
         "name": "mimic4-demo-smoke",
         "seed": 0,

@@ -18,12 +18,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from pydantic import Field
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from medtoolkit.components.base import Encoder
-from medtoolkit.components.encoders.gru import pool_codes
+from medtoolkit.components.encoders.gru import code_embedding_tables, pool_vocabulary, reset_code_embeddings
 from medtoolkit.components.params import Params
 
 if TYPE_CHECKING:
@@ -114,12 +114,7 @@ class DualSelfAttentionEncoder(Encoder):
         if p.rnn == "none" and p.gamma == 0.0:
             raise ValueError("rnn='none' with gamma=0 leaves nothing to encode the visits")
         self.vocabularies = tuple(p.vocabularies)
-        self.embeddings = nn.ModuleDict(
-            {
-                name: nn.Embedding(schema.vocab_size(name) + 1, p.embedding_dim, padding_idx=0)
-                for name in self.vocabularies
-            }
-        )
+        self.embeddings = code_embedding_tables(schema, self.vocabularies, p.embedding_dim)
         if p.rnn != "none":
             rnn_class = nn.GRU if p.rnn == "gru" else nn.LSTM
             self.rnns = nn.ModuleDict(
@@ -136,10 +131,7 @@ class DualSelfAttentionEncoder(Encoder):
             )
         self.dropout = nn.Dropout(p.dropout)
         self.query = nn.Linear(len(self.vocabularies) * p.hidden_dim, p.output_dim)
-        with torch.no_grad():  # GAMENet's embedding initialisation, padding row kept at zero
-            for table in self.embeddings.values():
-                table.weight.uniform_(-0.1, 0.1)
-                table.weight[0].zero_()
+        reset_code_embeddings(self.embeddings)  # GAMENet's initialisation
 
     @property
     def output_dim(self) -> int:
@@ -157,10 +149,7 @@ class DualSelfAttentionEncoder(Encoder):
         p = self.params
         streams = []
         for name in self.vocabularies:
-            codes = batch.codes.get(name)
-            if codes is None:
-                raise KeyError(f"DualSelfAttentionEncoder reads {name!r} codes but the batch has {sorted(batch.codes)}")
-            visits = pool_codes(self.embeddings[name], codes, self.dropout, "mean")  # e_t, [B, T, E]
+            visits = pool_vocabulary(type(self).__name__, self.embeddings, batch, name, self.dropout, "mean")  # e_t
             pre = 0.0
             if p.rnn != "none":
                 pre, _ = self.rnns[name](visits)  # l_t, [B, T, H]

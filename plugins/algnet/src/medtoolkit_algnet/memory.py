@@ -36,13 +36,11 @@ from torch import nn
 from torch_geometric.nn import LGConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from medtoolkit.components.base import Memory
-from medtoolkit.components.memories.gcn import history_read
+from medtoolkit.components.memories.gcn import DrugBankMemory
 from medtoolkit.components.params import Params
 
 if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
-    from medtoolkit.data.batching import PaddedBatch
 
 
 def adjacency_to_edges(adjacency: np.ndarray | torch.Tensor, self_loops: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +136,7 @@ class LightGraph(nn.Module):
         return combined
 
 
-class LightGCNMemory(Memory):
+class LightGCNMemory(DrugBankMemory):
     """ALGNet's augmentation memory: light graph convolutions plus a visit-history read.
 
     Constructed as ``LightGCNMemory(params, schema, query_dim=D)``. Shapes:
@@ -187,20 +185,8 @@ class LightGCNMemory(Memory):
         self, params: Params | None = None, schema: "DataSchema | None" = None, query_dim: int = 64
     ) -> None:
         super().__init__(params, schema, query_dim)
+        assert schema is not None  # checked by DrugBankMemory
         p = self.params
-        if schema is None:
-            raise ValueError("LightGCNMemory needs a DataSchema (co-occurrence and DDI graphs)")
-        if p.dim is not None and p.dim != query_dim:
-            raise ValueError(
-                f"LightGCNMemory dim={p.dim} differs from the query width {query_dim}; the memory is "
-                "read by dot products with the query, so leave dim unset or make them equal"
-            )
-        if schema.cooccurrence_adjacency is None:
-            raise ValueError(
-                "LightGCNMemory needs schema.cooccurrence_adjacency (the drug co-prescription graph of "
-                "the training split); build the schema through a task after splitting the data"
-            )
-        self.dim = query_dim
         n_drugs = schema.n_drugs
         alpha = list(p.alpha) if p.alpha is not None else [1.0 / (p.layers + 1)] * (p.layers + 1)
         self.ehr_graph = LightGraph(
@@ -219,9 +205,9 @@ class LightGCNMemory(Memory):
             else:
                 self.register_buffer("beta", beta)
 
-    @property
-    def output_dim(self) -> int:
-        return 2 * self.dim if self.params.history else self.dim
+    def static_fallback(self) -> bool:
+        """``first_visit: static`` reads ``o_b`` where ``H`` is empty (GAMENet); ``zero`` (the paper) zeros."""
+        return self.params.first_visit == "static"
 
     def memory_bank(self) -> torch.Tensor:
         """The drug memory ``M`` (Eq. 3): ``[N, dim]``."""
@@ -230,23 +216,3 @@ class LightGCNMemory(Memory):
             ddi_input = self.ehr_embedding if self.params.shared_embedding else self.ddi_embedding
             bank = bank - self.beta * self.ddi_graph(ddi_input)
         return bank
-
-    def forward(self, query: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
-        """Read the memory for every visit.
-
-        Args:
-            query: ``[B, T, dim]`` visit representations ``a_t``.
-            batch: reads ``visit_mask`` ``[B, T]`` and ``medications`` ``[B, T, N]``.
-
-        Returns:
-            ``[B, T, output_dim]``: ``[o_b, o_d]`` concatenated (``o_b`` alone without history).
-        """
-        if query.shape[-1] != self.dim:
-            raise ValueError(f"LightGCNMemory expects queries of width {self.dim}, got {tuple(query.shape)}")
-        bank = self.memory_bank()  # [N, D]
-        static = torch.softmax(query @ bank.t(), dim=-1) @ bank  # o_b, [B, T, D]
-        if not self.params.history:
-            return static
-        fallback = static if self.params.first_visit == "static" else None
-        dynamic = history_read(query, bank, batch, fallback)  # o_d, [B, T, D]
-        return torch.cat([static, dynamic], dim=-1)
