@@ -165,3 +165,44 @@ def missing_message(directory: Path, names: Sequence[str], what: str) -> str:
         f"{what}: table(s) {', '.join(names)} not found in {directory} (as .csv or .csv.gz, any case); "
         f"files there: {', '.join(present[:20]) or 'none'}"
     )
+
+
+def raw_root(root: str | Path | None, demo: str) -> Path:
+    """The user's data root (``~`` expanded), or the shipped demo tables ``demo`` when None."""
+    if root is not None:
+        return Path(root).expanduser()
+    from medtoolkit.resources import demo_path
+
+    return Path(demo_path(demo))
+
+
+def locate_tables(
+    directory: Path, required: Sequence[str], optional: Sequence[str], what: str
+) -> dict[str, Path]:
+    """Find each table in ``directory`` (:func:`~medtoolkit.data.tables.find_table`).
+
+    Args:
+        directory: folder holding the tables.
+        required: table stems that must exist.
+        optional: table stems that are used when present.
+        what: source name for the error message.
+
+    Returns:
+        ``{stem: path}`` for the required tables and the optional ones present.
+
+    Raises:
+        FileNotFoundError: naming every missing required table and the files that are there.
+    """
+    from medtoolkit.data.tables import find_table
+
+    paths: dict[str, Path] = {}
+    missing: list[str] = []
+    for name in [*required, *optional]:
+        try:
+            paths[name] = Path(find_table(directory, name))
+        except FileNotFoundError:
+            if name not in optional:
+                missing.append(name)
+    if missing:
+        raise FileNotFoundError(missing_message(directory, missing, what))
+    return paths

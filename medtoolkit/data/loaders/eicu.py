@@ -75,8 +75,9 @@ from medtoolkit.data.loaders._raw import (
     cached_raw_build,
     drug_knowledge_factory,
     examples,
-    missing_message,
+    locate_tables,
     prefixed,
+    raw_root,
     record_coverage,
     sha256_file,
     table_reader,
@@ -152,27 +153,10 @@ class EICUDataset(Dataset):
 
     # ------------------------------------------------------------------ files
     def _locate(self) -> tuple[Path, dict[str, Path]]:
-        from medtoolkit.data.tables import find_table
-
-        if self.params.root is None:
-            from medtoolkit.resources import demo_path
-
-            directory = Path(demo_path("eicu"))
-        else:
-            directory = Path(self.params.root).expanduser()
+        directory = raw_root(self.params.root, "eicu")
         if not directory.is_dir():
             raise FileNotFoundError(f"eicu: root {directory} is not a directory (expected the eICU tables)")
-        paths: dict[str, Path] = {}
-        missing: list[str] = []
-        for name in _TABLES + _OPTIONAL_TABLES:
-            try:
-                paths[name] = Path(find_table(directory, name))
-            except FileNotFoundError:
-                if name not in _OPTIONAL_TABLES:
-                    missing.append(name)
-        if missing:
-            raise FileNotFoundError(missing_message(directory, missing, "eicu"))
-        return directory, paths
+        return directory, locate_tables(directory, _TABLES, _OPTIONAL_TABLES, "eicu")
 
     # ------------------------------------------------------------------ build
     def _build(self, directory: Path, paths: Mapping[str, Path], progress: bool) -> EHRData:

@@ -40,7 +40,7 @@ from pydantic import Field
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
-from medtoolkit.data.loaders._raw import cached_raw_build
+from medtoolkit.data.loaders._raw import cached_raw_build, raw_root
 from medtoolkit.data.report import DataReport
 from medtoolkit.data.tables import DataFormatError, find_table, read_table
 
@@ -148,11 +148,7 @@ class MIMIC3Dataset(Dataset):
 
     # ------------------------------------------------------------------ steps
     def _root(self) -> Path:
-        if self.params.root is not None:
-            return Path(self.params.root).expanduser()
-        from medtoolkit.resources import demo_path
-
-        return demo_path("mimic3")
+        return raw_root(self.params.root, "mimic3")
 
     def _locate(self) -> dict[str, Path]:
         root = self._root()

@@ -54,8 +54,9 @@ from medtoolkit.data.loaders._raw import (
     drug_knowledge_factory,
     examples,
     file_line,
-    missing_message,
+    locate_tables,
     prefixed,
+    raw_root,
     record_coverage,
     sha256_file,
     table_reader,
@@ -128,27 +129,11 @@ class MIMIC4Dataset(Dataset):
 
     # ------------------------------------------------------------------ files
     def _locate(self) -> tuple[Path, dict[str, Path]]:
-        from medtoolkit.data.tables import find_table
-
-        if self.params.root is None:
-            from medtoolkit.resources import demo_path
-
-            root = Path(demo_path("mimic4"))
-        else:
-            root = Path(self.params.root).expanduser()
+        root = raw_root(self.params.root, "mimic4")
         if not root.is_dir():
             raise FileNotFoundError(f"mimic4: root {root} is not a directory (expected MIMIC-IV hosp/ or its parent)")
         hosp = root / "hosp" if (root / "hosp").is_dir() else root
-        paths: dict[str, Path] = {}
-        missing: list[str] = []
-        for name in _TABLES:
-            try:
-                paths[name] = Path(find_table(hosp, name))
-            except FileNotFoundError:
-                missing.append(name)
-        if missing:
-            raise FileNotFoundError(missing_message(hosp, missing, "mimic4"))
-        return hosp, paths
+        return hosp, locate_tables(hosp, _TABLES, (), "mimic4")
 
     # ------------------------------------------------------------------ build
     def _build(self, hosp: Path, paths: Mapping[str, Path], progress: bool) -> EHRData:
