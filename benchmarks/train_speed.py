@@ -50,6 +50,11 @@ def time_batched_epochs(
     return seconds
 
 
+def steady_median(seconds: list[float]) -> float:
+    """Median epoch time without the first (warm-up) epoch, when there is more than one."""
+    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="gamenet")
@@ -75,13 +80,12 @@ def main() -> None:
 
     # --- batched (ours)
     batched_seconds = time_batched_epochs(experiment, data, split.train, schema, device, args.batched_epochs)
-    batched_epoch = float(np.median(batched_seconds[1:] if len(batched_seconds) > 1 else batched_seconds))
+    batched_epoch = steady_median(batched_seconds)
     baseline: dict[str, object] = {}
     if args.baseline:  # another preset's batched epochs on the same data, split and process
         base_experiment = mt.build(args.baseline, overrides=overrides)
-        base_schema = task.build_schema(data, split)
-        base_seconds = time_batched_epochs(base_experiment, data, split.train, base_schema, device, args.batched_epochs)
-        base_epoch = float(np.median(base_seconds[1:] if len(base_seconds) > 1 else base_seconds))
+        base_seconds = time_batched_epochs(base_experiment, data, split.train, schema, device, args.batched_epochs)
+        base_epoch = steady_median(base_seconds)
         baseline = {"baseline_preset": args.baseline, "baseline_batched_epoch_seconds": base_epoch,
                     "baseline_batched_epoch_seconds_all": base_seconds,
                     "ratio_to_baseline": batched_epoch / base_epoch}
