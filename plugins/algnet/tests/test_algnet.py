@@ -241,6 +241,9 @@ def test_encoder_params_are_validated() -> None:
         DualSelfAttentionEncoder.Params(rnn="transformer")
     with pytest.raises(ValueError, match="nothing to encode"):
         DualSelfAttentionEncoder(DualSelfAttentionEncoder.Params(rnn="none", gamma=0.0), fake_schema())
+    # caught by config validation, before any data is read
+    with pytest.raises(pydantic.ValidationError, match="nothing to encode"):
+        DualSelfAttentionEncoder.Params(rnn="none", gamma=0.0)
 
 
 # --- plugin, presets, training -----------------------------------------------------------------------

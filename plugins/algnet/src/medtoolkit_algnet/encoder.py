@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from medtoolkit.components.base import Encoder
@@ -104,6 +104,12 @@ class DualSelfAttentionEncoder(Encoder):
             ("diagnoses", "procedures"), min_length=1, description="code vocabularies to encode"
         )
 
+        @model_validator(mode="after")
+        def _something_encodes(self) -> "DualSelfAttentionEncoder.Params":
+            if self.rnn == "none" and self.gamma == 0.0:
+                raise ValueError("rnn='none' with gamma=0 leaves nothing to encode the visits")
+            return self
+
     params: Params
 
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
@@ -111,8 +117,6 @@ class DualSelfAttentionEncoder(Encoder):
         if schema is None:
             raise ValueError("DualSelfAttentionEncoder needs a DataSchema (vocabulary sizes)")
         p = self.params
-        if p.rnn == "none" and p.gamma == 0.0:
-            raise ValueError("rnn='none' with gamma=0 leaves nothing to encode the visits")
         self.vocabularies = tuple(p.vocabularies)
         self.embeddings = code_embedding_tables(schema, self.vocabularies, p.embedding_dim)
         if p.rnn != "none":
