@@ -5,6 +5,16 @@ first plugin). Third-party distributions expose a module under the entry-point g
 ``medtoolkit``; each is imported on its own, and one that fails to import or to register
 is recorded as *broken* instead of taking the host down.
 
+A plugin cannot take the command line down:
+
+* whatever it prints while it is imported or registers (``print`` to ``sys.stdout``) is
+  forwarded to stderr, so the stdout of ``--json`` commands stays machine-readable;
+* any exception, ``SystemExit`` included, raised by its import or its hooks marks it
+  broken. ``KeyboardInterrupt`` is the exception: it cannot be told apart from the user
+  pressing Ctrl-C, so it stops the command (``error: interrupted``, exit 130);
+* the reason shown for a broken plugin is one line of at most :data:`MAX_ERROR` characters
+  (the full traceback is kept in :attr:`PluginInfo.details`).
+
 Environment:
     ``MEDTOOLKIT_LOAD_PLUGINS``: comma-separated allow-list of distribution or entry-point
     names (only these third-party plugins load). ``MEDTOOLKIT_DISABLE_PLUGINS``: comma-separated
@@ -13,11 +23,13 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import functools
-
 import os
 import re
+import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
@@ -31,6 +43,8 @@ from medtoolkit.registry import Registry, RegistryError
 
 ENTRY_POINT_GROUP = "medtoolkit"
 CORE_PLUGIN = "medtoolkit"
+MAX_ERROR = 200
+"""Longest reason stored for a broken plugin (one line; longer ones end in ``...``)."""
 
 
 @dataclass
@@ -73,6 +87,23 @@ def _normalize(name: str) -> str:
 
 def _split_env(name: str) -> set[str]:
     return {_normalize(item.strip()) for item in os.environ.get(name, "").split(",") if item.strip()}
+
+
+def _one_line(text: str, limit: int = MAX_ERROR) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what a plugin prints to stderr: stdout belongs to the command's output."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _core_version() -> str:
@@ -129,20 +160,24 @@ class PluginHost:
                 )
                 continue
             try:
-                plugin = entry_point.load()
-            except (Exception, SystemExit) as error:  # noqa: BLE001 - any import failure marks the plugin broken
+                with _stdout_to_stderr():
+                    plugin = entry_point.load()
+            except KeyboardInterrupt:
+                raise  # indistinguishable from the user's Ctrl-C: stop, do not blame the plugin
+            except BaseException as error:  # noqa: BLE001 - any import failure (SystemExit too) marks it broken
                 self.plugins.append(
                     PluginInfo(
                         distribution,
                         version,
                         entry_point.value,
                         "broken",
-                        f"import failed: {type(error).__name__}: {error}",
+                        _one_line(f"import failed: {_describe(error)}"),
                         traceback.format_exc(),
                     )
                 )
                 continue
-            self._add(distribution, version, plugin)
+            with _stdout_to_stderr():
+                self._add(distribution, version, plugin)
 
     def _add(self, name: str, version: str, plugin: ModuleType | Any) -> PluginInfo:
         """Register one plugin object and run its hooks, attributing every entry to it."""
@@ -160,8 +195,10 @@ class PluginHost:
                 )
             self.manager.register(plugin, name=name)
             self.manager.check_pending()
-        except Exception as error:  # noqa: BLE001
-            info.status, info.error, info.details = "broken", f"{type(error).__name__}: {error}", traceback.format_exc()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # noqa: BLE001
+            info.status, info.error, info.details = "broken", _one_line(_describe(error)), traceback.format_exc()
             if self.manager.is_registered(plugin):
                 self.manager.unregister(plugin)
             return info
@@ -178,9 +215,11 @@ class PluginHost:
                         added.append((_registry.kind, component_name))
 
                     implementation.function(register=register)
-        except Exception as error:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # noqa: BLE001 - SystemExit in a hook breaks only its plugin
             info.status = "broken"
-            info.error = f"registration failed: {type(error).__name__}: {error}"
+            info.error = _one_line(f"registration failed: {_describe(error)}")
             info.details = traceback.format_exc()
             for kind, component_name in added:  # roll back the half-registered plugin
                 self.registries[kind]._entries.pop(component_name, None)

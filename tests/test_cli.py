@@ -6,19 +6,25 @@ synthetic dataset and a tiny logistic regression for one epoch.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
 import medtoolkit
+import medtoolkit.plugins
+from medtoolkit import cli
 from medtoolkit.cli import main
+from medtoolkit.plugins import PluginHost
 from medtoolkit.presets import builtin_presets
 
 Capture = pytest.CaptureFixture[str]
@@ -287,3 +293,195 @@ def test_python_dash_m_help() -> None:
     assert done.stdout.startswith("usage: medtoolkit")
     for command in ("plugins", "components", "presets", "validate", "train", "evaluate"):
         assert command in done.stdout
+
+
+# ---------------------------------------------------------------------------- one-line errors
+def error_line(err: str) -> str:
+    """The only line of ``err``, which must start with ``error: ``."""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.fixture
+def run_copy(trained: tuple[Path, str], tmp_path: Path) -> Path:
+    """A private copy of the trained run directory (its files may be damaged)."""
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for item in trained[0].iterdir():
+        (copy / item.name).write_bytes(item.read_bytes())
+    return copy
+
+
+def _without_model(saved: dict) -> dict:
+    return {key: value for key, value in saved.items() if key != "model"}
+
+
+def _wrong_weights(saved: dict) -> dict:
+    return {**saved, "model": {"bogus.weight": torch.zeros(2, 3)}}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda saved: torch.zeros(3),
+        lambda saved: [1, 2, 3],
+        lambda saved: {},
+        _without_model,
+        _wrong_weights,
+        lambda saved: argparse.Namespace(model=saved["model"]),  # not plain data: refused unread
+        b"not a checkpoint at all",
+        b"",
+    ],
+    ids=["tensor", "list", "empty-dict", "no-model", "state-dict-mismatch", "unsafe-object", "garbage", "empty-file"],
+)
+def test_evaluate_a_damaged_checkpoint_is_one_error_line(run_copy: Path, damage: Any, capsys: Capture) -> None:
+    checkpoint = run_copy / "model_seed0.pt"
+    if isinstance(damage, bytes):
+        checkpoint.write_bytes(damage)
+    else:
+        torch.save(damage(torch.load(checkpoint, weights_only=True)), checkpoint)
+    assert main(["evaluate", str(run_copy)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert str(run_copy) in error_line(captured.err)
+
+
+def test_debug_prints_the_traceback_before_the_error_line(run_copy: Path, capsys: Capture) -> None:
+    torch.save([1, 2, 3], run_copy / "model_seed0.pt")
+    assert main(["--debug", "evaluate", str(run_copy)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.splitlines()[-1].startswith("error: ") and str(run_copy) in err.splitlines()[-1]
+
+
+def test_debug_after_the_command_and_from_the_environment(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:
+    assert main(["validate", "gamenett", "--debug"]) == 1
+    assert "Traceback (most recent call last):" in capsys.readouterr().err
+    monkeypatch.setenv("MEDTOOLKIT_DEBUG", "1")
+    assert main(["validate", "gamenett"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last):" in err
+    assert err.splitlines()[-1].startswith("error: 'gamenett' is neither a run file nor a preset")
+
+
+def test_a_component_whose_constructor_raises_is_named_by_config_path(tmp_path: Path, capsys: Capture) -> None:
+    run = tmp_path / "run.yaml"
+    config = {**TINY_RUN, "model": {"type": "gamenet", "encoder": {"type": "gru", "vocabularies": ["labs"]}}}
+    run.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    assert main(["validate", str(run)]) == 0  # the parameters are valid; the data decides
+    capsys.readouterr()
+    assert main(["train", str(run)]) == 1
+    assert error_line(capsys.readouterr().err) == (
+        "error: model.encoder (gru): the data has no 'labs' vocabulary (it has: diagnoses, procedures, medications)"
+    )
+    assert main(["train", str(run), "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "KeyError: \"the data has no 'labs' vocabulary" in err  # the original, kept as __cause__
+    assert "The above exception was the direct cause of the following exception:" in err
+    assert "ComponentBuildError: model.encoder (gru): the data has no 'labs' vocabulary" in err
+
+
+def test_train_out_pointing_at_a_file(run_file: Path, tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "taken"
+    out.write_text("not a directory", encoding="utf-8")
+    assert main(["train", str(run_file), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert str(out) in error_line(captured.err)
+    assert out.read_text(encoding="utf-8") == "not a directory"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (MemoryError(), "error: {run}: out of memory (MemoryError)"),
+        (RecursionError("maximum recursion depth exceeded"),
+         "error: {run}: RecursionError: maximum recursion depth exceeded"),
+        (pickle.UnpicklingError("invalid load key, 'x'."), "error: {run}: UnpicklingError: invalid load key, 'x'."),
+        (KeyError("model"), "error: {run}: KeyError: 'model'"),
+        (PermissionError(13, "Permission denied", "/data/x.csv"), "error: /data/x.csv: Permission denied"),
+        (OSError(28, "No space left on device"), "error: {run}: No space left on device"),
+        (RuntimeError("Error(s) in loading state_dict:\n\tMissing key(s)"),
+         "error: {run}: RuntimeError: Error(s) in loading state_dict: Missing key(s)"),
+        (TypeError("unsupported operand"),
+         "error: {run}: TypeError: unsupported operand (unexpected error, probably a bug; "
+         "run with --debug for the traceback)"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else "",
+)
+def test_any_escaping_exception_is_one_error_line(
+    error: BaseException, expected: str, run_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    def fail(args: argparse.Namespace) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_validate", fail)
+    assert main(["validate", str(run_file)]) == 1
+    assert error_line(capsys.readouterr().err) == expected.format(run=run_file)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(run_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_validate", interrupted)
+    assert main(["validate", str(run_file)]) == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
+
+
+# ---------------------------------------------------------------------------- fast --version / --help
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], []])
+def test_version_and_help_import_neither_plugins_nor_torch(argv: list[str]) -> None:
+    script = (
+        "import sys\n"
+        "from medtoolkit.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'torch', 'numpy', 'pandas', 'medtoolkit.builtins', 'medtoolkit.plugins'} & set(sys.modules)\n"
+        "print('heavy:', sorted(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "heavy: []"
+
+
+def test_top_level_help_says_where_plugin_commands_are(capsys: Capture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--debug print the full traceback of a failure (also MEDTOOLKIT_DEBUG=1)" in out
+    assert " ".join(cli.PLUGIN_COMMANDS_NOTE.split()) in out
+
+
+class HelloCommand:
+    """Say hello."""
+
+    help = "say hello"
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--name", default="world")
+
+    @staticmethod
+    def run(args: argparse.Namespace, host: Any) -> int:
+        print(f"hello {args.name}")
+        return 0
+
+
+class HelloPlugin:
+    @medtoolkit.hookimpl
+    def register_commands(self, register: Any) -> None:
+        register("hello", HelloCommand)
+
+
+def test_a_plugin_command_loads_the_plugins_when_it_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    host = PluginHost(load_entry_points=False, extra_plugins=(("medtoolkit-hello", "1", HelloPlugin()),))
+    monkeypatch.setattr(medtoolkit.plugins, "default_host", lambda: host)
+    assert main(["--debug", "hello", "--name", "you"]) == 0
+    assert capsys.readouterr().out == "hello you\n"
+    assert "hello" not in cli._parser_for(["--help"]).format_help()

@@ -7,6 +7,7 @@ built-in components (the core plugin is registered too, but toy names never coll
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +16,11 @@ import pytest
 import torch
 
 import medtoolkit
+import medtoolkit.plugins
 from medtoolkit.components.base import Encoder, Loss, Memory
 from medtoolkit.components.params import Params
 from medtoolkit.hookspecs import Register
-from medtoolkit.plugins import ENTRY_POINT_GROUP, PluginHost, PluginInfo
+from medtoolkit.plugins import ENTRY_POINT_GROUP, MAX_ERROR, PluginHost, PluginInfo
 from medtoolkit.registry import RegistryError, UnknownComponentError
 
 
@@ -427,3 +429,123 @@ def test_core_plugin_registers_the_builtins() -> None:
     assert {"bce", "ddi", "multilabel_margin"} <= set(core.registered["loss"])
     assert {"gamenet", "previous_visit"} <= set(core.registered["recommender"])
     assert host.registry("encoder").get("gru").plugin == "medtoolkit"
+
+
+# ---------------------------------------------------------------------------- plugins cannot take the CLI down
+def _noisy_plugin() -> Any:
+    print("medtoolkit-noisy: importing, please wait")
+    return NoisyPlugin()
+
+
+class NoisyPlugin:
+    @medtoolkit.hookimpl
+    def register_losses(self, register: Register) -> None:
+        print("medtoolkit-noisy: registering")
+        register("noisy_loss", ToyLoss)
+
+
+def _add_entry_point(points: dict[str, FakeEntryPoint], name: str, loader: Callable[[], Any]) -> None:
+    points[name] = FakeEntryPoint(name, f"medtoolkit_{name}", FakeDistribution(f"medtoolkit-{name}", "0.1"), loader)
+
+
+def test_what_a_plugin_prints_goes_to_stderr(
+    entry_points: dict[str, FakeEntryPoint], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _add_entry_point(entry_points, "noisy", _noisy_plugin)
+    host = PluginHost()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "medtoolkit-noisy: importing, please wait\nmedtoolkit-noisy: registering\n"
+    assert info(host, "medtoolkit-noisy").registered == {"loss": ["noisy_loss"]}
+
+
+def test_plugins_json_stays_json_with_a_noisy_plugin(
+    entry_points: dict[str, FakeEntryPoint], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medtoolkit.cli import main
+
+    _add_entry_point(entry_points, "noisy", _noisy_plugin)
+    monkeypatch.setattr(medtoolkit.plugins, "default_host", PluginHost)
+    assert main(["plugins", "--json"]) == 0
+    captured = capsys.readouterr()
+    statuses = {plugin["name"]: plugin["status"] for plugin in json.loads(captured.out)}
+    assert statuses["medtoolkit-noisy"] == "ok" and statuses["medtoolkit-broken"] == "broken"
+    assert "medtoolkit-noisy: importing, please wait" in captured.err
+
+
+def _exits() -> Any:
+    raise SystemExit(3)
+
+
+def _interrupts() -> Any:
+    raise KeyboardInterrupt
+
+
+def _long_error() -> Any:
+    raise ImportError("first line\n" + "x" * 500)
+
+
+class ExitingPlugin:
+    @medtoolkit.hookimpl
+    def register_losses(self, register: Register) -> None:
+        register("exit_loss", ToyLoss)
+        raise SystemExit("bye")
+
+
+def test_system_exit_at_import_marks_the_plugin_broken(entry_points: dict[str, FakeEntryPoint]) -> None:
+    _add_entry_point(entry_points, "exits", _exits)
+    host = PluginHost()
+    broken = info(host, "medtoolkit-exits")
+    assert (broken.status, broken.error) == ("broken", "import failed: SystemExit: 3")
+    assert "SystemExit" in broken.details
+    assert info(host, "medtoolkit-good").status == "ok"
+
+
+def test_system_exit_in_a_hook_marks_the_plugin_broken() -> None:
+    host = make_host(("medtoolkit-exiting", "1", ExitingPlugin()), ("medtoolkit-loss", "1", LossPlugin()))
+    broken = info(host, "medtoolkit-exiting")
+    assert (broken.status, broken.error) == ("broken", "registration failed: SystemExit: bye")
+    assert "exit_loss" not in host.registry("loss")
+    assert info(host, "medtoolkit-loss").status == "ok"
+
+
+def test_keyboard_interrupt_at_import_stops_the_command(
+    entry_points: dict[str, FakeEntryPoint], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It cannot be told apart from the user pressing Ctrl-C: nothing is blamed, the command stops."""
+    from medtoolkit.cli import main
+
+    _add_entry_point(entry_points, "interrupts", _interrupts)
+    with pytest.raises(KeyboardInterrupt):
+        PluginHost()
+    monkeypatch.setattr(medtoolkit.plugins, "default_host", PluginHost)
+    assert main(["plugins"]) == 130
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "error: interrupted\n")
+
+
+def test_a_broken_plugins_reason_is_one_line_of_at_most_200_characters(
+    entry_points: dict[str, FakeEntryPoint],
+) -> None:
+    _add_entry_point(entry_points, "long", _long_error)
+    host = PluginHost()
+    broken = info(host, "medtoolkit-long")
+    assert broken.error == ("import failed: ImportError: first line " + "x" * 500)[:197] + "..."
+    assert len(broken.error) == MAX_ERROR == 200
+    assert "x" * 500 in broken.details  # the whole message is kept with the traceback
+
+
+def test_plugins_debug_prints_the_full_traceback_of_broken_plugins(
+    entry_points: dict[str, FakeEntryPoint], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medtoolkit.cli import main
+
+    _add_entry_point(entry_points, "long", _long_error)
+    monkeypatch.setattr(medtoolkit.plugins, "default_host", PluginHost)
+    assert main(["plugins", "--json"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["plugins", "--json", "--debug"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)  # stdout stays JSON
+    assert "--- medtoolkit-long 0.1: import failed: ImportError: first line" in captured.err
+    assert "Traceback (most recent call last):" in captured.err and "x" * 500 in captured.err

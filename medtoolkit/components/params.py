@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
 
 
+class ComponentBuildError(ValueError):
+    """A component's constructor failed; the message names the node (see :meth:`Node.build`)."""
+
+
 class Params(BaseModel):
     """Base of every component's nested ``Params``: unknown keys are rejected, values frozen."""
 
@@ -29,6 +33,7 @@ class Node(BaseModel):
     type: str
     _component: Any = PrivateAttr(default=None)
     _params: Any = PrivateAttr(default=None)
+    _path: str = PrivateAttr(default="")
 
     @classmethod
     def of(cls, component: type, **params: Any) -> "Node":
@@ -38,10 +43,11 @@ class Node(BaseModel):
         node.bind(component, component.Params(**params))
         return node
 
-    def bind(self, component: type, params: Params) -> None:
-        """Attach the resolved component class and its validated params."""
+    def bind(self, component: type, params: Params, path: str = "") -> None:
+        """Attach the resolved component class, its validated params and its config path."""
         self.__pydantic_private__["_component"] = component  # type: ignore[index]
         self.__pydantic_private__["_params"] = params  # type: ignore[index]
+        self.__pydantic_private__["_path"] = path  # type: ignore[index]
 
     @property
     def raw_params(self) -> dict[str, Any]:
@@ -118,10 +124,23 @@ class Node(BaseModel):
         An unresolved node is first resolved through the default plugin host
         (see :meth:`resolve`; call ``node.resolve(kind)`` first when a name is
         registered for several kinds).
+
+        Raises:
+            ComponentBuildError: the component's constructor raised; the message names
+                the node's config path and type (``model.memory (gcn): ...``) and the
+                original exception is kept as ``__cause__``.
         """
         if self._component is None:
             self.resolve()
-        return self.component(self.params, schema, **extra)
+        try:
+            return self.component(self.params, schema, **extra)
+        except ComponentBuildError:
+            raise  # a child node already said where it failed
+        except Exception as error:  # noqa: BLE001 - any constructor failure, named by config path
+            where = f"{self._path} ({self.type})" if self._path else f"component {self.type!r}"
+            bare_key = isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str)
+            message = (error.args[0] if bare_key else str(error)).strip() or type(error).__name__
+            raise ComponentBuildError(f"{where}: {message}") from error
 
 
 def slot(kind: str, default: str | None = None, description: str | None = None, **default_params: Any) -> Any:
