@@ -17,13 +17,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from medtoolkit.components.params import Node, slot_kind
 from medtoolkit.registry import UnknownComponentError
+from medtoolkit.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_ECHO, YAMLLimitError, check_yaml_limits, clip, short_repr
 
 if TYPE_CHECKING:  # avoids an import cycle at runtime
     from medtoolkit.plugins import PluginHost
+
+
+#: largest seed: numpy's legacy ``RandomState`` (bootstrap draws) takes 0 <= seed < 2**32
+MAX_SEED = 2**32 - 1
+#: sane upper bounds of loop counts and sizes (far beyond any real run; they stop typos like 1e12)
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1_000_000
+MAX_THREADS = 4096
+MAX_BOOTSTRAP_ROUNDS = 1_000_000
+#: longest message / config path kept in a :class:`ConfigError`
+MAX_MESSAGE = 2000
+MAX_ECHO_PATH = 300
 
 
 class TrainerParams(BaseModel):
@@ -31,22 +44,32 @@ class TrainerParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: int = Field(40, ge=0, description="maximum number of epochs")
+    epochs: int = Field(40, ge=0, le=MAX_EPOCHS, description="maximum number of epochs")
     lr: float = Field(2e-4, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
-    batch_size: int = Field(16, ge=1, description="patients per optimizer step")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH_SIZE, description="patients per optimizer step")
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm (None: no clipping)")
     amp: bool = Field(False, description="automatic mixed precision (CUDA only)")
     early_stopping_patience: int | None = Field(
-        None, ge=1, description="stop after this many epochs without validation improvement"
+        None, ge=1, le=MAX_EPOCHS, description="stop after this many epochs without validation improvement"
     )
     select_metric: Literal["jaccard", "prauc", "f1", "loss"] = Field(
         "jaccard", description="validation metric that selects the best epoch"
     )
     progress: Literal["auto", "bar", "log", "none"] = Field(
-        "auto", description="progress bar on a terminal, plain log lines otherwise"
+        "auto", description="progress bar on a terminal, plain log lines otherwise (YAML off/false: none)"
     )
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch default)")
+    num_threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="torch CPU threads (None: torch default)")
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _progress_from_bool(cls, value: Any) -> Any:
+        """YAML 1.1 reads ``off``/``no``/``false`` as False (-> ``none``) and ``on``/``yes`` as True (-> ``auto``)."""
+        if value is False:
+            return "none"
+        if value is True:
+            return "auto"
+        return value
 
 
 class EvalParams(BaseModel):
@@ -58,10 +81,12 @@ class EvalParams(BaseModel):
     averaging: Literal["patient", "visit"] = Field(
         "patient", description="average per patient (neural papers) or per visit (LR/ECC/TEMPT)"
     )
-    bootstrap_rounds: int = Field(10, ge=0, description="bootstrap rounds (0: score the full test set once)")
+    bootstrap_rounds: int = Field(
+        10, ge=0, le=MAX_BOOTSTRAP_ROUNDS, description="bootstrap rounds (0: score the full test set once)"
+    )
     bootstrap_fraction: float = Field(0.8, gt=0, le=1, description="share of test patients drawn per round")
-    bootstrap_seed: int = Field(2048, description="seed of the bootstrap draws")
-    batch_size: int = Field(256, ge=1, description="patients per evaluation batch")
+    bootstrap_seed: int = Field(2048, ge=0, le=MAX_SEED, description="seed of the bootstrap draws")
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH_SIZE, description="patients per evaluation batch")
 
 
 class RunConfig(BaseModel):
@@ -70,7 +95,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seeds Python, numpy and torch")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1'...")
     dataset: Node
     task: Node = Field(default_factory=lambda: Node(type="medication_recommendation"))
@@ -111,6 +136,11 @@ class ConfigError:
     path: str
     message: str
     plugin: str | None = None
+
+    def __post_init__(self) -> None:
+        # messages may echo user input (keys, names, values): keep them printable
+        object.__setattr__(self, "path", clip(self.path, MAX_ECHO_PATH))
+        object.__setattr__(self, "message", clip(self.message, MAX_MESSAGE))
 
     def __str__(self) -> str:
         owner = f" [{self.plugin}]" if self.plugin else ""
@@ -186,13 +216,13 @@ def _pydantic_errors(
         if item["type"] == "extra_forbidden" and location:
             fields = _fields_at(model, location[:-1])
             close = difflib.get_close_matches(location[-1], list(fields), n=1, cutoff=0.6)
-            message = f"unknown key {location[-1]!r}"
+            message = f"unknown key {short_repr(location[-1])}"
             if close:
                 message += f"; did you mean {close[0]!r}?"
             if fields:
                 message += f" (valid keys: {', '.join(fields)})"
         elif "input" in item and item["type"] not in ("missing",):
-            message += f" (got {item['input']!r})"
+            message += f" (got {short_repr(item['input'])})"
         found.append(ConfigError(_join(path, *location), message, plugin))
     return found
 
@@ -204,14 +234,15 @@ def _validate_node(
     if isinstance(value, Node):
         value = {"type": value.type, **value.raw_params}
     if not isinstance(value, Mapping):
-        errors.append(ConfigError(path, f"expected a {kind} node {{type: <name>, ...}}, got {value!r}"))
+        errors.append(ConfigError(path, f"expected a {kind} node {{type: <name>, ...}}, got {short_repr(value)}"))
         return None
     if "type" not in value:
         errors.append(ConfigError(path, f"missing 'type' (a registered {kind} name)"))
         return None
     type_name = value["type"]
     if not isinstance(type_name, str):
-        errors.append(ConfigError(_join(path, "type"), f"must be a registered {kind} name, got {type_name!r}"))
+        message = f"must be a registered {kind} name, got {short_repr(type_name)}"
+        errors.append(ConfigError(_join(path, "type"), message))
         return None
     try:
         entry = host.registry(kind).get(type_name)
@@ -264,7 +295,7 @@ def _validate_node(
     if updates:
         params = params.model_copy(update=updates)
     node = Node(type=type_name, **raw)
-    node.bind(entry.obj, params)
+    node.bind(entry.obj, params, path=path)
     return node
 
 
@@ -291,14 +322,16 @@ def validate_config(
         if key not in RunConfig.model_fields:
             close = difflib.get_close_matches(str(key), top_fields, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            errors.append(ConfigError(str(key), f"unknown top-level key {key!r}{hint} (valid: {', '.join(top_fields)})"))
+            errors.append(
+                ConfigError(str(key), f"unknown top-level key {short_repr(key)}{hint} (valid: {', '.join(top_fields)})")
+            )
             continue
         kind = NODE_SECTIONS.get(key)
         if kind is None:
             resolved[key] = value
         elif key == "losses":
             if not isinstance(value, list):
-                errors.append(ConfigError("losses", f"expected a list of loss nodes, got {value!r}"))
+                errors.append(ConfigError("losses", f"expected a list of loss nodes, got {short_repr(value)}"))
                 continue
             nodes = [_validate_node(item, kind, f"losses.{i}", host, errors) for i, item in enumerate(value)]
             resolved[key] = nodes
@@ -336,25 +369,76 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
-                    f"found duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark,
+                    f"found duplicate key {short_repr(key)} (first on line {seen[key] + 1})", key_node.start_mark,
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a run file; errors name the file and line."""
-    path = Path(path)
+def _read_text(path: Path) -> str:
+    """The file's text: at most :data:`MAX_BYTES` bytes of UTF-8, else an error naming the file."""
+    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise FileNotFoundError(f"run file not found: {path}") from None
+    except OSError as error:
+        message = f"cannot read the run file: {error.strerror or error}"
+        raise ConfigValidationError([ConfigError("", message)], source) from None
+    if len(data) > MAX_BYTES:
+        raise ConfigValidationError(
+            [ConfigError("", f"the run file is larger than {MAX_BYTES:,} bytes (the limit for a run file)")], source
+        )
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigValidationError(
+            [ConfigError("", f"not UTF-8 text: byte 0x{data[error.start]:02x} on line {line} "
+                             f"(byte offset {error.start}); save the file as UTF-8")],
+            source,
+        ) from None
+
+
+def _parse_yaml(text: str) -> Any:
+    """Check :mod:`medtoolkit.yaml_limits`, then parse with :class:`_UniqueKeyLoader`.
+
+    Raises:
+        YAMLLimitError: a resource limit is exceeded (checked before anything is built).
+        yaml.YAMLError: invalid YAML or a duplicate key.
+    """
+    check_yaml_limits(text)
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a run file; errors name the file and line.
+
+    A run file is at most :data:`~medtoolkit.yaml_limits.MAX_BYTES` of UTF-8 whose YAML nests at
+    most :data:`~medtoolkit.yaml_limits.MAX_DEPTH` levels and expands (aliases included) to at
+    most :data:`~medtoolkit.yaml_limits.MAX_NODES` nodes; anything else is refused before it is
+    built.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigValidationError: unreadable, too large, not UTF-8, over a YAML limit, invalid
+            YAML, a duplicate key, or not a mapping (the message names the file).
+    """
+    path = Path(path)
+    text = _read_text(path)
+    try:
+        data = _parse_yaml(text)
+    except YAMLLimitError as error:
+        raise ConfigValidationError([ConfigError("", f"refused: {error}")], str(path)) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise ConfigValidationError([ConfigError("", f"invalid YAML{where}: {error}")], str(path)) from None
+    except ValueError as error:  # a value YAML cannot build, e.g. an integer of 5,000 digits
+        raise ConfigValidationError([ConfigError("", f"invalid YAML value: {error}")], str(path)) from None
+    except RecursionError:  # a last guard; check_yaml_limits bounds the depth first
+        raise ConfigValidationError([ConfigError("", "YAML nested too deeply")], str(path)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -363,18 +447,35 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b.c=value`` into a key path and a YAML-parsed value."""
+    """Split ``a.b.c=value`` into a key path and a YAML-parsed value.
+
+    The value obeys the run-file limits (size, depth, nodes, aliases); text that is not
+    valid YAML is kept as a plain string.
+
+    Raises:
+        ValueError: no ``=``, an empty key, a key path deeper than ``MAX_DEPTH``, or a value
+            over a limit (the message echoes the override, shortened).
+    """
     if "=" not in text:
-        raise ValueError(f"override {text!r} must look like key.path=value")
+        raise ValueError(f"override {short_repr(text)} must look like key.path=value")
     key, _, value_text = text.partition("=")
     key = key.strip()
     if not key or "" in key.split("."):
-        raise ValueError(f"override {text!r} has an empty key")
+        raise ValueError(f"override {short_repr(text)} has an empty key")
+    keys = key.split(".")
+    if len(keys) > MAX_DEPTH:
+        raise ValueError(f"override {short_repr(text)}: key path deeper than {MAX_DEPTH} levels")
+    if len(text.encode("utf-8", errors="replace")) > MAX_BYTES:
+        raise ValueError(f"override {short_repr(text)}: longer than {MAX_BYTES:,} bytes")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = _parse_yaml(value_text) if value_text.strip() else ""
+    except YAMLLimitError as error:
+        raise ValueError(f"override {short_repr(text)}: refused: {error}") from None
     except yaml.YAMLError:
         value = value_text
-    return key.split("."), value
+    except ValueError as error:  # a value YAML cannot build, e.g. an integer of 5,000 digits
+        raise ValueError(f"override {short_repr(text)}: invalid value: {error}") from None
+    return keys, value
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
@@ -396,24 +497,28 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> tuple[d
             where = ".".join(keys[: depth + 1])
             if isinstance(target, list):
                 if not key.isdigit() or int(key) >= len(target):
-                    raise ValueError(f"override {text!r}: {where} is not an index of a list of {len(target)}")
+                    raise ValueError(
+                        f"override {short_repr(text)}: {clip(where, MAX_ECHO)} is not an index of a list of {len(target)}"
+                    )
                 target = target[int(key)]
                 continue
             if key not in target or target[key] is None:
                 target[key] = {}
             if not isinstance(target[key], (dict, list)):
-                raise ValueError(f"override {text!r}: {where} is a value, not a section")
+                raise ValueError(f"override {short_repr(text)}: {clip(where, MAX_ECHO)} is a value, not a section")
             target = target[key]
         last = keys[-1]
         if isinstance(target, list):
             if not last.isdigit() or int(last) >= len(target):
-                raise ValueError(f"override {text!r}: {last} is not an index of a list of {len(target)}")
+                raise ValueError(
+                    f"override {short_repr(text)}: {clip(last, MAX_ECHO)} is not an index of a list of {len(target)}"
+                )
             target[int(last)] = value
             continue
         if last == "type" and target.get("type") not in (None, value):
             dropped = sorted(k for k in target if k != "type")
             notes.append(
-                f"{'.'.join(keys[:-1])}: switched type {target['type']!r} -> {value!r}"
+                f"{'.'.join(keys[:-1])}: switched type {short_repr(target['type'])} -> {short_repr(value)}"
                 + (f"; reset parameters {', '.join(dropped)}" if dropped else "")
             )
             target.clear()

@@ -6,6 +6,9 @@ independent of the built-ins; a few tests at the end use the built-ins on purpos
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -578,3 +581,208 @@ def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("base: &base {type: toy_bce, weight: 1.0}\nlosses:\n  - {<<: *base, weight: 0.5}\n")
     assert load_yaml(path)["losses"] == [{"type": "toy_bce", "weight": 0.5}]
+
+
+# ---------------------------------------------------------------------------- hostile run files
+#: address-space limit of the subprocesses that read hostile files
+MEMORY_LIMIT = 1536 * 2**20
+_VALIDATE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from medtoolkit.cli import main
+code = main(sys.argv[1:])
+print("maxrss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+def run_validate(*args: str) -> subprocess.CompletedProcess[str]:
+    """``medtoolkit validate ARGS`` in a subprocess limited to 1.5 GB of address space and 30 s."""
+    return subprocess.run(
+        [sys.executable, "-c", _VALIDATE.format(limit=MEMORY_LIMIT), "validate", *args],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], first_line: str, fragment: str) -> None:
+    """The process exited normally with one ``error:`` message (no traceback, no kill)."""
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+    assert result.stderr.startswith(first_line), result.stderr[:500]
+    assert fragment in result.stderr
+    assert len(result.stderr) < 3000
+    assert result.stdout.startswith("maxrss_kb ")
+    assert int(result.stdout.split()[1]) * 1024 < MEMORY_LIMIT
+
+
+def billion_laughs() -> str:
+    """A 9-level alias bomb (9**9 strings once expanded) of about 350 bytes."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_fast(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs(), encoding="utf-8")
+    assert path.stat().st_size < 600
+    assert_refused(
+        run_validate(str(path)), f"error: {path}: 1 error(s)",
+        "refused: YAML expands to more than 100,000 nodes (aliases expanded) (line 6, column 8)",
+    )
+
+
+def test_deep_nesting_is_refused_without_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    result = run_validate(str(path))
+    assert_refused(result, f"error: {path}: 1 error(s)", "refused: YAML nested deeper than 64 levels (line 1, column 67)")
+    assert "RecursionError" not in result.stderr
+
+
+def test_huge_list_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("seed: [" + ", ".join(["0"] * 200_000) + "]\n", encoding="utf-8")
+    assert_refused(
+        run_validate(str(path)), f"error: {path}: 1 error(s)", "refused: YAML expands to more than 100,000 nodes"
+    )
+
+
+def test_file_over_one_megabyte_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("name: " + "x" * 1_000_001 + "\n", encoding="utf-8")
+    assert_refused(
+        run_validate(str(path)), f"error: {path}: 1 error(s)",
+        "the run file is larger than 1,000,000 bytes (the limit for a run file)",
+    )
+
+
+def test_non_utf8_file_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: run\ndevice: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigValidationError) as caught:
+        load_yaml(path)
+    assert str(caught.value).startswith(f"{path}: 1 error(s)")
+    assert "not UTF-8 text: byte 0xe9 on line 2 (byte offset 21); save the file as UTF-8" in str(caught.value)
+    assert_refused(run_validate(str(path)), f"error: {path}: 1 error(s)", "not UTF-8 text: byte 0xe9 on line 2")
+
+
+def test_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("dataset: &d {type: toy_data, self: *d}\n", encoding="utf-8")
+    with pytest.raises(ConfigValidationError, match=r"refused: alias \*d refers to a node that contains it"):
+        load_yaml(path)
+
+
+def test_a_few_aliases_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("x: &x {type: toy_bce}\nlosses: [*x, *x]\n", encoding="utf-8")
+    assert load_yaml(path)["losses"] == [{"type": "toy_bce"}, {"type": "toy_bce"}]
+
+
+def test_seed_beyond_uint32_is_refused_by_validate(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: {type: synthetic}\nmodel: {type: gamenet}\nseed: 99999999999999999999\n", encoding="utf-8")
+    assert_refused(
+        run_validate(str(path)), f"error: {path}: 1 error(s)",
+        "  - seed: Input should be less than or equal to 4294967295 (got 99999999999999999999)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("", "seed", -1, "Input should be greater than or equal to 0"),
+        ("", "seed", 2**32, "Input should be less than or equal to 4294967295"),
+        ("eval", "bootstrap_seed", 2**32, "Input should be less than or equal to 4294967295"),
+        ("trainer", "epochs", 10**12, "Input should be less than or equal to 100000"),
+        ("trainer", "batch_size", 10**12, "Input should be less than or equal to 1000000"),
+        ("eval", "batch_size", 10**12, "Input should be less than or equal to 1000000"),
+        ("trainer", "num_threads", 10**6, "Input should be less than or equal to 4096"),
+    ],
+)
+def test_integers_that_reach_numpy_and_torch_are_bounded(
+    host: PluginHost, section: str, key: str, value: int, message: str
+) -> None:
+    raw = good_config()
+    raw.update({section: {key: value}} if section else {key: value})
+    errors = errors_of(raw, host)
+    assert [(e.path, e.message) for e in errors] == [(_join_path(section, key), f"{message} (got {value})")]
+
+
+def _join_path(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def test_largest_seed_is_accepted_by_numpy_and_torch(host: PluginHost) -> None:
+    import numpy as np
+
+    from medtoolkit.training.device import seed_everything
+
+    config = validate_config({**good_config(), "seed": 2**32 - 1, "eval": {"bootstrap_seed": 2**32 - 1}}, host)
+    seed_everything(config.seed)
+    np.random.RandomState(config.eval.bootstrap_seed)
+
+
+def test_echoed_values_are_shortened(host: PluginHost) -> None:
+    long = "x" * 100_000
+    raw = good_config()
+    raw["model"]["dropout"] = long
+    raw[long] = 1
+    errors = errors_of(raw, host)
+    assert len(errors) == 2
+    for error in errors:
+        assert len(error.message) <= 2000 and len(error.path) <= 300
+    by_path = {e.path[:20]: e.message for e in errors}
+    assert by_path["model.dropout"].startswith("Input should be a valid number")
+    assert "(got 'xxxx" in by_path["model.dropout"] and "...)" in by_path["model.dropout"]
+    assert by_path["x" * 20].startswith("unknown top-level key 'xxx")
+    with pytest.raises(ValueError) as caught:
+        parse_override(long)
+    assert str(caught.value).startswith("override 'xxx")
+    assert str(caught.value).endswith("must look like key.path=value")
+    assert len(str(caught.value)) < 300
+
+
+def test_overrides_obey_the_run_file_limits() -> None:
+    with pytest.raises(ValueError, match=r"^override 'seed=.*'...: refused: YAML expands to more than 100,000 nodes"):
+        parse_override("seed=" + billion_laughs().replace("\n", ", ").join("{}"))
+    with pytest.raises(ValueError, match=r"refused: YAML nested deeper than 64 levels \(line 1, column 65\)"):
+        parse_override("seed=" + "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"key path deeper than 64 levels"):
+        parse_override(".".join(["a"] * 65) + "=1")
+    with pytest.raises(ValueError, match=r"longer than 1,000,000 bytes"):
+        parse_override("name=" + "x" * 1_000_000)
+    assert parse_override("trainer.progress=off") == (["trainer", "progress"], False)
+
+
+def test_override_bomb_through_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: {type: synthetic}\nmodel: {type: gamenet}\n", encoding="utf-8")
+    bomb = "seed=" + billion_laughs().replace("\n", ", ").join("{}")
+    result = run_validate(str(path), "-o", bomb)
+    assert_refused(result, "error: override 'seed=", "refused: YAML expands to more than 100,000 nodes")
+
+
+@pytest.mark.parametrize(("text", "expected"), [("off", "none"), ("no", "none"), ("false", "none"),
+                                                ("on", "auto"), ("yes", "auto"), ("log", "log")])
+def test_progress_off_in_yaml_means_none(tmp_path: Path, host: PluginHost, text: str, expected: str) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        f"dataset: {{type: toy_data}}\nmodel: {{type: toy_recommender, memory: {{type: toy_memory}}}}\n"
+        f"trainer:\n  progress: {text}\n",
+        encoding="utf-8",
+    )
+    config = validate_config(load_yaml(path), host, source=str(path))
+    assert config.trainer.progress == expected
+
+
+def test_integer_too_long_to_build_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("seed: " + "9" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigValidationError) as caught:
+        load_yaml(path)
+    assert str(caught.value).startswith(f"{path}: 1 error(s)\n  - <root>: invalid YAML value: Exceeds the limit")
+    with pytest.raises(ValueError, match=r"^override 'seed=999.*'\.\.\.: invalid value: Exceeds the limit"):
+        parse_override("seed=" + "9" * 5000)

@@ -7,12 +7,15 @@ exactly how many rows were removed, where and why.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 #: how many example values a drop keeps
 MAX_EXAMPLES = 5
+
+logger = logging.getLogger("medtoolkit.data")
 
 
 @dataclass
@@ -30,6 +33,29 @@ class Drop:
     step: str
     count: int
     reason: str
+    source: str = ""
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    """A suspicious pattern in the data that was detected and kept or repaired (not dropped).
+
+    Attributes:
+        step: where it was found (``"DIAGNOSES_ICD.csv: ICD9_CODE"``).
+        rows: rows affected.
+        codes: distinct values affected.
+        message: what was found and what was done, in words.
+        action: ``"kept"`` (left as written) or ``"repaired"``.
+        source: the file or table (may be empty).
+        examples: a few examples (``"389 -> 0389"``).
+    """
+
+    step: str
+    rows: int
+    codes: int
+    message: str
+    action: str = "kept"
     source: str = ""
     examples: list[str] = field(default_factory=list)
 
@@ -67,17 +93,19 @@ class Coverage:
 
 @dataclass
 class DataReport:
-    """Drops, mapping coverage and notes collected while a dataset is built.
+    """Drops, mapping coverage, findings and notes collected while a dataset is built.
 
     Attributes:
         drops: removed items, in the order the steps ran.
         coverages: code-mapping coverage, in the order the mappings ran.
         notes: free-form remarks (e.g. how visits were ordered).
+        findings: suspicious data kept or repaired (e.g. ICD codes that lost leading zeros).
     """
 
     drops: list[Drop] = field(default_factory=list)
     coverages: list[Coverage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     def drop(
         self, step: str, count: int, reason: str, source: str = "", examples: Sequence[str] = ()
@@ -98,6 +126,31 @@ class DataReport:
         self.coverages.append(
             Coverage(step, int(rows_in), int(rows_mapped), int(codes_in), int(codes_mapped), source)
         )
+
+    def finding(
+        self, step: str, rows: int, codes: int, message: str, action: str = "kept", source: str = "",
+        examples: Sequence[str] = (),
+    ) -> None:
+        """Record (and log as a warning) a suspicious pattern; ignored when ``rows == 0``.
+
+        Args:
+            step: where it was found.
+            rows: rows affected.
+            codes: distinct values affected.
+            message: what was found and what was done.
+            action: ``"kept"`` or ``"repaired"``.
+            source: the file or table.
+            examples: a few examples (at most :data:`MAX_EXAMPLES` are kept).
+        """
+        if action not in ("kept", "repaired"):
+            raise ValueError(f"finding action must be 'kept' or 'repaired', got {action!r}")
+        if int(rows) <= 0:
+            return
+        kept = [str(example) for example in list(examples)[:MAX_EXAMPLES]]
+        item = Finding(step, int(rows), int(codes), message, action, source, kept)
+        self.findings.append(item)
+        logger.warning("%s: %s (%d rows, %d codes; %s; e.g. %s)", step, message, item.rows, item.codes, action,
+                       ", ".join(kept))
 
     def note(self, text: str) -> None:
         """Record a free-form remark."""
@@ -124,6 +177,11 @@ class DataReport:
                 for c in self.coverages
             ],
             "notes": list(self.notes),
+            "findings": [
+                {"step": f.step, "rows": f.rows, "codes": f.codes, "message": f.message, "action": f.action,
+                 "source": f.source, "examples": list(f.examples)}
+                for f in self.findings
+            ],
             "dropped_total": self.dropped_total,
         }
 
@@ -147,6 +205,14 @@ class DataReport:
                 )
             )
         report.notes.extend(str(note) for note in payload.get("notes", []))
+        for item in payload.get("findings", []):  # absent in reports written before findings existed
+            report.findings.append(
+                Finding(
+                    step=str(item["step"]), rows=int(item["rows"]), codes=int(item["codes"]),
+                    message=str(item.get("message", "")), action=str(item.get("action", "kept")),
+                    source=str(item.get("source", "")), examples=[str(e) for e in item.get("examples", [])],
+                )
+            )
         return report
 
     def to_markdown(self) -> str:
@@ -170,6 +236,14 @@ class DataReport:
                 lines.append(
                     f"| {c.step} | {c.rows_mapped:,} | {c.rows_in:,} | {c.row_fraction:.1%} | "
                     f"{c.codes_mapped:,} | {c.codes_in:,} | {c.code_fraction:.1%} | {c.source} |"
+                )
+        if self.findings:
+            lines += ["", "| finding | rows | codes | action | what | source | examples |",
+                      "|---|---:|---:|---|---|---|---|"]
+            for f in self.findings:
+                lines.append(
+                    f"| {f.step} | {f.rows:,} | {f.codes:,} | {f.action} | {f.message} | {f.source} | "
+                    f"{', '.join(f.examples)} |"
                 )
         if self.notes:
             lines.append("")

@@ -33,3 +33,23 @@ def test_empty_report_and_negative_counts() -> None:
     assert DataReport().coverages == [] and DataReport.from_json({}).dropped_total == 0
     with pytest.raises(ValueError, match="must be >= 0"):
         DataReport().drop("x", -1, "bad")
+
+
+def test_findings_are_counted_logged_and_round_trip(caplog: pytest.LogCaptureFixture) -> None:
+    report = DataReport()
+    report.finding("DX.csv: zeros", rows=31, codes=2, message="lost zeros", source="DX.csv",
+                   examples=["389 -> 0389", "845 -> 00845"])
+    report.finding("ignored", rows=0, codes=0, message="nothing")
+    assert [(f.step, f.rows, f.codes, f.action) for f in report.findings] == [("DX.csv: zeros", 31, 2, "kept")]
+    assert "DX.csv: zeros: lost zeros (31 rows, 2 codes; kept; e.g. 389 -> 0389, 845 -> 00845)" in caplog.text
+    assert report.dropped_total == 0
+    payload = json.loads(json.dumps(report.to_json()))
+    assert payload["findings"][0]["examples"] == ["389 -> 0389", "845 -> 00845"]
+    assert DataReport.from_json(payload) == report
+    assert "| DX.csv: zeros | 31 | 2 | kept | lost zeros | DX.csv | 389 -> 0389, 845 -> 00845 |" in report.to_markdown()
+    with pytest.raises(ValueError, match="finding action must be 'kept' or 'repaired', got 'dropped'"):
+        report.finding("x", 1, 1, "m", action="dropped")
+
+
+def test_reports_without_findings_still_load() -> None:
+    assert DataReport.from_json({"drops": [], "coverage": [], "notes": ["n"]}).findings == []

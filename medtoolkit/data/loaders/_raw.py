@@ -1,4 +1,4 @@
-"""Helpers shared by the raw-table loaders (``mimic4``, ``eicu``).
+"""Helpers shared by the raw-table loaders (``mimic3``, ``mimic4``, ``eicu``).
 
 Private to :mod:`medtoolkit.data.loaders`; everything is vectorised pandas.
 """
@@ -206,3 +206,81 @@ def locate_tables(
     if missing:
         raise FileNotFoundError(missing_message(directory, missing, what))
     return paths
+
+
+def icd_zero_repairs(codes: pd.Series, known: pd.Series) -> dict[str, str]:
+    """Codes that lost their leading zeros, each with the one dictionary code it pads to.
+
+    A spreadsheet round trip turns the ICD-9 code ``0389`` into ``389``. A code is taken to
+    have lost its zeros when it is all digits (after an optional ``ICD9:``-style prefix), is
+    absent from ``known``, and exactly one of its zero-padded forms (``0389``, ``00389``...,
+    up to the longest dictionary code) is in ``known``. Codes with two padded matches are left
+    out (ambiguous).
+
+    Args:
+        codes: the codes as read (blank values are ignored).
+        known: the dictionary's codes, in the same spelling (same prefix) as ``codes``.
+
+    Returns:
+        ``{stripped code: dictionary code}``.
+    """
+    dictionary = set(known.astype(str))
+    present = pd.Series(codes.astype(str).unique())
+    unknown = present[(present != "") & ~present.isin(dictionary)]
+    parts = unknown.str.extract(r"^(?P<prefix>(?:[^:]*:)?)(?P<body>\d+)$").dropna()
+    bodies = pd.Series(sorted(dictionary)).str.extract(r"^(?:[^:]*:)?(\d+)$")[0].dropna()
+    longest = int(bodies.str.len().max()) if not bodies.empty else 0
+    repairs: dict[str, str] = {}
+    for code, prefix, body in zip(unknown[parts.index], parts["prefix"], parts["body"]):
+        matches = [
+            f"{prefix}{'0' * width}{body}" for width in range(1, longest - len(body) + 1)
+            if f"{prefix}{'0' * width}{body}" in dictionary
+        ]
+        if len(matches) == 1:
+            repairs[code] = matches[0]
+    return repairs
+
+
+def check_icd_zeros(
+    codes: pd.Series, known: pd.Series | None, report: DataReport, step: str, source: str, repair: bool,
+    dictionary_name: str,
+) -> pd.Series:
+    """Detect codes that lost their leading zeros, record them in ``report``, repair on request.
+
+    Args:
+        codes: the codes as read.
+        known: the dictionary's codes (same spelling as ``codes``), or None when the
+            dictionary table is absent (a note says the check was skipped).
+        report: receives a :class:`~medtoolkit.data.report.Finding` (and a logged warning).
+        step: the finding's step name (``"DIAGNOSES_ICD.csv: ICD9_CODE"``).
+        source: the file the codes came from.
+        repair: replace each stripped code by its dictionary code; otherwise keep it as written.
+        dictionary_name: the dictionary table, for messages.
+
+    Returns:
+        ``codes``, repaired when ``repair`` is True.
+    """
+    if known is None:
+        report.note(
+            f"{source}: no {dictionary_name} table, so ICD codes that lost their leading zeros "
+            "(spreadsheet round trip: 0389 -> 389) cannot be detected"
+        )
+        return codes
+    repairs = icd_zero_repairs(codes, known)
+    if not repairs:
+        return codes
+    text = codes.astype(str)
+    hit = text.isin(list(repairs))
+    ordered = examples(text[hit])
+    action = "repaired" if repair else "kept"
+    what = (
+        "replaced by the dictionary code" if repair
+        else "kept as written (set repair_icd_zeros: true to restore the zeros)"
+    )
+    report.finding(
+        step, rows=int(hit.sum()), codes=len(repairs),
+        message=f"ICD codes absent from {dictionary_name} that match a dictionary code once padded with "
+                f"leading zeros (lost in a spreadsheet round trip?); {what}",
+        action=action, source=source, examples=[f"{code} -> {repairs[code]}" for code in ordered],
+    )
+    return codes.mask(hit.to_numpy(), text.map(repairs)) if repair else codes

@@ -38,6 +38,11 @@ Codes
     shape are dropped and counted. ``treatment.treatmentstring`` paths
     (``cardiovascular|...|enoxaparin``) are the procedure codes, verbatim.
 
+    eICU ships no ICD dictionary table (no ``D_ICD_*`` like MIMIC), so ICD-9 codes that lost
+    their leading zeros in a spreadsheet round trip (``038.9`` -> ``38.9``) cannot be told
+    from real codes: this loader does not detect them and keeps every code as written (the
+    MIMIC loaders detect and report them; see ``repair_icd_zeros`` there).
+
 Medications
     Cancelled orders (``drugordercancelled == "Yes"``) are dropped and counted. ``drugname``
     is mapped to ATC with :meth:`DrugMapper.map_name` (MIMIC drug names, case-insensitive) in

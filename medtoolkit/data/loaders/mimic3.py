@@ -23,6 +23,12 @@ Processing (each step counted in the :class:`~medtoolkit.data.report.DataReport`
   Visits are ordered by that time, never by ``HADM_ID``. A non-blank ``STARTDATE`` that is not
   a date is an error naming file and line; a table with a header but no rows is an error;
   ICD codes spelled ``NaN`` / ``NA`` / ``NULL`` / ``None`` count as blank (dropped, counted);
+* ICD-9 codes that lost their leading zeros (a spreadsheet round trip turns ``0389`` into
+  ``389``) are detected when ``D_ICD_DIAGNOSES`` / ``D_ICD_PROCEDURES`` are in ``root``: a code
+  absent from the dictionary whose zero-padded form is a dictionary code is counted as a finding
+  in the report (with a logged warning) and kept as written, or restored with
+  ``repair_icd_zeros``. The built-in demo ships no dictionary tables, so there (and for any
+  ``root`` without them) the check is skipped and a report note says so;
 * assembly (:func:`~medtoolkit.data.assemble.assemble_ehr`): top-N diagnoses/procedures,
   visits with all three kinds, ``min_visits`` applied last.
 """
@@ -40,15 +46,17 @@ from pydantic import Field
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
-from medtoolkit.data.loaders._raw import cached_raw_build, raw_root
+from medtoolkit.data.loaders._raw import cached_raw_build, check_icd_zeros, raw_root
 from medtoolkit.data.report import DataReport
 from medtoolkit.data.tables import DataFormatError, find_table, read_table
 
 logger = logging.getLogger(__name__)
 
 #: bump when the processing changes, so cached builds are not reused
-LOADER_VERSION = 1
+LOADER_VERSION = 2
 TABLES = ("ADMISSIONS", "DIAGNOSES_ICD", "PROCEDURES_ICD", "PRESCRIPTIONS")
+#: ICD-9 dictionaries read when present (event table -> dictionary table)
+DICTIONARIES = {"DIAGNOSES_ICD": "D_ICD_DIAGNOSES", "PROCEDURES_ICD": "D_ICD_PROCEDURES"}
 _EPOCH = pd.Timestamp("1970-01-01")
 _DAY = pd.Timedelta(days=1)
 _ISO = r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?$"
@@ -88,8 +96,11 @@ class MIMIC3Dataset(Dataset):
             atc_level: ATC level of the medication codes (3 = ``N02B``, 4 = ``N02BE``).
             top_diagnoses: keep the N most frequent diagnosis codes (None keeps all).
             top_procedures: keep the N most frequent procedure codes (None keeps all).
-            min_visits: drop patients with fewer visits (applied after every other filter).
+            min_visits: drop patients with fewer visits (applied after every other filter;
+                default 1, as in the presets; SafeDrug's preprocessing uses 2).
             first_day_medications: only prescriptions on the first start date of their ICU stay.
+            repair_icd_zeros: restore ICD-9 codes that lost their leading zeros (needs the
+                ``D_ICD_*`` dictionary tables; always reported, kept as written when False).
             drug_map: ``"shipped"`` (MIT NDC -> ATC map) or ``"rxnorm"`` (SafeDrug's maps).
             drug_map_dir: for ``"rxnorm"``: directory with ``ndc2rxnorm_mapping.txt`` and
                 ``ndc2atc_level4.zip`` (never shipped: no licence).
@@ -103,9 +114,16 @@ class MIMIC3Dataset(Dataset):
         atc_level: Literal[3, 4] = Field(3, description="ATC level of the medication codes")
         top_diagnoses: int | None = Field(2000, ge=1, description="keep the N most frequent diagnoses (None: all)")
         top_procedures: int | None = Field(None, ge=1, description="keep the N most frequent procedures (None: all)")
-        min_visits: int = Field(2, ge=1, description="drop patients with fewer visits (applied last)")
+        min_visits: int = Field(
+            1, ge=1,
+            description="drop patients with fewer visits (applied last); 1 keeps single-visit patients, "
+            "SafeDrug's preprocessing uses 2",
+        )
         first_day_medications: bool = Field(
             False, description="only prescriptions on the first start date of their ICU stay (GAMENet)"
+        )
+        repair_icd_zeros: bool = Field(
+            False, description="restore ICD-9 codes that lost leading zeros (needs D_ICD_* tables; always reported)"
         )
         drug_map: Literal["shipped", "rxnorm"] = Field("shipped", description="NDC -> ATC map")
         drug_map_dir: Path | None = Field(None, description="directory of SafeDrug's NDC maps (drug_map=rxnorm)")
@@ -152,7 +170,13 @@ class MIMIC3Dataset(Dataset):
 
     def _locate(self) -> dict[str, Path]:
         root = self._root()
-        return {name: find_table(root, name) for name in TABLES}
+        paths = {name: find_table(root, name) for name in TABLES}
+        for name in DICTIONARIES.values():
+            try:
+                paths[name] = find_table(root, name)
+            except FileNotFoundError:
+                continue
+        return paths
 
     def _build(self, paths: dict[str, Path], progress: bool) -> EHRData:
         from medtoolkit.data.assemble import assemble_ehr
@@ -187,8 +211,8 @@ class MIMIC3Dataset(Dataset):
         visits = self._visits(admissions, prescriptions, paths, report)
         medications = self._medications(prescriptions, paths["PRESCRIPTIONS"].name, report)
         events = {
-            DIAGNOSES: _events(diagnoses, "ICD9_CODE"),
-            PROCEDURES: _events(procedures, "ICD9_CODE"),
+            DIAGNOSES: self._icd_codes(_events(diagnoses, "ICD9_CODE"), "DIAGNOSES_ICD", paths, report),
+            PROCEDURES: self._icd_codes(_events(procedures, "ICD9_CODE"), "PROCEDURES_ICD", paths, report),
             MEDICATIONS: medications,
         }
         return assemble_ehr(
@@ -205,6 +229,21 @@ class MIMIC3Dataset(Dataset):
                 "tables": {name: path.name for name, path in paths.items()},
             },
         )
+
+    def _icd_codes(
+        self, events: pd.DataFrame, table: str, paths: dict[str, Path], report: DataReport
+    ) -> pd.DataFrame:
+        """Check (and with ``repair_icd_zeros`` restore) codes that lost leading zeros."""
+        dictionary = DICTIONARIES[table]
+        known = None
+        if dictionary in paths:
+            known = read_table(paths[dictionary], {"ICD9_CODE": "str"}, report=report)["ICD9_CODE"].str.strip()
+        source = paths[table].name
+        events["CODE"] = check_icd_zeros(
+            events["CODE"], known, report, f"{source}: ICD9_CODE leading zeros", source,
+            self.params.repair_icd_zeros, dictionary,
+        ).to_numpy()
+        return events
 
     def _visits(
         self, admissions: pd.DataFrame, prescriptions: pd.DataFrame, paths: dict[str, Path], report: DataReport

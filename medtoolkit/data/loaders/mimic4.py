@@ -11,6 +11,14 @@ Codes
     ``ICD10:I10``; for procedures ICD-10 means ICD-10-PCS). Both revisions live in one
     vocabulary per kind; an ``icd_version`` other than 9 or 10 is an error naming the line.
 
+Leading zeros
+    A spreadsheet round trip turns ICD-9 ``0389`` into ``389``. When ``d_icd_diagnoses`` /
+    ``d_icd_procedures`` are present (the full MIMIC-IV and its demo download ship them; the
+    built-in copy of the demo does not), a code absent from the dictionary whose zero-padded
+    form (same ``icd_version``) is a dictionary code is counted as a finding in the report (with
+    a logged warning), and kept as written or, with ``repair_icd_zeros``, restored. Without
+    the dictionaries the check is skipped and a report note says so.
+
 Visits
     One admission (``hadm_id``) is one visit; a patient's visits are ordered by ``admittime``
     (``EHRData.time`` holds it in days since 1970-01-01, MIMIC's shifted dates included),
@@ -39,7 +47,7 @@ visits, so ``min_visits=2`` leaves 38 patients and 132 visits. Everything droppe
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -51,6 +59,7 @@ from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.loaders._raw import (
     cached_raw_build,
+    check_icd_zeros,
     drug_knowledge_factory,
     examples,
     file_line,
@@ -66,8 +75,10 @@ from medtoolkit.data.report import DataReport
 logger = logging.getLogger(__name__)
 
 #: bump when the processing changes, so cached builds are not reused
-LOADER_VERSION = 1
+LOADER_VERSION = 2
 _TABLES = ("admissions", "diagnoses_icd", "procedures_icd", "prescriptions")
+#: ICD dictionaries read when present (event table -> dictionary table)
+_DICTIONARIES = {"diagnoses_icd": "d_icd_diagnoses", "procedures_icd": "d_icd_procedures"}
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _EPOCH = pd.Timestamp("1970-01-01")
 
@@ -89,6 +100,8 @@ class MIMIC4Dataset(Dataset):
             top_diagnoses: keep the most frequent diagnosis codes (None keeps all).
             min_visits: drop patients with fewer visits (after every other filter).
             first_day_medications: only prescriptions starting within 24 h of ``admittime``.
+            repair_icd_zeros: restore ICD codes that lost their leading zeros (needs the
+                ``d_icd_*`` tables; always reported, kept as written when False).
             cache: reuse a cached build when inputs and options are unchanged.
             cache_dir: where cached builds live (None: the default cache directory).
         """
@@ -99,6 +112,9 @@ class MIMIC4Dataset(Dataset):
         min_visits: int = Field(1, ge=1, description="drop patients with fewer visits (applied last)")
         first_day_medications: bool = Field(
             False, description="only prescriptions starting before admittime + 24 h"
+        )
+        repair_icd_zeros: bool = Field(
+            False, description="restore ICD codes that lost leading zeros (needs d_icd_* tables; always reported)"
         )
         cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
         cache_dir: Path | None = Field(None, description="cache directory (None: default)")
@@ -123,7 +139,7 @@ class MIMIC4Dataset(Dataset):
         """
         hosp, paths = self._locate()
         return cached_raw_build(
-            self.params, self.source_name, LOADER_VERSION, [paths[name] for name in _TABLES],
+            self.params, self.source_name, LOADER_VERSION, list(paths.values()),
             build=lambda: self._build(hosp, paths, progress),
         )
 
@@ -133,7 +149,7 @@ class MIMIC4Dataset(Dataset):
         if not root.is_dir():
             raise FileNotFoundError(f"mimic4: root {root} is not a directory (expected MIMIC-IV hosp/ or its parent)")
         hosp = root / "hosp" if (root / "hosp").is_dir() else root
-        return hosp, locate_tables(hosp, _TABLES, (), "mimic4")
+        return hosp, locate_tables(hosp, _TABLES, tuple(_DICTIONARIES.values()), "mimic4")
 
     # ------------------------------------------------------------------ build
     def _build(self, hosp: Path, paths: Mapping[str, Path], progress: bool) -> EHRData:
@@ -156,6 +172,9 @@ class MIMIC4Dataset(Dataset):
             frame = read(table, icd_columns)
             frame = _known_admissions(frame, visits, report, paths[table].name)
             events[kind] = _icd_events(frame, paths[table], report)
+            events[kind]["CODE"] = _check_zeros(
+                events[kind]["CODE"], table, read, paths, report, p.repair_icd_zeros
+            ).to_numpy()
         report.note(
             "diagnosis and procedure codes are 'ICD9:<code>' or 'ICD10:<code>' (icd_version 9 / 10; "
             "ICD-10 procedures are ICD-10-PCS), both revisions in one vocabulary"
@@ -278,6 +297,22 @@ def _icd_events(frame: pd.DataFrame, path: Path, report: DataReport) -> pd.DataF
             "VISIT": frame.loc[keep, "HADM_ID"].to_numpy(),
             "CODE": prefixed(code[keep], version[keep] == "10").to_numpy(),
         }
+    )
+
+
+def _check_zeros(
+    codes: pd.Series, table: str, read: Callable[..., pd.DataFrame], paths: Mapping[str, Path],
+    report: DataReport, repair: bool,
+) -> pd.Series:
+    """Report (and on request restore) prefixed codes that lost leading zeros; see the module docstring."""
+    dictionary = _DICTIONARIES[table]
+    known = None
+    if dictionary in paths:
+        frame = read(dictionary, {"ICD_CODE": "str", "ICD_VERSION": "str"})
+        known = prefixed(frame["ICD_CODE"].str.strip(), frame["ICD_VERSION"].str.strip() == "10")
+    source = paths[table].name
+    return check_icd_zeros(
+        codes, known, report, f"{source}: icd_code leading zeros", source, repair, dictionary
     )
 
 

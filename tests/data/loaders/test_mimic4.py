@@ -248,3 +248,39 @@ def test_gamenet_trains_one_epoch_on_the_demo(one_torch_thread: None, tmp_path: 
     assert list(result.models) == ["seed0"]
     jaccard = result.metrics["test"]["jaccard"]["mean"]
     assert 0.0 < jaccard <= 1.0
+
+
+# ---------------------------------------------------------------------------- leading zeros lost
+def _strip_zeros_with_dictionary(hosp: Path) -> None:
+    """ICD-9 ``0010`` written as ``10``; an ICD-10 ``10`` must not match the ICD-9 dictionary code."""
+    _write(hosp, "diagnoses_icd", "subject_id,hadm_id,seq_num,icd_code,icd_version\n"
+           "1,100,1,10,9\n1,200,1,0010,10\n2,300,1,4019,9\n2,300,2,I10,10\n2,300,3,10,10\n")
+    _write(hosp, "d_icd_diagnoses", "icd_code,icd_version,long_title\n0010,9,Cholera\n4019,9,HTN\nI10,10,HTN\n")
+    _write(hosp, "d_icd_procedures", "icd_code,icd_version,long_title\n3961,9,Bypass\n0DTJ4ZZ,10,Appendectomy\n")
+
+
+def test_stripped_icd9_codes_are_reported_and_kept(tiny: Path) -> None:
+    _strip_zeros_with_dictionary(tiny)
+    data = load(tiny)
+    (finding,) = data.provenance["report"]["findings"]
+    assert finding["step"] == "diagnoses_icd.csv.gz: icd_code leading zeros"
+    assert (finding["rows"], finding["codes"], finding["action"]) == (1, 1, "kept")
+    assert finding["examples"] == ["ICD9:10 -> ICD9:0010"]
+    assert "absent from d_icd_diagnoses" in finding["message"]
+    assert {"ICD9:10", "ICD10:10", "ICD10:0010"} <= set(data.vocabularies[DIAGNOSES].idx2word)
+
+
+def test_stripped_icd9_codes_are_repaired_on_request(tiny: Path) -> None:
+    _strip_zeros_with_dictionary(tiny)
+    data = load(tiny, repair_icd_zeros=True)
+    (finding,) = data.provenance["report"]["findings"]
+    assert (finding["rows"], finding["codes"], finding["action"]) == (1, 1, "repaired")
+    vocabulary = set(data.vocabularies[DIAGNOSES].idx2word)
+    assert "ICD9:0010" in vocabulary and "ICD9:10" not in vocabulary and "ICD10:10" in vocabulary
+
+
+def test_without_dictionaries_a_note_says_zeros_are_not_checked(tiny: Path) -> None:
+    data = load(tiny)
+    assert data.provenance["report"]["findings"] == []
+    notes = " ".join(data.provenance["report"]["notes"])
+    assert "diagnoses_icd.csv.gz: no d_icd_diagnoses table, so ICD codes that lost their leading zeros" in notes
