@@ -1,9 +1,18 @@
-"""Run reports: metrics table (markdown), training curves (PNG)."""
+"""Run reports: metrics table (markdown), ``report.md`` text, training curves (PNG).
+
+A metric value may be missing (``None``), e.g. the DDI rate of a dataset without a DDI
+matrix: tables and the report write it as ``n/a`` and the curves leave it out.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from matplotlib.figure import Figure
 
 METRIC_ORDER = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
 METRIC_LABELS = {
@@ -15,15 +24,52 @@ METRIC_LABELS = {
     "ddi_rate": "DDI rate",
     "avg_drugs": "Avg # drugs",
 }
+#: how a missing value (``None`` or NaN) is written
+MISSING = "n/a"
 
 
-def format_metric(value: dict[str, float]) -> str:
-    """``mean ± std`` with 4 decimals."""
-    return f"{value['mean']:.4f} ± {value['std']:.4f}"
+def _is_missing(value: Any) -> bool:
+    """True for ``None`` and NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_number(value: float | None, digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals, or ``n/a`` when it is missing (None or NaN).
+
+    Args:
+        value: the number.
+        digits: decimals.
+
+    Returns:
+        The formatted text.
+    """
+    return MISSING if _is_missing(value) else f"{value:.{digits}f}"
+
+
+def format_metric(value: dict[str, float | None] | None) -> str:
+    """``mean ± std`` with 4 decimals; ``n/a`` when the metric or its mean is missing.
+
+    Args:
+        value: ``{"mean": ..., "std": ...}`` or None.
+
+    Returns:
+        The formatted text (``"0.5235 ± 0.0012"``, ``"n/a"``).
+    """
+    if value is None or _is_missing(value.get("mean")):
+        return MISSING
+    return f"{format_number(value['mean'])} ± {format_number(value.get('std'))}"
 
 
 def metrics_table(test: dict[str, Any], title: str = "") -> str:
-    """A markdown table of the test metrics (mean ± std)."""
+    """A markdown table of the test metrics (mean ± std), in :data:`METRIC_ORDER`.
+
+    Args:
+        test: ``{metric: {"mean", "std"} or None}``; other keys are ignored.
+        title: written as a ``###`` heading above the table when given.
+
+    Returns:
+        The markdown text, ending with a newline. A metric whose value is None reads ``n/a``.
+    """
     lines = [f"### {title}", ""] if title else []
     lines += ["| metric | mean ± std |", "|---|---|"]
     for name in METRIC_ORDER:
@@ -32,27 +78,62 @@ def metrics_table(test: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_best_epochs(best_epochs: dict[str, int | None] | None) -> str:
+    """The selected epoch(s) in words: ``"12"`` for one split, ``"12 (seed0), 30 (seed1)"`` else.
+
+    Args:
+        best_epochs: ``{split name: best epoch or None}``.
+
+    Returns:
+        The text; ``n/a`` for a split without a selected epoch (or when there is none).
+    """
+    if not best_epochs:
+        return MISSING
+    if len(best_epochs) == 1:
+        (epoch,) = best_epochs.values()
+        return MISSING if epoch is None else str(epoch)
+    return ", ".join(f"{MISSING if e is None else e} ({name})" for name, e in best_epochs.items())
+
+
 def render_report(metrics: dict[str, Any]) -> str:
-    """The full ``report.md`` text for a run's ``metrics.json`` content."""
+    """The full ``report.md`` text for a run's ``metrics.json`` content.
+
+    The header names the model, the dataset (``data.name``) and the protocol
+    (``protocol.name`` and its splits); the table holds the test metrics; the list below it
+    the data counts, evaluation settings, best epoch per split and timings.
+
+    Args:
+        metrics: the run's metrics (the ``metrics.json`` mapping); only ``test`` is required.
+
+    Returns:
+        The markdown text, ending with a newline.
+    """
     data = metrics.get("data", {})
-    lines = [f"# {metrics.get('name', 'run')}", ""]
-    lines.append(metrics_table(metrics["test"]))
     protocol = metrics.get("protocol", {})
-    lines += [
+    splits = list(protocol.get("splits") or metrics.get("best_epochs") or [])
+    dataset = data.get("name", "?")
+    protocol_name = protocol.get("name", "?")
+    split_text = f"{len(splits)} split{'s' if len(splits) != 1 else ''}: {', '.join(splits)}" if splits else ""
+    lines = [
+        f"# {metrics.get('name', 'run')}",
         "",
+        f"`{metrics.get('model', '?')}` on `{dataset}`, protocol `{protocol_name}`"
+        + (f" ({split_text})" if split_text else ""),
+        "",
+        metrics_table(metrics["test"]),
         f"- model: `{metrics.get('model', '?')}`, parameters: {metrics.get('n_params', 0):,}",
-        f"- data: {data.get('patients', '?')} patients, {data.get('visits', '?')} visits, "
-        f"{data.get('n_drugs', '?')} drugs, ground-truth DDI rate {data.get('ground_truth_ddi_rate', float('nan')):.4f}",
-        f"- protocol: {protocol.get('name', '?')}; averaging per {protocol.get('averaging', '?')}; "
+        f"- dataset: `{dataset}`: {data.get('patients', '?')} patients, {data.get('visits', '?')} visits, "
+        f"{data.get('n_drugs', '?')} drugs, ground-truth DDI rate {format_number(data.get('ground_truth_ddi_rate'))}",
+        f"- protocol: {protocol_name}" + (f", {split_text}" if split_text else "")
+        + f"; averaging per {protocol.get('averaging', '?')}; "
         f"{protocol.get('bootstrap_rounds', '?')} bootstrap rounds of {protocol.get('bootstrap_fraction', '?')} "
         f"of test patients; threshold {protocol.get('threshold', '?')}",
     ]
     seconds = metrics.get("epoch_seconds", [])
     if seconds:
-        lines.append(
-            f"- epochs: {len(seconds)}, mean epoch time {sum(seconds) / len(seconds):.2f} s, "
-            f"best epoch {metrics.get('best_epochs')}"
-        )
+        over = f" over {len(splits)} splits" if len(splits) > 1 else ""
+        lines.append(f"- epochs: {len(seconds)}{over}, mean epoch time {sum(seconds) / len(seconds):.2f} s")
+        lines.append(f"- best epoch: {format_best_epochs(metrics.get('best_epochs'))}")
     if metrics.get("wall_seconds") is not None:
         lines.append(f"- wall time: {metrics['wall_seconds']:.1f} s; device: {metrics.get('device', '?')}")
     if metrics.get("peak_memory_mb") is not None:
@@ -62,28 +143,116 @@ def render_report(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(histories: dict[str, dict[str, Any]], path: Path) -> bool:
-    """Training loss and validation Jaccard per epoch, one line per split; False if nothing to plot."""
-    if not any(h.get("epochs") for h in histories.values()):
-        return False
+@dataclass
+class Curves:
+    """What the curves figure draws for one split.
+
+    Attributes:
+        epochs: epoch numbers (1-based) with a training loss.
+        train_loss: training loss per epoch.
+        val_epochs / val_jaccard: epochs with a validation Jaccard, and its values.
+        val_ddi_epochs / val_ddi_rate: epochs with a validation DDI rate (missing values
+            are left out), and its values.
+        best_epoch: the selected epoch (a vertical line), or None.
+    """
+
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_epochs: list[int] = field(default_factory=list)
+    val_jaccard: list[float] = field(default_factory=list)
+    val_ddi_epochs: list[int] = field(default_factory=list)
+    val_ddi_rate: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+
+def curve_data(histories: dict[str, dict[str, Any]]) -> dict[str, Curves]:
+    """The series :func:`plot_curves` draws, per split, from the trainer's histories.
+
+    Args:
+        histories: ``{split name: TrainingHistory.to_json()}`` (``epochs`` records with
+            ``epoch``, ``train_loss`` and a ``validation`` metrics mapping; ``best_epoch``).
+
+    Returns:
+        ``{split name: Curves}``; missing values (None, NaN) are left out of their series.
+    """
+    curves: dict[str, Curves] = {}
+    for split_name, history in histories.items():
+        item = Curves(best_epoch=history.get("best_epoch"))
+        for record in history.get("epochs", []):
+            epoch = record["epoch"]
+            if not _is_missing(record.get("train_loss")):
+                item.epochs.append(epoch)
+                item.train_loss.append(record["train_loss"])
+            validation = record.get("validation") or {}
+            if not _is_missing(validation.get("jaccard")):
+                item.val_epochs.append(epoch)
+                item.val_jaccard.append(validation["jaccard"])
+            if not _is_missing(validation.get("ddi_rate")):
+                item.val_ddi_epochs.append(epoch)
+                item.val_ddi_rate.append(validation["ddi_rate"])
+        curves[split_name] = item
+    return curves
+
+
+def curves_figure(histories: dict[str, dict[str, Any]]) -> "Figure | None":
+    """The curves figure: training loss, validation Jaccard and validation DDI rate per epoch.
+
+    One line per split; a dashed vertical line marks each split's best epoch on every
+    panel. The DDI panel is left out when no epoch has a validation DDI rate.
+
+    Args:
+        histories: ``{split name: TrainingHistory.to_json()}``.
+
+    Returns:
+        The matplotlib figure (close it after use), or None when no split has an epoch.
+    """
+    curves = curve_data(histories)
+    if not any(c.epochs for c in curves.values()):
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (loss_axis, val_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    for split_name, history in histories.items():
-        epochs = [e["epoch"] for e in history["epochs"]]
-        loss_axis.plot(epochs, [e["train_loss"] for e in history["epochs"]], label=split_name)
-        if history["epochs"] and history["epochs"][0]["validation"]:
-            val_axis.plot(epochs, [e["validation"]["jaccard"] for e in history["epochs"]], label=split_name)
+    with_ddi = any(c.val_ddi_rate for c in curves.values())
+    figure, axes = plt.subplots(1, 3 if with_ddi else 2, figsize=(15 if with_ddi else 10, 4))
+    loss_axis, jaccard_axis = axes[0], axes[1]
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss")
-    val_axis.set(title="validation Jaccard", xlabel="epoch", ylabel="Jaccard")
-    for axis in (loss_axis, val_axis):
+    jaccard_axis.set(title="validation Jaccard", xlabel="epoch", ylabel="Jaccard")
+    if with_ddi:
+        axes[2].set(title="validation DDI rate", xlabel="epoch", ylabel="DDI rate")
+    for split_name, item in curves.items():
+        (line,) = loss_axis.plot(item.epochs, item.train_loss, label=split_name)
+        color = line.get_color()
+        jaccard_axis.plot(item.val_epochs, item.val_jaccard, label=split_name, color=color)
+        if with_ddi:
+            axes[2].plot(item.val_ddi_epochs, item.val_ddi_rate, label=split_name, color=color)
+        if item.best_epoch is not None:
+            label = f"best epoch {item.best_epoch}" + (f" ({split_name})" if len(curves) > 1 else "")
+            for axis in axes:
+                axis.axvline(item.best_epoch, color=color, linestyle="--", alpha=0.7, label=label)
+    for axis in axes:
         axis.grid(alpha=0.3)
-        if len(histories) > 1:
-            axis.legend()
+        axis.legend(fontsize="small")
     figure.tight_layout()
+    return figure
+
+
+def plot_curves(histories: dict[str, dict[str, Any]], path: Path) -> bool:
+    """Write :func:`curves_figure` as a PNG.
+
+    Args:
+        histories: ``{split name: TrainingHistory.to_json()}``.
+        path: the PNG file to write.
+
+    Returns:
+        False (and nothing written) when no split has an epoch to plot.
+    """
+    figure = curves_figure(histories)
+    if figure is None:
+        return False
+    import matplotlib.pyplot as plt
+
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return True

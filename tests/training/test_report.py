@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from medtoolkit.training.report import format_metric, metrics_table, plot_curves, render_report
+from medtoolkit.training.report import (
+    MISSING,
+    curve_data,
+    curves_figure,
+    format_best_epochs,
+    format_metric,
+    metrics_table,
+    plot_curves,
+    render_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -29,8 +38,9 @@ def metrics(**overrides: Any) -> dict[str, Any]:
         "n_params": 1234567,
         "epoch_seconds": [1.0, 2.0, 3.0],
         "best_epochs": {"seed0": 2},
-        "data": {"patients": 60, "visits": 146, "n_drugs": 12, "ground_truth_ddi_rate": 0.0993031},
-        "protocol": {"name": "random", "averaging": "patient", "bootstrap_rounds": 10,
+        "data": {"name": "mimic3", "patients": 60, "visits": 146, "n_drugs": 12,
+                 "ground_truth_ddi_rate": 0.0993031},
+        "protocol": {"name": "random", "splits": ["seed0"], "averaging": "patient", "bootstrap_rounds": 10,
                      "bootstrap_fraction": 0.8, "threshold": 0.5},
         "wall_seconds": 12.345,
         "device": "cpu",
@@ -61,6 +71,20 @@ def test_metrics_table_rows_follow_the_report_order() -> None:
     assert table.endswith("\n")
 
 
+@pytest.mark.parametrize("value", [None, {"mean": None, "std": None}, {"mean": float("nan"), "std": 0.0}])
+def test_missing_metric_values_read_na(value: dict[str, Any] | None) -> None:
+    assert format_metric(value) == MISSING == "n/a"
+    table = metrics_table({"jaccard": {"mean": 0.5, "std": 0.0}, "ddi_rate": value})
+    assert table.splitlines()[-1] == "| DDI rate | n/a |"
+
+
+def test_format_best_epochs() -> None:
+    assert format_best_epochs({"legacy": 12}) == "12"
+    assert format_best_epochs({"seed0": 3, "seed1": None}) == "3 (seed0), n/a (seed1)"
+    assert format_best_epochs({}) == "n/a"
+    assert format_best_epochs(None) == "n/a"
+
+
 def test_metrics_table_without_title_starts_with_the_header() -> None:
     table = metrics_table({"f1": {"mean": 0.5, "std": 0.25}})
     assert table == "| metric | mean ± std |\n|---|---|\n| F1 | 0.5000 ± 0.2500 |\n"
@@ -70,15 +94,43 @@ def test_render_report_contents() -> None:
     text = render_report(metrics())
     lines = text.splitlines()
     assert lines[0] == "# tiny-gamenet"
+    assert lines[2] == "`gamenet` on `mimic3`, protocol `random` (1 split: seed0)"
     assert "| Jaccard | 0.5235 ± 0.0012 |" in lines
     assert "- model: `gamenet`, parameters: 1,234,567" in lines
-    assert "- data: 60 patients, 146 visits, 12 drugs, ground-truth DDI rate 0.0993" in lines
-    assert ("- protocol: random; averaging per patient; 10 bootstrap rounds of 0.8 of test patients; "
-            "threshold 0.5") in lines
-    assert "- epochs: 3, mean epoch time 2.00 s, best epoch {'seed0': 2}" in lines
+    assert "- dataset: `mimic3`: 60 patients, 146 visits, 12 drugs, ground-truth DDI rate 0.0993" in lines
+    assert ("- protocol: random, 1 split: seed0; averaging per patient; 10 bootstrap rounds of 0.8 of test "
+            "patients; threshold 0.5") in lines
+    assert "- epochs: 3, mean epoch time 2.00 s" in lines
+    assert "- best epoch: 2" in lines
     assert "- wall time: 12.3 s; device: cpu" in lines
     assert "- peak memory: 322 MB" in lines
     assert "- data fingerprint: `0123456789abcdef`" in lines
+    assert "{" not in text  # no Python dict repr anywhere
+
+
+def test_render_report_names_every_split_and_its_best_epoch() -> None:
+    protocol = {**metrics()["protocol"], "splits": ["seed0", "seed1"]}
+    text = render_report(metrics(protocol=protocol, best_epochs={"seed0": 12, "seed1": 30}))
+    assert "`gamenet` on `mimic3`, protocol `random` (2 splits: seed0, seed1)" in text
+    assert "- epochs: 3 over 2 splits, mean epoch time 2.00 s" in text
+    assert "- best epoch: 12 (seed0), 30 (seed1)" in text
+
+
+def test_render_report_legacy_protocol() -> None:
+    protocol = {**metrics()["protocol"], "name": "legacy", "splits": ["legacy"]}
+    text = render_report(metrics(protocol=protocol, best_epochs={"legacy": 12}))
+    assert "- protocol: legacy, 1 split: legacy; averaging per patient" in text
+    assert "- best epoch: 12\n" in text
+
+
+def test_render_report_writes_missing_values_as_na() -> None:
+    test = {**TEST, "ddi_rate": None}
+    data = {**metrics()["data"], "ground_truth_ddi_rate": None}
+    text = render_report(metrics(test=test, data=data, best_epochs={"seed0": None}))
+    assert "| DDI rate | n/a |" in text
+    assert "ground-truth DDI rate n/a" in text
+    assert "- best epoch: n/a" in text
+    assert "None" not in text
 
 
 def test_render_report_leaves_out_what_a_run_did_not_produce() -> None:
@@ -88,20 +140,24 @@ def test_render_report_leaves_out_what_a_run_did_not_produce() -> None:
     assert "| Jaccard | 0.5235 ± 0.0012 |" in text
 
 
-def history(losses: list[float], jaccards: list[float] | None) -> dict[str, Any]:
+def history(losses: list[float], jaccards: list[float] | None, ddi: list[float | None] | None = None,
+            best: int | None = 1) -> dict[str, Any]:
     epochs = []
     for i, loss in enumerate(losses):
-        validation = {"jaccard": jaccards[i]} if jaccards is not None else {}
+        validation: dict[str, Any] = {"jaccard": jaccards[i]} if jaccards is not None else {}
+        if ddi is not None:
+            validation["ddi_rate"] = ddi[i]
         epochs.append({"epoch": i + 1, "train_loss": loss, "seconds": 0.1, "validation": validation})
-    return {"epochs": epochs, "best_epoch": 1}
+    return {"epochs": epochs, "best_epoch": best}
 
 
 @pytest.mark.parametrize(
     "histories",
     [
-        {"seed0": history([0.9, 0.5, 0.4], [0.2, 0.3, 0.35])},
+        {"seed0": history([0.9, 0.5, 0.4], [0.2, 0.3, 0.35], [0.05, 0.06, 0.07], best=3)},
         {"seed0": history([0.9, 0.5], [0.2, 0.3]), "seed1": history([0.8, 0.6, 0.5], [0.1, 0.2, 0.2])},
-        {"seed0": history([0.9, 0.5], None)},  # no validation set
+        {"seed0": history([0.9, 0.5], None, best=None)},  # no validation set
+        {"seed0": history([0.9, 0.5], [0.2, 0.3], [None, None])},  # no DDI matrix
     ],
 )
 def test_plot_curves_writes_a_png(tmp_path: Path, histories: dict[str, Any]) -> None:
@@ -115,3 +171,70 @@ def test_plot_curves_without_epochs_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "curves.png"
     assert plot_curves({"seed0": {"epochs": [], "best_epoch": None}}, path) is False
     assert not path.exists()
+    assert curves_figure({"seed0": {"epochs": [], "best_epoch": None}}) is None
+
+
+def test_curve_data_takes_loss_validation_jaccard_and_ddi_and_skips_missing_values() -> None:
+    curves = curve_data({"seed0": history([0.9, 0.5, 0.4], [0.2, float("nan"), 0.35], [0.05, None, 0.07], best=3)})
+    item = curves["seed0"]
+    assert (item.epochs, item.train_loss) == ([1, 2, 3], [0.9, 0.5, 0.4])
+    assert (item.val_epochs, item.val_jaccard) == ([1, 3], [0.2, 0.35])
+    assert (item.val_ddi_epochs, item.val_ddi_rate) == ([1, 3], [0.05, 0.07])
+    assert item.best_epoch == 3
+
+
+def _vertical_lines(axis: Any) -> list[float]:
+    """x positions of the vertical lines (axvline) drawn on an axis."""
+    xs = []
+    for line in axis.get_lines():
+        x = list(line.get_xdata())
+        if len(x) == 2 and x[0] == x[1] and list(line.get_ydata()) == [0, 1]:
+            xs.append(float(x[0]))
+    return xs
+
+
+def test_curves_figure_draws_validation_ddi_and_marks_the_best_epoch() -> None:
+    import matplotlib.pyplot as plt
+
+    figure = curves_figure({"seed0": history([0.9, 0.5, 0.4], [0.2, 0.3, 0.35], [0.05, 0.06, 0.07], best=2)})
+    assert figure is not None
+    try:
+        axes = figure.get_axes()
+        assert [a.get_title() for a in axes] == ["training loss", "validation Jaccard", "validation DDI rate"]
+        for axis in axes:
+            assert _vertical_lines(axis) == [2.0]
+            assert "best epoch 2" in [t.get_text() for t in axis.get_legend().get_texts()]
+        ddi_lines = [line for line in axes[2].get_lines() if list(line.get_ydata()) != [0, 1]]
+        assert [list(line.get_ydata()) for line in ddi_lines] == [[0.05, 0.06, 0.07]]
+    finally:
+        plt.close(figure)
+
+
+def test_curves_figure_leaves_out_the_ddi_panel_without_ddi_values() -> None:
+    import matplotlib.pyplot as plt
+
+    figure = curves_figure({"seed0": history([0.9, 0.5], [0.2, 0.3], [None, None], best=None)})
+    assert figure is not None
+    try:
+        axes = figure.get_axes()
+        assert [a.get_title() for a in axes] == ["training loss", "validation Jaccard"]
+        assert all(_vertical_lines(a) == [] for a in axes)  # no best epoch, no line
+    finally:
+        plt.close(figure)
+
+
+def test_curves_figure_marks_each_splits_best_epoch() -> None:
+    import matplotlib.pyplot as plt
+
+    figure = curves_figure({
+        "seed0": history([0.9, 0.5, 0.4], [0.2, 0.3, 0.2], best=2),
+        "seed1": history([0.8, 0.6, 0.5], [0.1, 0.2, 0.3], best=3),
+    })
+    assert figure is not None
+    try:
+        loss_axis = figure.get_axes()[0]
+        assert sorted(_vertical_lines(loss_axis)) == [2.0, 3.0]
+        labels = [t.get_text() for t in loss_axis.get_legend().get_texts()]
+        assert {"best epoch 2 (seed0)", "best epoch 3 (seed1)"} <= set(labels)
+    finally:
+        plt.close(figure)
