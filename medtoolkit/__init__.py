@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from medtoolkit.experiment import Experiment
 
-__all__ = ["__version__", "build", "hookimpl", "load_preset"]
+__all__ = ["__version__", "build", "fit_evaluate", "hookimpl", "load_preset"]
 
 
 def build(config: Any, overrides: list[str] | None = None, host: Any = None) -> "Experiment":
@@ -41,3 +41,10 @@ def load_preset(name: str, host: Any = None) -> dict[str, Any]:
     from medtoolkit.presets import preset_config
 
     return preset_config(name, host=host)
+
+
+def fit_evaluate(model: Any, losses: Any, data: Any, **options: Any) -> Any:
+    """Train, evaluate and report parts built in Python: see :func:`medtoolkit.fit.fit_evaluate`."""
+    from medtoolkit.fit import fit_evaluate as run
+
+    return run(model, losses, data, **options)

@@ -1,24 +1,44 @@
 """Command line: ``medtoolkit plugins|components|presets|validate|train|evaluate|data``.
 
-Exit codes: 0 success, 1 invalid input (config errors, bad data), 2 usage errors.
+Exit codes: 0 success, 1 invalid input (config errors, bad data), 2 usage errors,
+130 interrupted (Ctrl-C).
+
+Failures end in one ``error: ...`` line on stderr (see :mod:`medtoolkit.errors`); the
+global ``--debug`` flag (or ``MEDTOOLKIT_DEBUG=1``) prints the full traceback first.
+
+``medtoolkit --version``, ``--help`` and the built-in commands' parsers are built without
+importing plugins (or torch): the plugin host is loaded only when a command runs that needs
+it, or when the command name is not a built-in one (it may come from a plugin). The
+top-level ``--help`` therefore lists built-in commands only; ``medtoolkit plugins`` shows
+the commands plugins add.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
-from medtoolkit.config import ConfigValidationError
+from medtoolkit.errors import error_details, error_message
+
+PLUGIN_COMMANDS_NOTE = ("Commands added by plugins are not listed here (listing them imports every plugin): "
+                        "`medtoolkit plugins` shows them, `medtoolkit COMMAND --help` describes one.")
 
 
 def _host() -> Any:
     from medtoolkit.plugins import default_host
 
     return default_host()
+
+
+def _rate(value: float | None) -> str:
+    """A DDI rate with 4 decimals, or ``n/a`` when the dataset has no DDI matrix."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _first_line(obj: Any) -> str:
@@ -29,6 +49,9 @@ def _first_line(obj: Any) -> str:
 # ---------------------------------------------------------------------------- commands
 def cmd_plugins(args: argparse.Namespace) -> int:
     host = _host()
+    if getattr(args, "debug", False) or _debug_from_env():  # the full tracebacks, kept out of stdout
+        for plugin in host.broken:
+            print(f"--- {plugin.name} {plugin.version}: {plugin.error}\n{plugin.details}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_json() for p in host.plugins], indent=2))
         return 0
@@ -112,12 +135,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     experiment = Experiment.from_config(args.run, overrides=overrides)
     for note in experiment.notes:
         print(f"note: {note}", file=sys.stderr)
-    result = experiment.run(out_dir=args.out, resume=args.resume)
+    result = experiment.run(out_dir=args.out, resume=args.resume, overwrite=args.overwrite)
     metrics = result.metrics
     data = metrics["data"]
     print(metrics_table(metrics["test"], title=f"{metrics['name']} ({metrics['model']}) - test"))
     print(f"data: {data['patients']} patients, {data['visits']} visits, {data['n_drugs']} drugs, "
-          f"ground-truth DDI rate {data['ground_truth_ddi_rate']:.4f}")
+          f"ground-truth DDI rate {_rate(data['ground_truth_ddi_rate'])}")
     seconds = metrics["epoch_seconds"]
     if seconds:
         print(f"epochs: {len(seconds)}, mean {sum(seconds) / len(seconds):.2f} s/epoch; "
@@ -184,8 +207,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     for vocab in data.vocabularies:
         print(f"{vocab}: vocabulary {stats[f'vocab_{vocab}']:,}, "
               f"{stats[f'per_visit_{vocab}']:.2f} per visit")
-    print(f"ground-truth DDI rate: {stats['ground_truth_ddi_rate']:.4f} "
-          f"({data.knowledge.n_ddi_pairs} interacting pairs)")
+    if data.knowledge.has_ddi:
+        print(f"ground-truth DDI rate: {stats['ground_truth_ddi_rate']:.4f} "
+              f"({data.knowledge.n_ddi_pairs} interacting pairs)")
+    else:
+        print("ground-truth DDI rate: n/a (the dataset has no DDI matrix)")
     if "hospitals" in stats:
         print(f"hospitals: {stats['hospitals']:,}")
     if cache:
@@ -197,12 +223,20 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
-def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
-    """The argument parser (plugins may add sub-commands through ``register_commands``)."""
+def build_parser(host: Any | None = None, with_plugins: bool = True) -> argparse.ArgumentParser:
+    """The argument parser (plugins may add sub-commands through ``register_commands``).
+
+    Args:
+        host: plugin host whose commands are added (default: every installed plugin).
+        with_plugins: False builds the built-in commands only, without loading any plugin.
+    """
     from medtoolkit import __version__
 
-    parser = argparse.ArgumentParser(prog="medtoolkit", description="Safe medication recommendation toolkit.")
+    parser = argparse.ArgumentParser(prog="medtoolkit", description="Safe medication recommendation toolkit.",
+                                     epilog=PLUGIN_COMMANDS_NOTE)
     parser.add_argument("--version", action="version", version=f"medtoolkit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the full traceback of a failure (also MEDTOOLKIT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
@@ -230,6 +264,8 @@ def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--out", help="report directory (metrics.json, report.md, curves.png, models)")
             p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace the run already in --out (removes only the files medtoolkit writes)")
             p.add_argument("--device", help="override the device (cpu, cuda, cuda:1)")
         p.set_defaults(func=func)
 
@@ -247,14 +283,26 @@ def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    host = host or _host()
+    if with_plugins:
+        _add_plugin_commands(sub, host or _host())
+    for command_parser in sub.choices.values():  # `medtoolkit train x --debug` works too
+        if "--debug" in command_parser._option_string_actions:  # a plugin command has its own
+            continue
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="print the full traceback of a failure")
+    return parser
+
+
+def _add_plugin_commands(sub: Any, host: Any) -> None:
+    """Add the commands plugins registered to the sub-parsers ``sub``."""
     for entry in host.registry("command"):
         command = entry.obj
         if entry.name in sub.choices:
             print(f"warning: command {entry.name!r} from {entry.plugin} clashes with a built-in command; "
                   "ignored", file=sys.stderr)
             continue
-        p = sub.add_parser(entry.name, help=getattr(command, "help", _first_line(command)))
+        text = getattr(command, "help", _first_line(command))
+        p = sub.add_parser(entry.name, help=text, description=text)
         try:
             command.add_arguments(p)
         except Exception as error:  # noqa: BLE001 - a broken plugin command must not take the CLI down
@@ -262,26 +310,78 @@ def build_parser(host: Any | None = None) -> argparse.ArgumentParser:
             sub._name_parser_map.pop(entry.name, None)
             continue
         p.set_defaults(func=lambda args, c=command, h=host: c.run(args, h))
-    return parser
+
+
+# ---------------------------------------------------------------------------- main
+def _first_positional(argv: list[str]) -> str | None:
+    """The command name in ``argv`` (global options take no value), or None."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token
+    return None
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv``: plugins are loaded only for a command that is not built in."""
+    parser = build_parser(with_plugins=False)
+    command = _first_positional(argv)
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    if command is None or command in commands.choices:
+        return parser
+    return build_parser()
+
+
+def _debug_from_env() -> bool:
+    """Whether ``MEDTOOLKIT_DEBUG`` asks for tracebacks (any value but empty, 0, false, no, off)."""
+    return os.environ.get("MEDTOOLKIT_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or _debug_from_env()
+
+
+def _subject(args: argparse.Namespace | None) -> str | None:
+    """The file or directory a command works on (named in front of vague error messages)."""
+    for name in ("run_dir", "run", "spec"):
+        value = getattr(args, name, None)
+        if isinstance(value, (str, Path)) and str(value):
+            return str(value)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``medtoolkit`` command."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    if args.command == "train" and args.resume and not args.out:
-        parser.error("--resume needs --out DIR")
+    """Entry point of the ``medtoolkit`` command.
+
+    Every failure ends in one ``error: ...`` line on stderr and exit code 1 (see
+    :mod:`medtoolkit.errors`); with ``--debug`` or ``MEDTOOLKIT_DEBUG=1`` the traceback is
+    printed before it. Ctrl-C prints ``error: interrupted`` and exits with 130.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    args: argparse.Namespace | None = None
     try:
+        parser = _parser_for(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        if args.command == "train" and args.resume and not args.out:
+            parser.error("--resume needs --out DIR")
         return int(args.func(args) or 0)
-    except ConfigValidationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the command line reports, it never dumps a traceback
+        if debug:
+            traceback.print_exc()
+        details = error_details(error)
+        if details:
+            print(details, file=sys.stderr)
+        print(f"error: {error_message(error, _subject(args))}", file=sys.stderr)
         return 1
 
 

@@ -153,8 +153,20 @@ class ConfigValidationError(ValueError):
     def __init__(self, errors: Sequence[ConfigError], source: str = "config") -> None:
         self.errors = list(errors)
         self.source = source
-        lines = "\n".join(f"  - {e}" for e in self.errors)
-        super().__init__(f"{source}: {len(self.errors)} error(s)\n{lines}")
+        if len(self.errors) == 1:
+            super().__init__(f"{source}: {self.errors[0]}")
+        else:
+            super().__init__(f"{source}: {len(self.errors)} errors\n{self.detail_lines()}")
+
+    def detail_lines(self) -> str:
+        """One indented ``  - path: message`` line per error."""
+        return "\n".join(f"  - {e}" for e in self.errors)
+
+    def summary(self) -> str:
+        """One line: the error itself, or how many errors there are when there are several."""
+        if len(self.errors) == 1:
+            return str(self)
+        return f"{self.source}: {len(self.errors)} errors (listed above)"
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -15,9 +15,10 @@ printed as they are; any other exception is shown with its type name and, unless
 it already, the command's *subject* (the run file or run directory the user passed) in
 front: ``error: runs/x: KeyError: 'model'``.
 
-The one exception to "one line" is :class:`medtoolkit.config.ConfigValidationError`: it
-lists every mistake of a run file, one indented ``  - path: message`` line each, below
-its single ``error:`` line.
+A :class:`medtoolkit.config.ConfigValidationError` with one mistake is one line like any
+other (``error: run.yaml: model.dropout: ...``); with several, the command line prints one
+indented ``  - path: message`` line per mistake first and ends with the single ``error:``
+line (``error: run.yaml: 3 errors (listed above)``), see :func:`error_details`.
 """
 
 from __future__ import annotations
@@ -68,11 +69,10 @@ def error_message(error: BaseException, subject: str | Path | None = None) -> st
             put in front of messages that do not name it already.
 
     Returns:
-        One line of at most :data:`MAX_MESSAGE` characters, except for a
-        ``ConfigValidationError`` whose message lists every mistake on its own line.
+        One line of at most :data:`MAX_MESSAGE` characters.
     """
     if _is_config_error(error):
-        return str(error)
+        return error.summary()  # type: ignore[attr-defined]
     text = _collapse(_describe(error))
     subject_text = str(Path(subject)) if subject is not None and str(subject) else ""
     if subject_text and subject_text not in text and not _self_describing(error):
@@ -144,6 +144,20 @@ def _is_yaml_error(error: BaseException) -> bool:
 
 def _is_pydantic_error(error: BaseException) -> bool:
     return type(error).__name__ == "ValidationError" and type(error).__module__.startswith("pydantic")
+
+
+def error_details(error: BaseException) -> str:
+    """Lines printed before the ``error:`` line: every mistake of a multi-error run file.
+
+    Args:
+        error: the exception that ended the command.
+
+    Returns:
+        The indented detail lines, or ``""`` when the error line says everything.
+    """
+    if _is_config_error(error) and len(error.errors) > 1:  # type: ignore[attr-defined]
+        return error.detail_lines()  # type: ignore[attr-defined]
+    return ""
 
 
 def _is_config_error(error: BaseException) -> bool:

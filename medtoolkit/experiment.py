@@ -3,39 +3,46 @@
 Every run writes a report directory: ``config.yaml`` (resolved), ``metrics.json``,
 ``report.md``, ``curves.png``, and per split ``model_<split>.pt`` (best weights with the
 resolved config, plugin versions and data fingerprint) and ``checkpoint_<split>.pt``
-(for ``--resume``).
+(for ``--resume``). The directory is locked while a run writes it, and one that already
+holds a run is refused unless the run resumes or overwrites it
+(:mod:`medtoolkit.training.run_dir`). Training, scoring and report writing are the steps
+of :mod:`medtoolkit.training.pipeline`, shared with :func:`medtoolkit.fit.fit_evaluate`
+(the same run from parts built in Python).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import resource
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
 
 from medtoolkit.components.base import Recommender
 from medtoolkit.config import RunConfig, apply_overrides, load_yaml, validate_config
 from medtoolkit.data.ehr import EHRData
-from medtoolkit.training.checkpoint import load_checkpoint, save_atomic, write_text_atomic
+from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights
 from medtoolkit.training.device import resolve_device, seed_everything
+from medtoolkit.training.pipeline import (
+    METRIC_KEYS,
+    RunResult,
+    SplitResult,
+    combine_splits,
+    resume_key,
+    run_metrics,
+    train_split,
+    write_config,
+    write_report,
+)
 from medtoolkit.training.predict import predict
-from medtoolkit.training.report import plot_curves, render_report
-from medtoolkit.training.trainer import Trainer
+from medtoolkit.training.run_dir import open_run_dir
+
+__all__ = ["METRIC_KEYS", "Experiment", "RunResult", "evaluate_run", "resolve_raw_config"]
 
 log = logging.getLogger("medtoolkit")
-
-METRIC_KEYS = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
-#: trainer settings that may change between an interrupted run and its ``--resume``
-_RESUME_FREE = ("epochs", "early_stopping_patience", "progress", "num_threads")
 
 
 def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
@@ -55,37 +62,6 @@ def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
     raise FileNotFoundError(
         f"{text!r} is neither a run file nor a preset; presets: {', '.join(host.registry('preset').names())}"
     )
-
-
-def _combine_splits(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One split: its metrics. Several (random protocol): mean of means, std over splits."""
-    if len(per_split) == 1:
-        return next(iter(per_split.values()))
-    combined: dict[str, Any] = {}
-    for key in METRIC_KEYS:
-        means = [m[key]["mean"] for m in per_split.values() if key in m]
-        if means:
-            combined[key] = {"mean": float(np.mean(means)), "std": float(np.std(means))}
-    combined["splits"] = per_split
-    return combined
-
-
-def _peak_memory_mb() -> float:
-    # ru_maxrss is in kilobytes on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-@dataclass
-class RunResult:
-    """What :meth:`Experiment.run` returns."""
-
-    metrics: dict[str, Any]
-    out_dir: Path | None
-    models: dict[str, Recommender] = field(default_factory=dict)
-
-    @property
-    def report_markdown(self) -> str:
-        return render_report(self.metrics)
 
 
 class Experiment:
@@ -129,109 +105,70 @@ class Experiment:
         return model, losses
 
     # ------------------------------------------------------------------ run
-    def run(self, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> RunResult:
-        """Train and evaluate; write the report directory when ``out_dir`` is given."""
+    def run(
+        self, out_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+        overwrite: bool = False,
+    ) -> RunResult:
+        """Train and evaluate every split; write the report directory when ``out_dir`` is given.
+
+        Args:
+            out_dir: report directory (None: write nothing).
+            resume: continue the interrupted run in ``out_dir``.
+            progress: show data-loading progress.
+            overwrite: replace the run already in ``out_dir`` (only medtoolkit's files are removed).
+
+        Raises:
+            medtoolkit.training.run_dir.RunDirectoryError: ``out_dir`` holds a run and neither
+                ``resume`` nor ``overwrite`` is set, or another process is writing it.
+        """
+        if out_dir is None:
+            return self._run(None, resume, progress)
+        with open_run_dir(out_dir, resume=resume, overwrite=overwrite) as out:
+            return self._run(out, resume, progress)
+
+    def _run(self, out: Path | None, resume: bool, progress: bool) -> RunResult:
         started = time.perf_counter()
         config = self.config
         seed_everything(config.seed)
         if config.trainer.num_threads:
             torch.set_num_threads(config.trainer.num_threads)
         device = resolve_device(config.device)
-        out = Path(out_dir) if out_dir is not None else None
         resolved = config.to_dict()
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(yaml.safe_dump(resolved, sort_keys=False), out / "config.yaml")
-
+            write_config(resolved, out)
         data = self.load_data(progress=progress)
-        fingerprint = data.fingerprint()
-        statistics = data.statistics()
+        saved = {"config": resolved, "resume_key": resume_key(resolved), "data_fingerprint": data.fingerprint(),
+                 "plugins": self.plugin_versions()}
         task = config.task.build(None)
-        splits = task.splits(data)
-        per_split: dict[str, dict[str, Any]] = {}
-        histories: dict[str, dict[str, Any]] = {}
-        models: dict[str, Recommender] = {}
-        epoch_seconds: list[float] = []
-        best_epochs: dict[str, int | None] = {}
-        n_params = 0
-        # what --resume must find unchanged: all but the device and the trainer settings that
-        # only say how long to train or how to report (a finished run may be extended)
-        comparable = {k: v for k, v in resolved.items() if k != "device"}
-        comparable["trainer"] = {k: v for k, v in resolved["trainer"].items() if k not in _RESUME_FREE}
-        for split in splits:
+        results: dict[str, SplitResult] = {}
+        for split in task.splits(data):
             seed_everything(config.seed)
             schema = task.build_schema(data, split)
             model, losses = self._build_model(schema)
-            n_params = sum(p.numel() for p in model.parameters())
-            trainer = Trainer(model, losses, config.trainer, device, seed=config.seed,
-                              threshold=config.eval.threshold, averaging=config.eval.averaging)
-            extra = {"config": json.dumps(comparable, sort_keys=True), "data_fingerprint": fingerprint,
-                     "plugins": self.plugin_versions(), "split": split.name}
-            history = trainer.fit(
-                data, split.train, split.val, schema.ddi_adjacency,
-                checkpoint_path=(out / f"checkpoint_{split.name}.pt") if out is not None else None,
-                checkpoint_extra=extra, resume=resume,
-            )
-            histories[split.name] = history.to_json()
-            epoch_seconds += [e.seconds for e in history.epochs]
-            best_epochs[split.name] = history.best_epoch
-            predictions = predict(trainer.model, data, split.test, config.eval.batch_size, device)
-            per_split[split.name] = task.evaluate(
-                predictions.probabilities, predictions.targets, predictions.visit_patient, schema, config.eval
-            )
-            models[split.name] = trainer.model
-            if out is not None:
-                save_atomic(
-                    {"model": trainer.model.state_dict(), "config": resolved, "plugins": self.plugin_versions(),
-                     "data_fingerprint": fingerprint, "split": split.name},
-                    out / f"model_{split.name}.pt",
-                )
-        metrics = {
-            "name": config.name,
-            "model": config.model.type,
-            "test": _combine_splits(per_split),
-            "epoch_seconds": epoch_seconds,
-            "best_epochs": best_epochs,
-            "n_params": int(n_params),
-            "data": {
-                "name": data.name,
-                "patients": statistics["patients"],
-                "visits": statistics["visits"],
-                "n_drugs": statistics["n_drugs"],
-                "ground_truth_ddi_rate": statistics["ground_truth_ddi_rate"],
-            },
-            "data_fingerprint": fingerprint,
-            "protocol": {
-                "name": getattr(task.params, "protocol", "?"),
-                "splits": [s.name for s in splits],
-                "averaging": config.eval.averaging,
-                "bootstrap_rounds": config.eval.bootstrap_rounds,
-                "bootstrap_fraction": config.eval.bootstrap_fraction,
-                "threshold": config.eval.threshold,
-            },
-            "device": str(device),
-            "plugins": self.plugin_versions(),
-            "history": histories,
-            "wall_seconds": time.perf_counter() - started,
-            "peak_memory_mb": _peak_memory_mb(),
-        }
-        if device.type == "cuda":
-            metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+            results[split.name] = train_split(model, losses, data, split, schema, task, config.trainer, config.eval,
+                                              device, config.seed, out=out, saved=saved, resume=resume)
+        metrics = run_metrics(config.name, config.model.type, results, data, task, config.eval, device,
+                              self.plugin_versions(), time.perf_counter() - started)
         if out is not None:
-            write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
-            write_text_atomic(render_report(metrics), out / "report.md")
-            plot_curves(histories, out / "curves.png")
-        return RunResult(metrics=metrics, out_dir=out, models=models)
+            write_report(metrics, out)
+        return RunResult(metrics=metrics, out_dir=out, models={name: r.model for name, r in results.items()})
 
 
 def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None = None) -> dict[str, Any]:
-    """Re-evaluate the saved best models of a finished run directory on its test split(s)."""
+    """Re-evaluate the saved best models of a finished run directory on its test split(s).
+
+    Raises:
+        FileNotFoundError: no ``config.yaml`` or no ``model_<split>.pt``.
+        ValueError: a model file is unreadable, was trained with another config than
+            ``config.yaml`` or on other data, or its weights do not fit the model.
+    """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a 'medtoolkit train --out' directory?")
     experiment = Experiment.from_config(load_yaml(config_path), host=host)
     config = experiment.config
+    resolved = config.to_dict()
     device = resolve_device(device_name or config.device)
     data = experiment.load_data()
     fingerprint = data.fingerprint()
@@ -240,15 +177,30 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
     for split in task.splits(data):
         path = run_dir / f"model_{split.name}.pt"
         saved = load_checkpoint(path)
+        _check_saved_config(saved.get("config"), resolved, path)
         if saved.get("data_fingerprint") != fingerprint:
             raise ValueError(f"{path} was trained on different data (fingerprint mismatch)")
         schema = task.build_schema(data, split)
         model = config.model.build(schema)
-        model.load_state_dict(saved["model"])
+        load_weights(model, saved["model"], path)
         model.to(device)
         predictions = predict(model, data, split.test, config.eval.batch_size, device)
         per_split[split.name] = task.evaluate(
             predictions.probabilities, predictions.targets, predictions.visit_patient, schema, config.eval
         )
     print(f"evaluated {run_dir} on {len(per_split)} split(s)", file=sys.stderr)
-    return {"name": config.name, "model": config.model.type, "test": _combine_splits(per_split)}
+    return {"name": config.name, "model": config.model.type, "test": combine_splits(per_split)}
+
+
+def _check_saved_config(saved: Any, resolved: dict[str, Any], path: Path) -> None:
+    """Refuse a model file whose own config is missing or differs from ``config.yaml`` (device aside)."""
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"{path} has no config of its own: cannot check it against config.yaml")
+    difference = first_difference(
+        {k: v for k, v in saved.items() if k != "device"}, {k: v for k, v in resolved.items() if k != "device"}
+    )
+    if difference is not None:
+        raise ValueError(
+            f"{path} was trained with another config than config.yaml; first difference "
+            f"(model file vs config.yaml): {difference}"
+        )

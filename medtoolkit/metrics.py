@@ -152,7 +152,7 @@ def pair_counts(predicted: np.ndarray, ddi_adjacency: np.ndarray | None = None) 
     return ddi_pairs, all_pairs
 
 
-def ddi_rate(predicted: np.ndarray, ddi_adjacency: np.ndarray) -> float:
+def ddi_rate(predicted: np.ndarray, ddi_adjacency: np.ndarray | None) -> float | None:
     """Pooled DDI rate: interacting predicted pairs over all predicted pairs, over all visits.
 
     A ratio of sums (visits with fewer than two drugs contribute nothing), as in the
@@ -160,11 +160,13 @@ def ddi_rate(predicted: np.ndarray, ddi_adjacency: np.ndarray) -> float:
 
     Args:
         predicted: ``[N, D]`` bool predicted (or ground-truth) sets.
-        ddi_adjacency: ``[D, D]`` interaction matrix.
+        ddi_adjacency: ``[D, D]`` interaction matrix; None when the dataset has none.
 
     Returns:
-        the rate in [0, 1].
+        the rate in [0, 1]; None (not available) without a DDI matrix.
     """
+    if ddi_adjacency is None:
+        return None
     interacting, total = pair_counts(predicted, ddi_adjacency)
     denominator = int(total.sum())
     return float(interacting.sum() / denominator) if denominator else 0.0
@@ -182,7 +184,8 @@ class VisitScores:
         f1: ``2pr / (p + r)`` (0 when ``p + r = 0``).
         prauc: average precision of the visit's drug ranking.
         n_predicted: number of predicted drugs ``|P|`` (int64).
-        ddi_pairs: interacting unordered pairs among predicted drugs (int64).
+        ddi_pairs: interacting unordered pairs among predicted drugs (int64); None when
+            the dataset has no DDI matrix (the DDI rate is then not available).
         all_pairs: all unordered pairs among predicted drugs (int64).
     """
 
@@ -192,11 +195,12 @@ class VisitScores:
     f1: np.ndarray
     prauc: np.ndarray
     n_predicted: np.ndarray
-    ddi_pairs: np.ndarray
+    ddi_pairs: np.ndarray | None
     all_pairs: np.ndarray
 
     def __post_init__(self) -> None:
-        lengths = {item.name: np.shape(getattr(self, item.name)) for item in fields(self)}
+        lengths = {item.name: np.shape(getattr(self, item.name)) for item in fields(self)
+                   if getattr(self, item.name) is not None or item.name != "ddi_pairs"}
         if len(set(lengths.values())) != 1 or len(next(iter(lengths.values()))) != 1:
             raise ValueError(f"VisitScores fields must be 1-D arrays of one length, got {lengths}")
 
@@ -206,7 +210,10 @@ class VisitScores:
     def take(self, visits: np.ndarray) -> "VisitScores":
         """Scores of a subset (or re-ordering, with repeats) of the visits."""
         index = np.asarray(visits, dtype=np.int64)
-        return VisitScores(**{item.name: getattr(self, item.name)[index] for item in fields(self)})
+        return VisitScores(**{
+            item.name: None if getattr(self, item.name) is None else getattr(self, item.name)[index]
+            for item in fields(self)
+        })
 
 
 def score_visits(
@@ -221,7 +228,8 @@ def score_visits(
         targets: ``[N, D]`` bool (or 0/1) ground-truth medications.
         probabilities: ``[N, D]`` float predicted probabilities (also ranked for PRAUC).
         threshold: a drug is recommended when its probability is ``>= threshold``.
-        ddi_adjacency: ``[D, D]`` interaction matrix; None leaves ``ddi_pairs`` at 0.
+        ddi_adjacency: ``[D, D]`` interaction matrix; None (the dataset has none) leaves
+            ``ddi_pairs`` None, so the DDI rate is reported as not available.
 
     Returns:
         the per-visit :class:`VisitScores`.
@@ -239,7 +247,10 @@ def score_visits(
     precision = _safe_divide(overlap, n_predicted)
     recall = _safe_divide(overlap, n_true)
     f1 = _safe_divide(2.0 * precision * recall, precision + recall)
+    ddi_pairs: np.ndarray | None
     ddi_pairs, all_pairs = pair_counts(predicted, ddi_adjacency)
+    if ddi_adjacency is None:
+        ddi_pairs = None
     return VisitScores(
         jaccard=_safe_divide(overlap, union),
         precision=precision,
@@ -260,7 +271,7 @@ class _PatientTable:
     patients: np.ndarray  # [P] patient ids
     sums: np.ndarray  # [P, len(AVERAGED_METRICS)] weighted sums of the averaged metrics
     visits: np.ndarray  # [P] weighted visit counts
-    ddi_pairs: np.ndarray  # [P]
+    ddi_pairs: np.ndarray | None  # [P]; None without a DDI matrix
     all_pairs: np.ndarray  # [P]
     n_predicted: np.ndarray  # [P]
 
@@ -279,13 +290,13 @@ def _patient_table(scores: VisitScores, visit_patient: np.ndarray, visit_weight:
         patients=patients,
         sums=np.stack([per_patient(getattr(scores, m)) for m in AVERAGED_METRICS], axis=1),
         visits=np.bincount(row, weights=visit_weight, minlength=n_patients),
-        ddi_pairs=per_patient(scores.ddi_pairs),
+        ddi_pairs=None if scores.ddi_pairs is None else per_patient(scores.ddi_pairs),
         all_pairs=per_patient(scores.all_pairs),
         n_predicted=per_patient(scores.n_predicted),
     )
 
 
-def _combine(table: _PatientTable, patient_weight: np.ndarray, averaging: str) -> dict[str, np.ndarray]:
+def _combine(table: _PatientTable, patient_weight: np.ndarray, averaging: str) -> dict[str, np.ndarray | None]:
     """Aggregate for several weightings of the patients at once.
 
     Args:
@@ -294,7 +305,8 @@ def _combine(table: _PatientTable, patient_weight: np.ndarray, averaging: str) -
         averaging: ``"patient"`` or ``"visit"``.
 
     Returns:
-        ``{metric: [R]}``; NaN for averaged metrics when no visit is covered.
+        ``{metric: [R]}``; NaN for averaged metrics when no visit is covered; ``ddi_rate``
+        is None without a DDI matrix.
     """
     present = table.visits > 0
     weight = np.where(present[None, :], patient_weight, 0.0)
@@ -306,8 +318,9 @@ def _combine(table: _PatientTable, patient_weight: np.ndarray, averaging: str) -
     with np.errstate(invalid="ignore", divide="ignore"):
         averaged = numerator / denominator[:, None]
         avg_drugs = (weight @ table.n_predicted) / (weight @ table.visits)
-    out = {metric: averaged[:, k] for k, metric in enumerate(AVERAGED_METRICS)}
-    out["ddi_rate"] = _safe_divide(weight @ table.ddi_pairs, weight @ table.all_pairs)
+    out: dict[str, np.ndarray | None] = {metric: averaged[:, k] for k, metric in enumerate(AVERAGED_METRICS)}
+    out["ddi_rate"] = (None if table.ddi_pairs is None
+                       else _safe_divide(weight @ table.ddi_pairs, weight @ table.all_pairs))
     out["avg_drugs"] = avg_drugs
     return {metric: out[metric] for metric in METRICS}
 
@@ -317,7 +330,7 @@ def aggregate(
     visit_patient: np.ndarray,
     averaging: Averaging = "patient",
     visits: np.ndarray | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Aggregate per-visit scores into one number per metric.
 
     Args:
@@ -331,7 +344,8 @@ def aggregate(
 
     Returns:
         ``{metric: value}`` for :data:`METRICS`; averaged metrics are NaN and
-        ``ddi_rate`` is 0.0 when no visit is selected.
+        ``ddi_rate`` is 0.0 when no visit is selected; ``ddi_rate`` is None (not
+        available) when the scores were computed without a DDI matrix.
     """
     _check_averaging(averaging)
     if visits is None:
@@ -342,7 +356,7 @@ def aggregate(
             raise ValueError(f"visits index out of range for {len(scores)} visits")
     table = _patient_table(scores, visit_patient, visit_weight)
     combined = _combine(table, np.ones((1, len(table.patients))), averaging)
-    return {metric: float(values[0]) for metric, values in combined.items()}
+    return {metric: None if values is None else float(values[0]) for metric, values in combined.items()}
 
 
 def bootstrap(
@@ -373,7 +387,8 @@ def bootstrap(
     Returns:
         ``{metric: {"mean": m, "std": s}}`` for :data:`METRICS` (std is numpy's, ddof=0)
         and ``"rounds"``: a list with one ``{metric: value}`` dict per round (empty when
-        ``rounds`` is 0).
+        ``rounds`` is 0). Without a DDI matrix ``ddi_rate`` is ``{"mean": None, "std": None}``
+        and None in every round.
     """
     _check_averaging(averaging)
     if rounds < 0:
@@ -385,7 +400,8 @@ def bootstrap(
     if rounds == 0 or n_patients == 0:
         combined = _combine(table, np.ones((1, n_patients)), averaging)
         result: dict[str, Any] = {
-            metric: {"mean": float(values[0]), "std": 0.0} for metric, values in combined.items()
+            metric: {"mean": None, "std": None} if values is None else {"mean": float(values[0]), "std": 0.0}
+            for metric, values in combined.items()
         }
         result["rounds"] = []
         return result
@@ -398,8 +414,12 @@ def bootstrap(
     ).astype(np.float64)
     combined = _combine(table, weights, averaging)
     result = {
-        metric: {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        metric: {"mean": None, "std": None} if values is None
+        else {"mean": float(np.mean(values)), "std": float(np.std(values))}
         for metric, values in combined.items()
     }
-    result["rounds"] = [{metric: float(combined[metric][r]) for metric in METRICS} for r in range(rounds)]
+    result["rounds"] = [
+        {metric: None if combined[metric] is None else float(combined[metric][r]) for metric in METRICS}
+        for r in range(rounds)
+    ]
     return result

@@ -168,7 +168,9 @@ def test_validate_reports_every_mistake_at_once(tmp_path: Path, capsys: Capture)
     assert main(["validate", str(path)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"error: {path}: 3 error(s)" in captured.err
+    # the three mistakes first, then one error line that ends the output
+    assert captured.err.splitlines()[-1] == f"error: {path}: 3 errors (listed above)"
+    assert captured.err.count("error:") == 1
     assert "  - model.hidden_dimm: unknown key 'hidden_dimm'; did you mean 'hidden_dim'?" in captured.err
     assert "  - losses.0.type: unknown loss 'bcee'. Did you mean 'bce'?" in captured.err
     assert "  - trainer.epochs: Input should be greater than or equal to 0" in captured.err

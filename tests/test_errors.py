@@ -9,7 +9,7 @@ import yaml
 from pydantic import BaseModel
 
 from medtoolkit.config import ConfigError, ConfigValidationError
-from medtoolkit.errors import DEBUG_HINT, MAX_MESSAGE, error_message, is_expected
+from medtoolkit.errors import DEBUG_HINT, MAX_MESSAGE, error_details, error_message, is_expected
 from medtoolkit.registry import UnknownComponentError
 
 
@@ -71,9 +71,14 @@ def test_long_and_multi_line_messages_are_collapsed_and_capped() -> None:
     assert len(capped) == MAX_MESSAGE and capped.endswith("...")
 
 
-def test_a_config_validation_error_keeps_one_line_per_mistake() -> None:
+def test_a_config_validation_error_lists_its_mistakes_before_one_error_line() -> None:
     error = ConfigValidationError([ConfigError("model.x", "unknown key 'x'"), ConfigError("seed", "not an int")],
                                   "run.yaml")
-    assert error_message(error, "run.yaml") == (
-        "run.yaml: 2 error(s)\n  - model.x: unknown key 'x'\n  - seed: not an int"
-    )
+    assert error_details(error) == "  - model.x: unknown key 'x'\n  - seed: not an int"
+    assert error_message(error, "run.yaml") == "run.yaml: 2 errors (listed above)"
+
+
+def test_a_config_validation_error_with_one_mistake_is_one_line() -> None:
+    error = ConfigValidationError([ConfigError("seed", "not an int")], "run.yaml")
+    assert error_details(error) == ""
+    assert error_message(error, "run.yaml") == "run.yaml: seed: not an int"

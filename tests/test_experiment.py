@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ import yaml
 
 import medtoolkit
 from medtoolkit.experiment import METRIC_KEYS, Experiment, RunResult, evaluate_run
-from medtoolkit.training.checkpoint import load_checkpoint
+from medtoolkit.training.checkpoint import load_checkpoint, save_atomic
 from medtoolkit.training.report import metrics_table
+from medtoolkit.training.run_dir import RunDirectoryError, open_run_dir
 from medtoolkit.training.trainer import Trainer
 
 TINY_DATA: dict[str, Any] = {
@@ -267,6 +269,29 @@ def test_resume_refuses_a_run_directory_of_other_data_or_settings(
         medtoolkit.build(tiny(**change)).run(out_dir=target, resume=True, progress=False)
 
 
+@pytest.mark.parametrize("missing", [("config",), ("data_fingerprint",), ("config", "data_fingerprint")])
+def test_resume_refuses_a_checkpoint_without_its_config_or_fingerprint(
+    single: tuple[RunResult, Path], tmp_path: Path, missing: tuple[str, ...]
+) -> None:
+    _, out = single
+    checkpoint = copy_run(out, tmp_path, ("checkpoint_seed0.pt",)) / "checkpoint_seed0.pt"
+    state = load_checkpoint(checkpoint)
+    save_atomic({k: v for k, v in state.items() if k not in missing}, checkpoint)
+    with pytest.raises(ValueError) as caught:
+        medtoolkit.build(tiny()).run(out_dir=tmp_path, resume=True, progress=False)
+    assert str(caught.value) == (
+        f"cannot resume from {checkpoint}: it has no {', '.join(missing)} (not a checkpoint written by "
+        "`medtoolkit train`); use a new --out directory or --overwrite"
+    )
+
+
+def test_resume_names_the_first_setting_that_differs(single: tuple[RunResult, Path], tmp_path: Path) -> None:
+    _, out = single
+    copy_run(out, tmp_path, ("checkpoint_seed0.pt",))
+    with pytest.raises(ValueError, match=re.escape("differs from this run's at trainer.lr (0.01 vs 0.5)")):
+        medtoolkit.build(tiny(trainer={"lr": 0.5})).run(out_dir=tmp_path, resume=True, progress=False)
+
+
 def test_resume_may_extend_the_number_of_epochs(single: tuple[RunResult, Path], tmp_path: Path) -> None:
     _, out = single
     (tmp_path / "checkpoint_seed0.pt").write_bytes((out / "checkpoint_seed0.pt").read_bytes())
@@ -277,17 +302,147 @@ def test_resume_may_extend_the_number_of_epochs(single: tuple[RunResult, Path], 
     assert longer.metrics["history"]["seed0"]["epochs"][:2] == single[0].metrics["history"]["seed0"]["epochs"]
 
 
+def copy_run(source: Path, target: Path, names: tuple[str, ...] = ("config.yaml", "model_seed0.pt")) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (target / name).write_bytes((source / name).read_bytes())
+    return target
+
+
 def test_evaluate_run_refuses_models_of_other_data(single: tuple[RunResult, Path], tmp_path: Path) -> None:
     _, out = single
-    for name in ("config.yaml", "model_seed0.pt"):
-        (tmp_path / name).write_bytes((out / name).read_bytes())
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
-    config["dataset"]["seed"] = 1
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    copy_run(out, tmp_path)
+    saved = load_checkpoint(tmp_path / "model_seed0.pt")
+    save_atomic({**saved, "data_fingerprint": "0" * 64}, tmp_path / "model_seed0.pt")
     with pytest.raises(ValueError, match="model_seed0.pt was trained on different data"):
+        evaluate_run(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "difference"),
+    [
+        ("dataset", {"seed": 1}, "dataset.seed (0 vs 1)"),
+        ("model", {"hidden_dim": 16}, "model.hidden_dim (8 vs 16)"),
+        ("eval", {"threshold": 0.4}, "eval.threshold (0.5 vs 0.4)"),
+    ],
+)
+def test_evaluate_run_refuses_a_model_of_another_config(
+    single: tuple[RunResult, Path], tmp_path: Path, section: str, change: dict[str, Any], difference: str
+) -> None:
+    _, out = single
+    copy_run(out, tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    config[section].update(change)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    with pytest.raises(ValueError) as caught:
+        evaluate_run(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 'model_seed0.pt'} was trained with another config than config.yaml; "
+        f"first difference (model file vs config.yaml): {difference}"
+    )
+
+
+def test_evaluate_run_ignores_the_device(single: tuple[RunResult, Path], tmp_path: Path) -> None:
+    result, out = single
+    copy_run(out, tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "device": "auto"}), encoding="utf-8")
+    assert metric_values(evaluate_run(tmp_path, device_name="cpu")["test"]) == metric_values(result.metrics["test"])
+
+
+def test_evaluate_run_refuses_a_model_file_without_its_config(single: tuple[RunResult, Path], tmp_path: Path) -> None:
+    _, out = single
+    copy_run(out, tmp_path)
+    saved = load_checkpoint(tmp_path / "model_seed0.pt")
+    del saved["config"]
+    save_atomic(saved, tmp_path / "model_seed0.pt")
+    with pytest.raises(ValueError) as caught:
+        evaluate_run(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 'model_seed0.pt'} has no config of its own: cannot check it against config.yaml"
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda state: state.pop("output.3.weight"), "missing keys output.3.weight"),
+        (lambda state: state.update({"extra.bias": torch.zeros(2)}), "unexpected keys extra.bias"),
+        (lambda state: state.update({"output.3.bias": torch.zeros(5)}),
+         "size mismatch output.3.bias: saved [5], model [12]"),
+    ],
+    ids=["missing", "unexpected", "size"],
+)
+def test_evaluate_run_names_weights_that_do_not_fit(
+    single: tuple[RunResult, Path], tmp_path: Path, edit: Any, problem: str
+) -> None:
+    _, out = single
+    copy_run(out, tmp_path)
+    saved = load_checkpoint(tmp_path / "model_seed0.pt")
+    edit(saved["model"])
+    save_atomic(saved, tmp_path / "model_seed0.pt")
+    with pytest.raises(ValueError) as caught:
+        evaluate_run(tmp_path)
+    assert str(caught.value) == f"{tmp_path / 'model_seed0.pt'} does not fit the model built from its config: {problem}"
+
+
+def test_evaluate_run_reports_an_unreadable_model_file(single: tuple[RunResult, Path], tmp_path: Path) -> None:
+    _, out = single
+    copy_run(out, tmp_path)
+    model = tmp_path / "model_seed0.pt"
+    model.write_bytes(model.read_bytes()[:100])
+    with pytest.raises(ValueError, match=re.escape(f"cannot read checkpoint {model}: corrupt or truncated file")):
         evaluate_run(tmp_path)
 
 
 def test_evaluate_run_needs_a_run_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="has no config.yaml"):
         evaluate_run(tmp_path)
+
+
+# ---------------------------------------------------------------------------- the run directory
+def test_a_second_run_into_a_run_directory_is_refused(single: tuple[RunResult, Path]) -> None:
+    _, out = single
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(RunDirectoryError) as caught:
+        medtoolkit.build(tiny()).run(out_dir=out, progress=False)
+    assert str(caught.value) == (
+        f"{out} already holds a run (checkpoint_seed0.pt, config.yaml, curves.png, ...); pass --resume to "
+        "continue it or --overwrite to replace it (Python: resume=True / overwrite=True)"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_overwrite_replaces_the_run_and_keeps_other_files(
+    single: tuple[RunResult, Path], two_seeds: tuple[RunResult, Path], tmp_path: Path
+) -> None:
+    _, old = two_seeds
+    copy_run(old, tmp_path, tuple(p.name for p in old.iterdir()))
+    (tmp_path / "notes.md").write_text("mine", encoding="utf-8")
+    (tmp_path / "metrics.json3f9a.tmp").write_text("{", encoding="utf-8")  # an interrupted write
+    result = medtoolkit.build(tiny()).run(out_dir=tmp_path, overwrite=True, progress=False)
+    assert result.metrics["test"] == single[0].metrics["test"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_seed0.pt", "config.yaml", "curves.png", "metrics.json", "model_seed0.pt", "notes.md",
+        "report.md",
+    ]  # model_seed1.pt and checkpoint_seed1.pt of the old run are gone
+
+
+def test_resume_removes_leftovers_of_interrupted_writes(single: tuple[RunResult, Path], tmp_path: Path) -> None:
+    _, out = single
+    copy_run(out, tmp_path, ("checkpoint_seed0.pt",))
+    (tmp_path / "checkpoint_seed0.ptk2l9.tmp").write_bytes(b"PK\x03\x04 half")
+    medtoolkit.build(tiny()).run(out_dir=tmp_path, resume=True, progress=False)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_run_directory_in_use_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Experiment, "load_data", lambda self, progress=True: pytest.fail("data was loaded"))
+    with open_run_dir(tmp_path):
+        with pytest.raises(RunDirectoryError, match=re.escape(f"{tmp_path} is in use by another medtoolkit process")):
+            medtoolkit.build(tiny()).run(out_dir=tmp_path, overwrite=True, progress=False)
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="^--resume and --overwrite exclude each other"):
+        medtoolkit.build(tiny()).run(out_dir=tmp_path, resume=True, overwrite=True, progress=False)

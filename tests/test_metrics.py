@@ -222,3 +222,22 @@ def test_shape_errors() -> None:
         score_visits(TARGETS, PROBS, 0.5, np.zeros((4, 4)))
     with pytest.raises(ValueError, match="NaN"):
         average_precision(TARGETS, np.full(PROBS.shape, np.nan))
+
+
+# ----------------------------------------------------------------------------- no DDI matrix
+def test_without_ddi_matrix_the_rate_is_not_available() -> None:
+    scores = score_visits(TARGETS, PROBS, 0.5)  # the dataset has no DDI matrix
+    assert scores.ddi_pairs is None and scores.all_pairs.tolist() == [3, 10, 0]
+    assert scores.take(np.array([2, 0])).ddi_pairs is None
+    pooled = aggregate(scores, np.array([0, 0, 1]), "visit")
+    assert pooled["ddi_rate"] is None
+    assert pooled["jaccard"] == pytest.approx(0.7 / 3) and pooled["avg_drugs"] == pytest.approx(8 / 3)
+    once = bootstrap(scores, np.array([0, 0, 1]), rounds=0)
+    assert once["ddi_rate"] == {"mean": None, "std": None}
+    rounds = bootstrap(scores, np.array([0, 0, 1]), rounds=3, seed=1)
+    assert rounds["ddi_rate"] == {"mean": None, "std": None}
+    assert [r["ddi_rate"] for r in rounds["rounds"]] == [None, None, None]
+    assert rounds["jaccard"]["mean"] is not None
+    assert ddi_rate(TARGETS, None) is None
+    # with a matrix nothing changes: an all-zero matrix is a known 0.0, not "n/a"
+    assert aggregate(score_visits(TARGETS, PROBS, 0.5, np.zeros((5, 5))), np.array([0, 0, 1]))["ddi_rate"] == 0.0

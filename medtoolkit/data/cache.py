@@ -7,8 +7,10 @@ Layout of one cache entry (a directory named by the fingerprint)::
     manifest.json  format version + sha256 of arrays.npz and meta.json
 
 :func:`cached_build` keys entries by a SHA-256 of the input files (names, sizes and content,
-hashed in 1 MB chunks), the options (as canonical JSON) and :data:`FORMAT_VERSION`; a missing,
-corrupted or unreadable entry is rebuilt (with a warning when it was corrupted).
+hashed in 1 MB chunks), the options (as canonical JSON) and :data:`FORMAT_VERSION`; a missing
+entry is built, and a corrupted, malformed (bad manifest) or symlinked one is rebuilt with a
+``RuntimeWarning`` (shown on stderr): a bad entry never has to be deleted by hand. A symlinked
+entry loses the link only, never the link's target.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 _ARRAYS, _META, _MANIFEST = "arrays.npz", "meta.json", "manifest.json"
 _CHUNK = 1024 * 1024
+#: a manifest is a few hundred bytes; anything far larger is not one
+_MAX_MANIFEST_BYTES = 64 * 1024
 
 
 class CacheError(ValueError):
@@ -99,7 +103,8 @@ def save_ehr(data: EHRData, directory: Path) -> None:
     if data.time is not None:
         arrays["time"] = np.asarray(data.time, dtype=np.float64)
     knowledge = data.knowledge
-    arrays["knowledge/ddi_adjacency"] = np.asarray(knowledge.ddi_adjacency, dtype=np.float32)
+    if knowledge.has_ddi:  # absent: the dataset has no DDI matrix
+        arrays["knowledge/ddi_adjacency"] = np.asarray(knowledge.ddi_adjacency, dtype=np.float32)
     for optional in ("ddi_types", "ddi_sign", "substructure_mask"):
         value = getattr(knowledge, optional)
         if value is not None:
@@ -123,28 +128,52 @@ def save_ehr(data: EHRData, directory: Path) -> None:
     (directory / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
 
+def _read_manifest(directory: Path) -> dict[str, str]:
+    """The checksums of a valid manifest: ``{file name: sha256 hex}``.
+
+    Raises:
+        CacheError: the manifest is a symlink, too large, not JSON, nested too deeply,
+            or not ``{"format_version": int, "files": {name: str}}``.
+    """
+    path = directory / _MANIFEST
+    try:
+        if path.is_symlink():
+            raise CacheError(f"{path}: is a symlink")
+        if path.stat().st_size > _MAX_MANIFEST_BYTES:
+            raise CacheError(f"{path}: unreadable manifest (larger than {_MAX_MANIFEST_BYTES} bytes)")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except CacheError:
+        raise
+    except (OSError, ValueError, RecursionError) as error:
+        raise CacheError(f"{path}: unreadable manifest ({type(error).__name__}: {error})") from None
+    if not isinstance(manifest, dict):
+        raise CacheError(f"{path}: unreadable manifest (expected an object, found {type(manifest).__name__})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise CacheError(f"{path}: format version {manifest.get('format_version')!r} != {FORMAT_VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(files.get(name), str) for name in (_ARRAYS, _META)):
+        raise CacheError(f"{path}: unreadable manifest ('files' must map {_ARRAYS} and {_META} to checksums)")
+    return files
+
+
 def load_ehr(directory: Path) -> EHRData:
     """Read an entry written by :func:`save_ehr`, verifying its checksums.
 
     Raises:
-        CacheError: a file is missing, a checksum differs, or the content does not decode.
+        CacheError: the entry or one of its files is a symlink, a file is missing, the
+            manifest is malformed, a checksum differs, or the content does not decode.
     """
     directory = Path(directory)
-    manifest_path = directory / _MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise CacheError(f"{manifest_path}: format version {manifest.get('format_version')} != {FORMAT_VERSION}")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        if isinstance(error, CacheError):
-            raise
-        raise CacheError(f"{manifest_path}: unreadable manifest ({error})") from None
+    if directory.is_symlink():
+        raise CacheError(f"{directory}: is a symlink (cache entries are plain directories)")
+    files = _read_manifest(directory)
     for file_name in (_ARRAYS, _META):
         path = directory / file_name
+        if path.is_symlink():
+            raise CacheError(f"{path}: is a symlink")
         if not path.is_file():
             raise CacheError(f"{path}: missing")
-        if file_digest(path) != files.get(file_name):
+        if file_digest(path) != files[file_name]:
             raise CacheError(f"{path}: checksum mismatch (corrupted cache entry)")
     try:
         meta = json.loads((directory / _META).read_text(encoding="utf-8"))
@@ -152,7 +181,7 @@ def load_ehr(directory: Path) -> EHRData:
             arrays = {key: npz[key] for key in npz.files}
         vocabularies = {name: Vocabulary.from_json(v) for name, v in meta["vocabularies"].items()}
         knowledge = DrugKnowledge(
-            ddi_adjacency=arrays["knowledge/ddi_adjacency"],
+            ddi_adjacency=arrays.get("knowledge/ddi_adjacency"),
             ddi_types=arrays.get("knowledge/ddi_types"),
             ddi_sign=arrays.get("knowledge/ddi_sign"),
             smiles=meta.get("smiles"),
@@ -178,6 +207,14 @@ def load_ehr(directory: Path) -> EHRData:
 
 
 # ---------------------------------------------------------------------------- build with cache
+def _remove_entry(entry: Path) -> None:
+    """Delete a cache entry; a symlinked entry loses the link only, never its target."""
+    if entry.is_symlink() or entry.is_file():
+        entry.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(entry, ignore_errors=True)
+
+
 def cached_build(
     inputs: Sequence[Path],
     options: Mapping[str, Any],
@@ -204,13 +241,13 @@ def cached_build(
     key = fingerprint(inputs, options)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     entry = root / key
-    if (entry / _MANIFEST).is_file():
+    if entry.is_symlink() or (entry / _MANIFEST).is_file() or (entry / _MANIFEST).is_symlink():
         started = time.perf_counter()
         try:
             data = load_ehr(entry)
         except CacheError as error:
             warnings.warn(f"dataset cache entry is corrupt, rebuilding: {error}", RuntimeWarning, stacklevel=2)
-            shutil.rmtree(entry, ignore_errors=True)
+            _remove_entry(entry)
         else:
             data.provenance["cache"] = {
                 "hit": True, "fingerprint": key, "path": str(entry),
@@ -223,7 +260,7 @@ def cached_build(
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
         save_ehr(data, staging)
-        shutil.rmtree(entry, ignore_errors=True)
+        _remove_entry(entry)
         os.replace(staging, entry)
     except OSError as error:  # an unwritable cache must not stop the run
         logger.warning("could not write dataset cache %s: %s", entry, error)

@@ -153,7 +153,7 @@ class EHRData:
             if column is not None and len(column) != n_visits:
                 raise ValueError(f"{attribute} has {len(column)} entries for {n_visits} visits")
         n_drugs = len(self.vocabularies[MEDICATIONS])
-        if self.knowledge.ddi_adjacency.shape != (n_drugs, n_drugs):
+        if self.knowledge.has_ddi and self.knowledge.ddi_adjacency.shape != (n_drugs, n_drugs):
             raise ValueError(
                 f"DDI adjacency has shape {self.knowledge.ddi_adjacency.shape}, expected "
                 f"({n_drugs}, {n_drugs}) for {n_drugs} medications"
@@ -217,7 +217,10 @@ class EHRData:
             digest.update("\x1f".join(self.vocabularies[vocab_name].idx2word).encode())
             digest.update(np.ascontiguousarray(self.codes[vocab_name]).tobytes())
             digest.update(np.ascontiguousarray(self.code_offsets[vocab_name]).tobytes())
-        digest.update(np.ascontiguousarray(self.knowledge.ddi_adjacency, dtype=np.float32).tobytes())
+        if self.knowledge.has_ddi:
+            digest.update(np.ascontiguousarray(self.knowledge.ddi_adjacency, dtype=np.float32).tobytes())
+        else:
+            digest.update(b"no DDI matrix")
         if self.hospital is not None:
             digest.update(self.hospital.tobytes())
         return digest.hexdigest()

@@ -12,7 +12,9 @@ class DrugKnowledge:
     """What is known about the drugs of a medication vocabulary (index-aligned with it).
 
     Attributes:
-        ddi_adjacency: ``[n_drugs, n_drugs]`` symmetric 0/1 float32 interaction matrix.
+        ddi_adjacency: ``[n_drugs, n_drugs]`` symmetric 0/1 float32 interaction matrix, or
+            None when the dataset has no DDI matrix (e.g. processed eICU data): DDI metrics
+            are then not available and components that need the matrix refuse to build.
         ddi_types: optional ``[n_drugs, n_drugs]`` int interaction-type ids (0 = none).
         ddi_sign: optional ``[n_drugs, n_drugs]`` signed interactions (+1 synergy, -1 antagonism).
         smiles: per drug, a list of SMILES strings (may be empty).
@@ -20,7 +22,7 @@ class DrugKnowledge:
         provenance: where each piece came from.
     """
 
-    ddi_adjacency: np.ndarray
+    ddi_adjacency: np.ndarray | None
     ddi_types: np.ndarray | None = None
     ddi_sign: np.ndarray | None = None
     smiles: list[list[str]] | None = None
@@ -28,6 +30,8 @@ class DrugKnowledge:
     provenance: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.ddi_adjacency is None:
+            return
         adjacency = np.asarray(self.ddi_adjacency, dtype=np.float32)
         if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
             raise ValueError(f"ddi_adjacency must be square, got shape {adjacency.shape}")
@@ -38,12 +42,26 @@ class DrugKnowledge:
         self.ddi_adjacency = adjacency
 
     @property
+    def has_ddi(self) -> bool:
+        """Whether a DDI matrix is known (False: DDI metrics are not available)."""
+        return self.ddi_adjacency is not None
+
+    @property
     def n_drugs(self) -> int:
+        """Size of the DDI matrix.
+
+        Raises:
+            ValueError: there is no DDI matrix (use the medication vocabulary's size).
+        """
+        if self.ddi_adjacency is None:
+            raise ValueError("DrugKnowledge has no DDI matrix: n_drugs comes from the medication vocabulary")
         return int(self.ddi_adjacency.shape[0])
 
     @property
-    def n_ddi_pairs(self) -> int:
-        """Number of unordered interacting pairs (off-diagonal)."""
+    def n_ddi_pairs(self) -> int | None:
+        """Number of unordered interacting pairs (off-diagonal); None without a DDI matrix."""
+        if self.ddi_adjacency is None:
+            return None
         return int(np.triu(self.ddi_adjacency, k=1).sum())
 
     @staticmethod

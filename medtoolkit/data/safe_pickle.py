@@ -30,6 +30,23 @@ imports a module:
   dill's ``getattr``/``setattr`` shims work on inert objects only.
 
 Anything else raises :class:`UnsafePickleError` naming the file and the refused global.
+
+Size bounds (hostile files must not exhaust memory): before unpickling, the opcode stream
+is scanned and every declared length (``BINBYTES8``, ``BINUNICODE``, ``FRAME``, ...) must fit
+in the rest of the file; constructors called by the stream (``bytearray(n)``,
+``list(range(n))``, ``numpy.ndarray(shape)``, ...) may not build more than the file could
+hold; and after loading, the number of elements reachable from the result (containers'
+items and array elements, a shared reference counted each time it is referenced) must stay
+within a budget of ``max(10_000_000, 1000 * file bytes)``. The budget is raised with the
+environment variable ``MEDTOOLKIT_PICKLE_MAX_ELEMENTS`` or the ``max_elements`` argument of
+:func:`safe_load`. Violations raise :class:`PickleTooLargeError` (an
+:class:`UnsafePickleError`) naming the file.
+
+Classes pickled *by reference* from a script (``__main__.Voc`` plus an instance state dict,
+what :func:`pickle.dumps` writes for an instance of a class defined in a script) come back as
+inert :class:`InertObject` subclasses too, but only when the instance is rebuilt from plain
+state (``copyreg._reconstructor`` or ``NEWOBJ`` without arguments, then ``BUILD``); calling
+such a class (a custom ``__reduce__``) is refused.
 """
 
 from __future__ import annotations
@@ -38,10 +55,16 @@ import _compat_pickle
 import builtins
 import collections
 import copyreg
+import contextvars
 import io
+import os
 import pickle
+import pickletools
+import re
 from os import PathLike
 from pathlib import Path
+from collections.abc import Sequence
+from itertools import chain
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -59,8 +82,12 @@ __all__ = [
     "InertDescriptor",
     "InertFunction",
     "InertObject",
+    "MAX_ELEMENTS_ENV",
+    "PickleBudgetError",
+    "PickleTooLargeError",
     "SafeUnpickler",
     "UnsafePickleError",
+    "element_budget",
     "safe_load",
     "safe_loads",
 ]
@@ -68,6 +95,46 @@ __all__ = [
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A pickle asked for something outside the allow-list (nothing was executed)."""
+
+
+class PickleTooLargeError(UnsafePickleError):
+    """A pickle declares or expands to more data than its size allows (nothing was built)."""
+
+
+class PickleBudgetError(PickleTooLargeError):
+    """A loaded pickle expands to more elements than the budget (which can be raised)."""
+
+
+#: environment variable overriding the element budget of :func:`safe_load`
+MAX_ELEMENTS_ENV = "MEDTOOLKIT_PICKLE_MAX_ELEMENTS"
+#: the budget is ``max(_MIN_ELEMENT_BUDGET, _ELEMENTS_PER_BYTE * file bytes)``
+_MIN_ELEMENT_BUDGET = 10_000_000
+_ELEMENTS_PER_BYTE = 1000
+#: size limit (file bytes) for constructors called while a stream is being loaded
+_ACTIVE_LIMIT: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar(
+    "medtoolkit_safe_pickle_limit", default=None
+)
+
+
+def _too_large(source: str, what: str, limit: int) -> PickleTooLargeError:
+    return PickleTooLargeError(
+        f"refusing to load {source}: {what} exceeds the {limit} bytes of the file; a genuine "
+        f"pickle never asks for more than it holds, so the file is truncated or hostile"
+    )
+
+
+def _check_lazy_sizes(what: str, args: tuple[Any, ...], allow_int: bool = True) -> None:
+    """Refuse ``range`` (and, unless ``allow_int``, int) arguments larger than the loading file."""
+    active = _ACTIVE_LIMIT.get()
+    if active is None:
+        return
+    limit, source = active
+    for arg in args:
+        if isinstance(arg, range) and len(arg) > limit:
+            raise _too_large(source, f"{what}(range of {len(arg)} items)", limit)
+        if (not allow_int and isinstance(arg, int) and not isinstance(arg, bool)
+                and abs(arg) > limit):
+            raise _too_large(source, f"{what}({arg})", limit)
 
 
 # ---------------------------------------------------------------------------- placeholders
@@ -143,12 +210,17 @@ _ALLOWED_CLASS_DUNDERS = frozenset({"__qualname__", "__doc__", "__module__", "__
                                     "__pickled_methods__", "__pickled_module__"})
 
 
+class _RefusedClassAttribute(UnsafePickleError, AttributeError):
+    """Setting a special attribute on an inert class (an ``AttributeError`` too, so that
+    introspection tools such as Sphinx treat it as a read-only attribute)."""
+
+
 class _InertMeta(type):
     """Metaclass of inert classes: special (dunder) attributes cannot be set after creation."""
 
     def __setattr__(cls, name: str, value: Any) -> None:
         if name.startswith("__") and name.endswith("__") and name not in _ALLOWED_CLASS_DUNDERS:
-            raise UnsafePickleError(f"refusing to set special attribute {name!r} on inert class")
+            raise _RefusedClassAttribute(f"refusing to set special attribute {name!r} on inert class")
         super().__setattr__(name, value)
 
 
@@ -162,9 +234,97 @@ class InertObject(metaclass=_InertMeta):
     __pickled_methods__: tuple[str, ...] = ()
     __pickled_module__: str = ""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """Create an instance; lazily sized arguments (``range``) may not exceed the file."""
+        _check_lazy_sizes(cls.__qualname__, (*args, *kwargs.values()), allow_int=not issubclass(cls, bytes))
+        base_new = super().__new__
+        if base_new is object.__new__:
+            return object.__new__(cls)
+        return base_new(cls, *args, **kwargs)
+
     def __repr__(self) -> str:
         fields = ", ".join(sorted(self.__dict__))
         return f"<inert {type(self).__qualname__} from {self.__pickled_module__}: {fields}>"
+
+
+class _ReferenceMeta(_InertMeta):
+    """Metaclass of classes named by reference (``__main__.Voc``): they cannot be called."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafePickleError(
+            f"refusing to call class '{cls.__pickled_module__}.{cls.__qualname__}' from "
+            f"{cls.__pickled_source__}: classes pickled by reference are only rebuilt from plain "
+            f"state (no custom __reduce__)"
+        )
+
+
+class _ReferencedObject(InertObject, metaclass=_ReferenceMeta):
+    """Base of classes named by reference: instances are rebuilt from a state dict only."""
+
+    __pickled_source__ = "<pickle>"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """``NEWOBJ`` without arguments only (a plain instance whose state follows)."""
+        if args or kwargs:
+            raise UnsafePickleError(
+                f"refusing to build '{cls.__pickled_module__}.{cls.__qualname__}' from "
+                f"{cls.__pickled_source__} with constructor arguments: classes pickled by "
+                f"reference are only rebuilt from plain state"
+            )
+        return object.__new__(cls)
+
+
+class _Constructor:
+    """A builtin container type as called by a stream: sizes of lazy arguments are bounded.
+
+    Calling it builds the real type (``list``, ``bytearray``, ...); it is not a type itself, so
+    ``NEWOBJ`` (``cls.__new__(cls, *args)``, unbounded) cannot use it.
+    """
+
+    def __init__(self, kind: type) -> None:
+        self.type = kind
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _check_lazy_sizes(self.type.__name__, (*args, *kwargs.values()),
+                          allow_int=self.type not in (bytes, bytearray))
+        return self.type(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<builtins.{self.type.__name__}>"
+
+
+class _ArrayConstructor:
+    """``numpy.ndarray`` as called by a stream: a fresh buffer may not exceed the file."""
+
+    def __call__(
+        self, shape: Any, dtype: Any = float, buffer: Any = None, *args: Any, **kwargs: Any
+    ) -> np.ndarray:
+        if buffer is None and kwargs.get("buffer") is None:
+            _check_array_size("numpy.ndarray", shape, dtype)
+        return np.ndarray(shape, dtype, buffer, *args, **kwargs)
+
+
+def _check_array_size(what: str, shape: Any, dtype: Any) -> None:
+    active = _ACTIVE_LIMIT.get()
+    if active is None:
+        return
+    limit, source = active
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise UnsafePickleError(f"refusing to load {source}: {what} shape {shape!r} is not a tuple of sizes")
+    count = 1
+    for d in dims:
+        count *= d
+    nbytes = count * max(np.dtype(dtype).itemsize, 1)
+    if nbytes > limit:
+        raise _too_large(source, f"{what} of shape {dims} ({nbytes} bytes)", limit)
+
+
+def _unwrap(value: Any) -> Any:
+    return value.type if isinstance(value, _Constructor) else value
+
+
+_ARRAY_CONSTRUCTOR = _ArrayConstructor()
 
 
 # ---------------------------------------------------------------------------- allow-lists
@@ -176,6 +336,8 @@ _SAFE_BUILTIN_TYPES: dict[str, type] = {
     )
 }
 _SAFE_BUILTIN_TYPES["NoneType"] = type(None)
+#: types a stream receives wrapped in a :class:`_Constructor` (their calls can allocate)
+_SIZED_TYPES = frozenset({bytes, bytearray, list, tuple, set, frozenset, dict})
 _SAFE_BUILTIN_CONSTANTS = {"None": None, "True": True, "False": False,
                            "Ellipsis": Ellipsis, "NotImplemented": NotImplemented}
 #: base classes an inert class may keep (everything else is refused)
@@ -221,6 +383,8 @@ class SafeUnpickler(pickle.Unpickler):
         self._main_globals: dict[str, Any] = {}
         self._module_globals: dict[str, dict[str, Any]] = {"__main__": self._main_globals}
         self._namedtuples: set[type] = set()
+        self._by_reference: dict[tuple[str, str], type] = {}
+        self._constructors = {kind: _Constructor(kind) for kind in _SIZED_TYPES}
 
     # -- errors -------------------------------------------------------------------------
     def _refuse(self, what: str, reason: str) -> UnsafePickleError:
@@ -255,12 +419,14 @@ class SafeUnpickler(pickle.Unpickler):
             return _ModuleToken(f"dill.{name}")
         if module in _DILL_MODULES:
             return self._dill_helpers().get(name, _MISSING)
+        if module == "__main__" and name.isidentifier():
+            return self._referenced_class(module, name)
         if module in _NUMPY_MODULES:
             return {"_reconstruct": self._reconstruct, "scalar": self._scalar}.get(name, _MISSING)
         if module in _NUMERIC_MODULES and name == "_frombuffer":
             return self._frombuffer
         if module == "numpy":
-            return {"ndarray": np.ndarray, "dtype": self._dtype}.get(name, _MISSING)
+            return {"ndarray": _ARRAY_CONSTRUCTOR, "dtype": self._dtype}.get(name, _MISSING)
         if module == "_codecs" and name == "encode":
             return self._encode
         if module == "copyreg" and name == "_reconstructor":
@@ -271,9 +437,23 @@ class SafeUnpickler(pickle.Unpickler):
             return self._defaultdict
         return _MISSING
 
+    def _referenced_class(self, module: str, name: str) -> type:
+        """An inert stand-in for a script's class named by reference (never imported)."""
+        key = (module, name)
+        if key not in self._by_reference:
+            self._by_reference[key] = _ReferenceMeta(name, (_ReferencedObject,), {
+                "__module__": __name__, "__qualname__": name, "__doc__": None,
+                "__pickled_module__": module, "__pickled_source__": self.source,
+            })
+        return self._by_reference[key]
+
+    def _builtin_type(self, name: str) -> Any:
+        kind = _SAFE_BUILTIN_TYPES[name]
+        return self._constructors.get(kind, kind)
+
     def _resolve_builtin(self, name: str) -> Any:
         if name in _SAFE_BUILTIN_TYPES:
-            return _SAFE_BUILTIN_TYPES[name]
+            return self._builtin_type(name)
         if name in _SAFE_BUILTIN_CONSTANTS:
             return _SAFE_BUILTIN_CONSTANTS[name]
         if name == "__main__":  # dill writes __main__.__dict__ as ``__builtin__.__main__``
@@ -315,7 +495,7 @@ class SafeUnpickler(pickle.Unpickler):
         if name == "type":
             return _TypeToken(self.source, name="type")
         if name in _SAFE_BUILTIN_TYPES:
-            return _SAFE_BUILTIN_TYPES[name]
+            return self._builtin_type(name)
         if name in _INERT_TYPE_FACTORIES:
             factory = _INERT_TYPE_FACTORIES[name]
             return lambda *args, **kwargs: self._inert_from_type(factory, name, args)
@@ -336,7 +516,9 @@ class SafeUnpickler(pickle.Unpickler):
         if not isinstance(name, str) or not isinstance(bases, tuple) or not isinstance(namespace, dict):
             raise self._refuse(f"class {name!r}", "malformed dill class record")
         kept: list[type] = []
-        for base in bases:
+        for base in map(_unwrap, bases):
+            if isinstance(base, _ReferenceMeta):
+                raise self._refuse(f"class {name!r} with base {base!r}", "base class not allowed")
             if _is_inert_class(base) or (base in _SAFE_BASES and base is not object):
                 kept.append(base)
             elif base is not object:
@@ -457,8 +639,11 @@ class SafeUnpickler(pickle.Unpickler):
 
     # -- numpy and codecs ---------------------------------------------------------------------
     def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-        if subtype is not np.ndarray:
+        if subtype is not np.ndarray and subtype is not _ARRAY_CONSTRUCTOR:
             raise self._refuse(f"array subtype {subtype!r}", "only numpy.ndarray")
+        if not isinstance(dtype, (bytes, str, np.dtype)):
+            raise self._refuse(f"numpy array of dtype {dtype!r}", "dtype expected")
+        _check_array_size("numpy array", shape, dtype)
         return _np_multiarray._reconstruct(np.ndarray, shape, dtype)
 
     def _scalar(self, dtype: Any, *args: Any) -> Any:
@@ -482,64 +667,284 @@ class SafeUnpickler(pickle.Unpickler):
         return text.encode(encoding)
 
     def _reconstructor(self, cls: Any, base: Any, state: Any) -> Any:
+        base = _unwrap(base)
+        _check_lazy_sizes(f"copyreg._reconstructor({base.__name__ if isinstance(base, type) else base!r})",
+                          (state,), allow_int=base is not bytes)
         rebuilt = _is_inert_class(cls) or (cls in self._namedtuples and base is tuple)
         if not rebuilt or base not in _SAFE_BASES:
             raise self._refuse(f"copyreg._reconstructor({cls!r}, {base!r})", "only inert classes")
         return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
 
     def _defaultdict(self, factory: Any = None, *args: Any) -> collections.defaultdict:
+        factory = _unwrap(factory)
         if factory is not None and factory not in _SAFE_BUILTIN_TYPES.values():
             raise self._refuse(f"defaultdict factory {factory!r}", "only builtin types")
         return collections.defaultdict(factory, *args)
 
 
+# ---------------------------------------------------------------------------- size checks
+def _opcode_tables() -> tuple[re.Pattern[bytes], dict[int, int]]:
+    """A regex skipping runs of fixed-size opcodes, and the counted opcodes' length widths."""
+    fixed: dict[int, list[bytes]] = {}
+    counted: dict[int, int] = {}
+    widths = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
+              pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
+    for opcode in pickletools.opcodes:
+        size = opcode.arg.n if opcode.arg is not None else 0
+        code = opcode.code.encode("latin-1")
+        if opcode.name in ("FRAME", "STOP"):
+            continue
+        if size >= 0:
+            fixed.setdefault(size, []).append(re.escape(code))
+        elif size in widths:
+            counted[code[0]] = widths[size]
+    parts = [b"[" + b"".join(codes) + b"]" + b"." * size for size, codes in sorted(fixed.items())]
+    return re.compile(b"(?:" + b"|".join(parts) + b")*+", re.DOTALL), counted
+
+
+_FIXED_RUN, _COUNTED = _opcode_tables()
+_FRAME = pickle.FRAME[0]
+_STOP = pickle.STOP[0]
+_TWO_LINES = frozenset({pickle.GLOBAL[0], pickle.INST[0]})
+
+
+def _check_declared_sizes(data: bytes, source: str) -> None:
+    """Refuse opcodes whose declared length runs past the end of ``data`` (before any is read).
+
+    Runs of fixed-size opcodes are skipped by a regex; counted opcodes (``BINBYTES8``,
+    ``BINUNICODE``, ``LONG4``, ``FRAME``, ...) are checked one by one. An unknown opcode ends
+    the scan: the unpickler stops with an error at the same place.
+    """
+    end = len(data)
+    pos = 0
+    while True:
+        pos = _FIXED_RUN.match(data, pos).end()  # type: ignore[union-attr]
+        if pos >= end:
+            return
+        opcode = data[pos]
+        pos += 1
+        width = 8 if opcode == _FRAME else _COUNTED.get(opcode, 0)
+        if width:
+            if pos + width > end:
+                return  # truncated: the unpickler reports it
+            declared = int.from_bytes(data[pos:pos + width], "little", signed=False)
+            pos += width
+            if declared > end - pos:
+                name = pickletools.code2op[chr(opcode)].name
+                raise PickleTooLargeError(
+                    f"cannot read {source} as a pickle: opcode {name} at byte {pos - width - 1} declares "
+                    f"{declared} bytes but only {end - pos} remain; the file is truncated or hostile"
+                )
+            if opcode != _FRAME:  # a frame's contents are opcodes: scan them
+                pos += declared
+        elif opcode == _STOP:
+            return
+        elif chr(opcode) in pickletools.code2op:  # newline-terminated argument(s)
+            for _ in range(2 if opcode in _TWO_LINES else 1):
+                newline = data.find(b"\n", pos)
+                if newline < 0:
+                    return
+                pos = newline + 1
+        else:
+            return
+
+
+def element_budget(file_bytes: int, max_elements: int | None = None) -> int:
+    """The element budget for a pickle of ``file_bytes`` bytes.
+
+    Args:
+        file_bytes: size of the pickle.
+        max_elements: explicit budget; None reads ``MEDTOOLKIT_PICKLE_MAX_ELEMENTS`` and
+            otherwise uses ``max(10_000_000, 1000 * file_bytes)``.
+
+    Returns:
+        the largest number of elements the loaded object may expand to.
+
+    Raises:
+        ValueError: the environment variable is not a positive integer.
+    """
+    if max_elements is not None:
+        return int(max_elements)
+    override = os.environ.get(MAX_ELEMENTS_ENV, "").strip()
+    if override:
+        try:
+            value = int(override.replace("_", ""))
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise ValueError(f"{MAX_ELEMENTS_ENV}={override!r} must be a positive integer")
+        return value
+    return max(_MIN_ELEMENT_BUDGET, _ELEMENTS_PER_BYTE * file_bytes)
+
+
+_ATOMIC = frozenset({int, float, complex, bool, str, bytes, type(None), np.float32, np.float64,
+                     np.int32, np.int64})
+_SEQUENCES = frozenset({list, tuple})
+_NO_CHILDREN: tuple[Any, ...] = ()
+
+
+def _children(obj: Any) -> tuple[int, Sequence[Any]]:
+    """``(own element count, nested objects worth visiting)`` of one loaded object."""
+    kind = type(obj)
+    if kind in _ATOMIC:
+        return 0, _NO_CHILDREN
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        kinds = set(map(type, obj))
+        if kinds <= _ATOMIC:  # the common case (lists of codes): no Python loop
+            return len(obj), _NO_CHILDREN
+        if kinds <= _SEQUENCES and set(map(type, chain.from_iterable(obj))) <= _ATOMIC:
+            # a visit (lists of codes): items of the nested lists counted per reference
+            return len(obj) + sum(map(len, obj)), _NO_CHILDREN
+        return len(obj), [x for x in obj if type(x) not in _ATOMIC]
+    if isinstance(obj, dict):
+        nested = [x for x in (*obj.keys(), *obj.values()) if type(x) not in _ATOMIC]
+        return len(obj), nested
+    if isinstance(obj, np.ndarray):
+        if not obj.dtype.hasobject:
+            return int(obj.size), _NO_CHILDREN
+        return int(obj.size), [x for x in obj.ravel().tolist() if type(x) not in _ATOMIC]
+    if isinstance(obj, (bytearray, range, np.generic, type)):
+        return 1, _NO_CHILDREN
+    state = getattr(obj, "__dict__", None)
+    if isinstance(state, dict) and not callable(obj):
+        return 1, [state]
+    return 1, _NO_CHILDREN
+
+
+def _check_expansion(root: Any, budget: int, source: str) -> int:
+    """Elements reachable from ``root`` (shared references counted each time), within ``budget``.
+
+    Each distinct object is expanded once (its total is memoised by identity; every object is
+    kept alive by ``root``), so the walk costs time linear in the loaded objects, and it stops
+    as soon as a running total passes the budget, before anything is materialised. A
+    reference back to an object still being expanded (a cycle) counts as one element.
+
+    Args:
+        root: the loaded object.
+        budget: the largest total allowed.
+        source: file name for the error message.
+
+    Returns:
+        the expanded element count.
+
+    Raises:
+        PickleTooLargeError: the total exceeds ``budget``.
+    """
+    own, nested = _children(root)
+    if own > budget:
+        raise _over_budget(source, budget)
+    totals: dict[int, int] = {}
+    in_progress = {id(root)}
+    stack: list[list[Any]] = [[root, nested, 0, own]]
+    while stack:
+        frame = stack[-1]
+        nested, index, total = frame[1], frame[2], frame[3]
+        descended = False
+        while index < len(nested):
+            child = nested[index]
+            index += 1
+            key = id(child)
+            count = totals.get(key)
+            if count is None:
+                if key in in_progress:
+                    count = 1
+                else:
+                    own, grandchildren = _children(child)
+                    if own > budget:
+                        raise _over_budget(source, budget)
+                    if grandchildren:
+                        frame[2], frame[3] = index, total
+                        in_progress.add(key)
+                        stack.append([child, grandchildren, 0, own])
+                        descended = True
+                        break
+                    totals[key] = count = own
+            total += count
+            if total > budget:
+                raise _over_budget(source, budget)
+        if descended:
+            continue
+        stack.pop()
+        key = id(frame[0])
+        in_progress.discard(key)
+        totals[key] = total
+        if stack:
+            parent = stack[-1]
+            parent[3] += total
+            if parent[3] > budget:
+                raise _over_budget(source, budget)
+    return totals[id(root)]
+
+
+def _over_budget(source: str, budget: int) -> PickleBudgetError:
+    return PickleBudgetError(
+        f"refusing to load {source}: it expands to more than {budget} elements (containers' "
+        f"items and array elements, shared references counted each time they are used); if the "
+        f"file is genuine, raise the limit with the environment variable "
+        f"{MAX_ELEMENTS_ENV}=<count> or safe_load(..., max_elements=<count>)"
+    )
+
+
 # ---------------------------------------------------------------------------- public API
-def safe_loads(data: bytes, source: str = "<bytes>") -> Any:
+def safe_loads(data: bytes, source: str = "<bytes>", max_elements: int | None = None) -> Any:
     """Unpickle ``data`` with :class:`SafeUnpickler`.
 
     Args:
         data: the pickle bytes.
         source: a name for error messages.
+        max_elements: element budget (see :func:`element_budget`); None: the default or
+            ``MEDTOOLKIT_PICKLE_MAX_ELEMENTS``.
 
     Returns:
         the unpickled object (classes pickled by value come back as :class:`InertObject`
         subclasses with data attributes only).
 
     Raises:
+        PickleTooLargeError: a declared length runs past the end of the data, a constructor
+            asks for more than the data holds, or the result exceeds the element budget.
         UnsafePickleError: the stream asks for a global outside the allow-list.
         pickle.UnpicklingError: the bytes are not a readable pickle (truncated, corrupt).
     """
-    return _load(io.BytesIO(data), source)
+    return _load(bytes(data), source, max_elements)
 
 
-def safe_load(path: str | PathLike[str]) -> Any:
+def safe_load(path: str | PathLike[str], max_elements: int | None = None) -> Any:
     """Unpickle the file at ``path`` without executing any pickled code.
 
     Args:
         path: the pickle file.
+        max_elements: element budget (see :func:`element_budget`); None: the default
+            ``max(10_000_000, 1000 * file bytes)`` or ``MEDTOOLKIT_PICKLE_MAX_ELEMENTS``.
 
     Returns:
         the unpickled object.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        PickleTooLargeError: the file declares or expands to more than its size allows; the
+            message names the file and the override.
         UnsafePickleError: the file asks for a global outside the allow-list; the message
             names the file and the refused global.
         pickle.UnpicklingError: the file is not a readable pickle.
     """
     path = Path(path)
-    with path.open("rb") as handle:
-        return _load(handle, str(path))
+    return _load(path.read_bytes(), str(path), max_elements)
 
 
-def _load(handle: BinaryIO, source: str) -> Any:
+def _load(data: bytes, source: str, max_elements: int | None) -> Any:
+    budget = element_budget(len(data), max_elements)
+    _check_declared_sizes(data, source)
+    token = _ACTIVE_LIMIT.set((len(data), source))
     try:
-        return SafeUnpickler(handle, source).load()
+        loaded = SafeUnpickler(io.BytesIO(data), source).load()
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError,
-            IndexError, KeyError, RecursionError, UnicodeDecodeError) as error:
+            IndexError, KeyError, RecursionError, UnicodeDecodeError, OverflowError) as error:
         raise pickle.UnpicklingError(
             f"cannot read {source} as a pickle: {type(error).__name__}: {error}"
         ) from error
-
+    finally:
+        _ACTIVE_LIMIT.reset(token)
+    _check_expansion(loaded, budget, source)
+    return loaded

@@ -100,7 +100,8 @@ class MedicationRecommendationTask(Task):
         Attributes:
             protocol: ``"random"`` (seeded patient-level splits) or ``"legacy"`` (the
                 papers' file-order split).
-            seeds: one random split per seed (ignored by ``legacy``).
+            seeds: one random split per seed (ignored by ``legacy``); default ``[0]``, one
+                split, as in the presets (``[0, 1, 2]`` repeats the run over three splits).
             train_fraction: share of patients in training (``random``).
             val_fraction: share of patients in validation (``random``); test gets the rest.
             min_visits: patients with fewer visits are left out of every split (applied
@@ -111,8 +112,8 @@ class MedicationRecommendationTask(Task):
             "random", description="'random' (seeded patient-level) or 'legacy' (papers' file-order split)"
         )
         seeds: list[int] = Field(
-            default_factory=lambda: [0, 1, 2], min_length=1,
-            description="one random split per seed; the run is repeated over seeds",
+            default_factory=lambda: [0], min_length=1,
+            description="one random split per seed; the run is repeated over seeds (default [0]: one split)",
         )
         train_fraction: float = Field(2 / 3, gt=0, lt=1, description="share of patients for training (random)")
         val_fraction: float = Field(1 / 6, gt=0, lt=1, description="share of patients for validation (random)")
@@ -210,7 +211,8 @@ class MedicationRecommendationTask(Task):
             probabilities: ``[N, n_drugs]`` predicted probabilities of N visits.
             targets: ``[N, n_drugs]`` ground-truth multi-hot medications.
             visit_patient: ``[N]`` patient index of each visit.
-            schema: the split's schema (its DDI adjacency scores the DDI rate).
+            schema: the split's schema (its DDI adjacency scores the DDI rate; without one,
+                ``ddi_rate`` is ``{"mean": None, "std": None}``: not available).
             eval_params: threshold, averaging and bootstrap settings (None: defaults).
 
         Returns:

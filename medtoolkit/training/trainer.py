@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -19,7 +20,7 @@ from medtoolkit.config import TrainerParams
 from medtoolkit.data.batching import PaddedBatch, iterate_batches
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.metrics import aggregate, score_visits
-from medtoolkit.training.checkpoint import load_checkpoint, save_atomic
+from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights, save_atomic
 from medtoolkit.training.predict import predict
 
 log = logging.getLogger("medtoolkit.training")
@@ -153,7 +154,7 @@ class Trainer:
                 progress.update(len(batch.patient_index))
         return total / max(steps, 1)
 
-    def validate(self, data: EHRData, patients: np.ndarray, ddi_adjacency: np.ndarray,
+    def validate(self, data: EHRData, patients: np.ndarray, ddi_adjacency: np.ndarray | None,
                  batch_size: int = 256) -> dict[str, float]:
         """Full (no bootstrap) validation metrics."""
         predictions = predict(self.model, data, patients, batch_size, self.device)
@@ -166,7 +167,7 @@ class Trainer:
         data: EHRData,
         train: np.ndarray,
         val: np.ndarray,
-        ddi_adjacency: np.ndarray,
+        ddi_adjacency: np.ndarray | None,
         checkpoint_path: Path | None = None,
         checkpoint_extra: dict[str, Any] | None = None,
         resume: bool = False,
@@ -185,8 +186,8 @@ class Trainer:
             return history
         if resume and checkpoint_path is not None and checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path)
-            self._check_resumable(state, checkpoint_extra or {})
-            self.model.load_state_dict(state["model"])
+            check_resumable(state, checkpoint_extra or {}, checkpoint_path)
+            load_weights(self.model, state["model"], checkpoint_path)
             self.optimizer.load_state_dict(state["optimizer"])
             for loss_term, loss_state in zip(self.losses, state.get("losses", [])):
                 loss_term.load_state_dict(loss_state)
@@ -238,7 +239,7 @@ class Trainer:
             elif patience_left is not None:
                 patience_left -= 1
             if self.params.progress != "none":
-                summary = " ".join(f"{k}={v:.4f}" for k, v in validation.items())
+                summary = " ".join(f"{k}={'n/a' if v is None else f'{v:.4f}'}" for k, v in validation.items())
                 message = (f"epoch {epoch + 1}/{self.params.epochs} loss={train_loss:.4f} "
                            f"({seconds:.1f}s) val: {summary}{' *' if improved else ''}")
                 if use_bar:
@@ -273,11 +274,44 @@ class Trainer:
             self.model.load_state_dict(best_state)
         return history
 
-    @staticmethod
-    def _check_resumable(state: dict[str, Any], expected: dict[str, Any]) -> None:
-        for key in ("data_fingerprint", "config"):
-            if key in expected and key in state and state[key] != expected[key]:
-                raise ValueError(
-                    f"cannot resume: the checkpoint's {key.replace('_', ' ')} differs from this run's "
-                    "(different data or settings); use a new --out directory"
-                )
+
+#: what a ``checkpoint_<split>.pt`` must hold for ``--resume``
+RESUME_STATE = ("model", "optimizer", "history", "rng_seed")
+
+
+def check_resumable(state: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    """Refuse to resume from ``state`` unless it is a full checkpoint of this very run.
+
+    Args:
+        state: the loaded ``checkpoint_<split>.pt``.
+        expected: this run's ``config`` (a :func:`~medtoolkit.training.pipeline.resume_key`
+            string) and ``data_fingerprint``; a key given here must be in ``state`` and equal.
+        path: the checkpoint file (named in errors).
+
+    Raises:
+        ValueError: an entry is missing, or the config or data fingerprint differs.
+    """
+    lacking = [key for key in (*RESUME_STATE, *(k for k in ("config", "data_fingerprint") if k in expected))
+               if state.get(key) is None]
+    if lacking:
+        raise ValueError(
+            f"cannot resume from {path}: it has no {', '.join(lacking)} (not a checkpoint written by "
+            "`medtoolkit train`); use a new --out directory or --overwrite"
+        )
+    for key in ("data_fingerprint", "config"):
+        if key in expected and state[key] != expected[key]:
+            where = ""
+            if key == "config":
+                difference = _config_difference(state[key], expected[key])
+                where = f" at {difference}" if difference else ""
+            raise ValueError(
+                f"cannot resume: the checkpoint's {key.replace('_', ' ')} differs from this run's{where} "
+                "(different data or settings); use a new --out directory"
+            )
+
+
+def _config_difference(saved: Any, current: Any) -> str | None:
+    try:
+        return first_difference(json.loads(saved), json.loads(current))
+    except (TypeError, ValueError):
+        return None

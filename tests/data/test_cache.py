@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,93 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("MEDTOOLKIT_CACHE_DIR")
     assert default_cache_dir() == Path.home() / ".cache" / "medtoolkit"
+
+
+# ---------------------------------------------------------------------------- malformed and symlinked entries
+def entry_of(cache: Path) -> Path:
+    (entry,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    return entry
+
+
+@pytest.fixture()
+def cached(tmp_path: Path) -> tuple[Path, Path, list[int]]:
+    """A source file, a cache holding its entry, and the list of builds so far."""
+    source = tmp_path / "input.csv"
+    source.write_text("a,b\n1,2\n")
+    cache = tmp_path / "cache"
+    calls: list[int] = []
+    cached_build([source], {"k": 1}, lambda: calls.append(1) or make_data(), cache)
+    return source, cache, calls
+
+
+def rebuild(source: Path, cache: Path, calls: list[int]) -> EHRData:
+    return cached_build([source], {"k": 1}, lambda: calls.append(1) or make_data(), cache)
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ("{not json", "unreadable manifest (JSONDecodeError"),
+        ("[1, 2]", "unreadable manifest (expected an object, found list)"),
+        ('{"format_version": 1, "files": ["arrays.npz"]}', "'files' must map arrays.npz and meta.json"),
+        ('{"format_version": 1, "files": {"arrays.npz": 1, "meta.json": null}}', "'files' must map"),
+        ('{"format_version": "1", "files": {}}', "format version '1' != 1"),
+        ("[" * 10_000 + "]" * 10_000, "unreadable manifest (RecursionError"),
+        (" " * (64 * 1024 + 1) + "{}", "unreadable manifest (larger than 65536 bytes)"),
+    ],
+    ids=["invalid-json", "not-an-object", "files-a-list", "checksums-not-strings", "version-a-string",
+         "deep-nesting", "huge"],
+)
+def test_malformed_manifest_is_rebuilt_with_a_warning(
+    cached: tuple[Path, Path, list[int]], manifest: str, message: str
+) -> None:
+    source, cache, calls = cached
+    (entry_of(cache) / "manifest.json").write_text(manifest)
+    with pytest.raises(CacheError, match=re.escape(message)):
+        load_ehr(entry_of(cache))
+    with pytest.warns(RuntimeWarning, match=r"dataset cache entry is corrupt, rebuilding: .*manifest\.json"):
+        rebuilt = rebuild(source, cache, calls)
+    assert len(calls) == 2 and rebuilt.provenance["cache"]["hit"] is False
+    assert rebuild(source, cache, calls).provenance["cache"]["hit"] is True  # healed: no rebuild every run
+    assert len(calls) == 2
+
+
+def test_symlinked_entry_is_replaced_and_its_target_kept(cached: tuple[Path, Path, list[int]], tmp_path: Path) -> None:
+    source, cache, calls = cached
+    entry = entry_of(cache)
+    elsewhere = tmp_path / "elsewhere"
+    entry.rename(elsewhere)
+    entry.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(CacheError, match="is a symlink"):
+        load_ehr(entry)
+    with pytest.warns(RuntimeWarning, match="is a symlink"):
+        rebuild(source, cache, calls)
+    assert len(calls) == 2 and not entry.is_symlink() and entry.is_dir()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["arrays.npz", "manifest.json", "meta.json"]
+    assert rebuild(source, cache, calls).provenance["cache"]["hit"] is True and len(calls) == 2
+
+
+@pytest.mark.parametrize("name", ["arrays.npz", "meta.json", "manifest.json"])
+def test_symlinked_file_in_an_entry_is_rebuilt(
+    cached: tuple[Path, Path, list[int]], tmp_path: Path, name: str
+) -> None:
+    source, cache, calls = cached
+    target = entry_of(cache) / name
+    outside = tmp_path / f"outside-{name}"
+    outside.write_bytes(target.read_bytes())  # same content: only the link is wrong
+    target.unlink()
+    target.symlink_to(outside)
+    with pytest.warns(RuntimeWarning, match=rf"{re.escape(name)}: is a symlink"):
+        rebuild(source, cache, calls)
+    assert len(calls) == 2 and not (entry_of(cache) / name).is_symlink()
+    assert outside.exists()  # the link's target is left alone
+
+
+def test_round_trip_without_ddi_matrix(tmp_path: Path) -> None:
+    data = make_data()
+    data.knowledge.ddi_adjacency = None
+    save_ehr(data, tmp_path)
+    with np.load(tmp_path / "arrays.npz", allow_pickle=False) as npz:
+        assert "knowledge/ddi_adjacency" not in npz.files
+    again = load_ehr(tmp_path)
+    assert again.knowledge.ddi_adjacency is None and again.fingerprint() == data.fingerprint()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import pickle
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,10 @@ from medtoolkit.data.safe_pickle import (
     InertCode,
     InertFunction,
     InertObject,
+    PickleTooLargeError,
     UnsafePickleError,
+    _check_expansion,
+    element_budget,
     safe_load,
     safe_loads,
 )
@@ -289,3 +294,203 @@ def test_unreadable_files_give_clear_errors(tmp_path: Path) -> None:
         safe_load(truncated)
     with pytest.raises(FileNotFoundError):
         safe_load(tmp_path / "absent.pkl")
+
+
+# ----------------------------------------------------------------------------- size bounds
+_HOSTILE_RUNNER = """
+import json, resource, sys
+from medtoolkit.data.safe_pickle import PickleTooLargeError, safe_loads
+cases = json.loads(sys.stdin.read())
+resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+outcomes = {}
+for name, payload in cases.items():
+    try:
+        safe_loads(bytes.fromhex(payload), source="hostile.pkl")
+    except BaseException as error:
+        kind = "PickleTooLargeError" if isinstance(error, PickleTooLargeError) else type(error).__name__
+        outcomes[name] = f"{kind}: {error}"
+    else:
+        outcomes[name] = "LOADED"
+print(json.dumps(outcomes))
+"""
+
+
+def _run_hostile(cases: dict[str, bytes]) -> dict[str, str]:
+    """Load each payload in one child limited to 1.5 GB of address space; one outcome line each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("MEDTOOLKIT_PICKLE_MAX_ELEMENTS", None)
+    payload = json.dumps({name: data.hex() for name, data in cases.items()})
+    done = subprocess.run([sys.executable, "-c", _HOSTILE_RUNNER], input=payload.encode(),
+                          capture_output=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return json.loads(done.stdout)
+
+
+def _long(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return pickle.LONG1 + bytes([len(raw)]) + raw
+
+
+def _shared_reference_bomb(width: int, depth: int) -> bytes:
+    """``depth`` nested lists, each holding ``width`` references to the next (memo GETs)."""
+    body = pickle.EMPTY_LIST + pickle.BINPUT + b"\x00" + pickle.MARK
+    body += (pickle.BININT1 + b"\x07") * width + pickle.APPENDS
+    for level in range(1, depth):
+        body += pickle.EMPTY_LIST + pickle.BINPUT + bytes([level]) + pickle.MARK
+        body += (pickle.BINGET + bytes([level - 1])) * width + pickle.APPENDS
+    return _stream(body)
+
+
+_HOSTILE_CASES = [
+        pytest.param(_stream(_call(_global("builtins", "bytearray"), _long(3 * 10**9))),
+                     "bytearray(3000000000) exceeds the 33 bytes of the file", id="bytearray"),
+        pytest.param(_stream(_call(_global("builtins", "list"),
+                                   _call(_global("builtins", "range"), pickle.BININT + struct.pack("<i", 5 * 10**8)))),
+                     "list(range of 500000000 items) exceeds the 45 bytes of the file", id="list-range"),
+        pytest.param(_stream(_call(_global("builtins", "bytes"), _long(2**40))),
+                     "bytes(1099511627776) exceeds", id="bytes"),
+        pytest.param(_stream(_call(_global("numpy", "ndarray"),
+                                   pickle.MARK + _long(10**10) + pickle.TUPLE)),
+                     "numpy.ndarray of shape (10000000000,) (80000000000 bytes) exceeds", id="ndarray"),
+        pytest.param(_stream(_call(_global("numpy.core.multiarray", "_reconstruct"), _global("numpy", "ndarray"),
+                                   pickle.MARK + _long(10**10) + pickle.TUPLE, pickle.SHORT_BINBYTES + b"\x01b")),
+                     "numpy array of shape (10000000000,) (10000000000 bytes) exceeds", id="reconstruct"),
+        pytest.param(pickle.PROTO + b"\x04" + pickle.BINBYTES8 + struct.pack("<Q", 2**40) + pickle.STOP,
+                     "cannot read hostile.pkl as a pickle: opcode BINBYTES8 at byte 2 declares 1099511627776 "
+                     "bytes but only 1 remain", id="binbytes8"),
+        pytest.param(pickle.PROTO + b"\x04" + pickle.BINUNICODE8 + struct.pack("<Q", 2**33) + b"ab" + pickle.STOP,
+                     "opcode BINUNICODE8 at byte 2 declares 8589934592 bytes but only 3 remain", id="binunicode8"),
+        pytest.param(pickle.PROTO + b"\x05" + pickle.BYTEARRAY8 + struct.pack("<Q", 2**35) + pickle.STOP,
+                     "opcode BYTEARRAY8 at byte 2 declares 34359738368 bytes", id="bytearray8"),
+        pytest.param(pickle.PROTO + b"\x02" + pickle.BINBYTES + struct.pack("<I", 2**32 - 1) + pickle.STOP,
+                     "opcode BINBYTES at byte 2 declares 4294967295 bytes but only 1 remain", id="binbytes"),
+        pytest.param(pickle.PROTO + b"\x04" + pickle.FRAME + struct.pack("<Q", 2**50) + pickle.STOP,
+                     "opcode FRAME at byte 2 declares 1125899906842624 bytes", id="frame"),
+        pytest.param(_shared_reference_bomb(1000, 4),
+                     "refusing to load hostile.pkl: it expands to more than 10000000 elements", id="shared-refs"),
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_outcomes() -> dict[str, str]:
+    """Every hostile case loaded once, in a memory-limited child process."""
+    return _run_hostile({case.id: case.values[0] for case in _HOSTILE_CASES})
+
+
+@pytest.mark.parametrize(("data", "expected"), _HOSTILE_CASES)
+def test_hostile_sizes_are_refused_within_memory(
+    hostile_outcomes: dict[str, str], request: pytest.FixtureRequest, data: bytes, expected: str
+) -> None:
+    outcome = hostile_outcomes[request.node.callspec.id]
+    assert outcome.startswith("PickleTooLargeError: "), outcome
+    assert expected in outcome, outcome
+    assert "MemoryError" not in outcome
+
+
+def test_budget_message_names_file_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "records_final.pkl"
+    path.write_bytes(_shared_reference_bomb(100, 3))  # 100 + 100 * (100 + 100 * 100) = 1_010_100 elements
+    with pytest.raises(PickleTooLargeError) as caught:
+        safe_load(path, max_elements=1_010_099)
+    message = str(caught.value)
+    assert str(path) in message and "MEDTOOLKIT_PICKLE_MAX_ELEMENTS=<count>" in message
+    assert "safe_load(..., max_elements=<count>)" in message
+    outer = safe_load(path, max_elements=1_010_100)
+    assert len(outer) == 100 and outer[0] is outer[99] and outer[0][0][0] == 7
+    monkeypatch.setenv("MEDTOOLKIT_PICKLE_MAX_ELEMENTS", "1000")
+    with pytest.raises(PickleTooLargeError, match="more than 1000 elements"):
+        safe_load(path)
+    monkeypatch.setenv("MEDTOOLKIT_PICKLE_MAX_ELEMENTS", "lots")
+    with pytest.raises(ValueError, match="MEDTOOLKIT_PICKLE_MAX_ELEMENTS='lots' must be a positive integer"):
+        safe_load(path)
+
+
+def test_element_budget_scales_with_file_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDTOOLKIT_PICKLE_MAX_ELEMENTS", raising=False)
+    assert element_budget(6_000) == 10_000_000
+    assert element_budget(17_000_000) == 17_000_000_000
+    assert element_budget(10, max_elements=5) == 5
+
+
+def test_expansion_counts_shared_references_and_survives_cycles() -> None:
+    inner = [1, 2, 3]
+    cyclic: list = [inner]
+    cyclic.append(cyclic)
+    # root: 2 items; inner: 3; the cycle back to the root counts 1
+    assert _check_expansion(cyclic, 100, "x") == 6
+    shared = [[inner, inner], [inner, inner]]  # 2 + 2 * (2 + 2 * 3)
+    assert _check_expansion(shared, 100, "x") == 18
+    with pytest.raises(PickleTooLargeError):
+        _check_expansion(shared, 17, "x")
+
+
+def test_newobj_cannot_bypass_constructor_bounds() -> None:
+    # bytes.__new__(bytes, 3e9) would allocate: builtin containers are not types to NEWOBJ
+    data = _stream(_global("builtins", "bytes") + pickle.MARK + _long(3 * 10**9) + pickle.TUPLE + pickle.NEWOBJ)
+    with pytest.raises(pickle.UnpicklingError, match="cannot read crafted.pkl as a pickle"):
+        safe_loads(data, source="crafted.pkl")
+
+
+def test_legitimate_containers_still_load_through_reduce() -> None:
+    for protocol in (0, 2, 4, 5):
+        data = pickle.dumps({"set": {1, 2}, "ba": bytearray(b"xy"), "frozen": frozenset("ab"),
+                             "range": range(10**12)}, protocol=protocol)
+        assert safe_loads(data) == {"set": {1, 2}, "ba": bytearray(b"xy"), "frozen": frozenset("ab"),
+                                    "range": range(10**12)}
+
+
+# ----------------------------------------------------------------------------- by-reference classes
+def _script_class(name: str, body: dict[str, object]) -> type:
+    """A class that looks defined in a script (``__main__.<name>``), so pickle names it by reference."""
+    return type(name, (), {"__module__": "__main__", "__qualname__": name, **body})
+
+
+def _voc_init(self: object) -> None:
+    self.idx2word = {0: "A01", 1: "B02"}
+    self.word2idx = {"A01": 0, "B02": 1}
+
+
+@pytest.fixture
+def script_classes(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
+    """``Voc`` (plain state), ``Call`` (``__reduce__`` calls the class) and ``NewArgs``
+    (``__getnewargs__``), registered in ``__main__`` for the test."""
+    classes = {
+        "Voc": _script_class("Voc", {"__init__": _voc_init}),
+        "Call": _script_class("Call", {"__reduce__": lambda self: (type(self), ("rm -rf /",))}),
+        "NewArgs": _script_class("NewArgs", {"__getnewargs__": lambda self: ("payload",)}),
+    }
+    for name, cls in classes.items():
+        monkeypatch.setattr(sys.modules["__main__"], name, cls, raising=False)
+    return classes
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_script_classes_by_reference_load_inertly(script_classes: dict[str, type], protocol: int) -> None:
+    voc_class = script_classes["Voc"]
+    data = pickle.dumps({"diag_voc": voc_class(), "med_voc": voc_class()}, protocol=protocol)
+    assert b"__main__" in data
+    loaded = safe_loads(data, source="voc_final.pkl")
+    voc = loaded["diag_voc"]
+    assert isinstance(voc, InertObject) and not isinstance(voc, voc_class)
+    assert type(voc).__qualname__ == "Voc" and type(voc).__pickled_module__ == "__main__"
+    assert voc.idx2word == {0: "A01", 1: "B02"} and voc.word2idx == {"A01": 0, "B02": 1}
+    assert type(loaded["med_voc"]) is type(voc)
+    with pytest.raises(UnsafePickleError, match="refusing to call class '__main__.Voc' from voc_final.pkl"):
+        type(voc)()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])
+def test_script_classes_with_custom_reduce_stay_refused(script_classes: dict[str, type], protocol: int) -> None:
+    with pytest.raises(UnsafePickleError, match="refusing to call class '__main__.Call' from voc_final.pkl"):
+        safe_loads(pickle.dumps(script_classes["Call"](), protocol=protocol), source="voc_final.pkl")
+
+
+def test_script_classes_with_constructor_arguments_stay_refused(script_classes: dict[str, type]) -> None:
+    with pytest.raises(UnsafePickleError, match="refusing to build '__main__.NewArgs' from x.pkl with constructor"):
+        safe_loads(pickle.dumps(script_classes["NewArgs"](), protocol=2), source="x.pkl")
+
+
+def test_other_modules_by_reference_stay_refused() -> None:
+    data = _stream(_global("mypackage.vocab", "Voc") + pickle.EMPTY_TUPLE + pickle.NEWOBJ)
+    with pytest.raises(UnsafePickleError, match=r"refusing to load global 'mypackage\.vocab\.Voc' from x\.pkl"):
+        safe_loads(data, source="x.pkl")

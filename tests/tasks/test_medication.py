@@ -91,7 +91,7 @@ def test_random_split_custom_fractions_and_min_visits() -> None:
 
 
 def test_params_validation() -> None:
-    assert Task.Params().protocol == "random" and Task.Params().seeds == [0, 1, 2]
+    assert Task.Params().protocol == "random" and Task.Params().seeds == [0]
     with pytest.raises(ValidationError, match="train_fraction"):
         Task.Params(train_fraction=0.8, val_fraction=0.2)
     with pytest.raises(ValidationError, match="distinct"):
@@ -222,3 +222,21 @@ def test_registered_by_the_core_plugin() -> None:
     found: dict[str, type] = {}
     builtins.register_tasks(lambda name, cls: found.__setitem__(name, cls))
     assert found == {"medication_recommendation": MedicationRecommendationTask}
+
+
+def test_evaluate_without_ddi_matrix_reports_ddi_rate_as_not_available() -> None:
+    schema = DataSchema(vocab_sizes={MEDICATIONS: 5}, n_drugs=5, ddi_adjacency=None)
+    result = Task().evaluate(PROBS, TARGETS, OWNERS, schema, EvalParams(bootstrap_rounds=2, averaging="visit"))
+    assert result["ddi_rate"] == {"mean": None, "std": None}
+    assert all(r["ddi_rate"] is None for r in result["rounds"])
+    assert result["avg_drugs"]["mean"] is not None
+
+
+def test_schema_without_ddi_matrix() -> None:
+    data = _cooccurrence_data()
+    data.knowledge.ddi_adjacency = None  # e.g. processed eICU data
+    task = Task(Task.Params(protocol="legacy"))
+    (split,) = task.splits(data)
+    schema = task.build_schema(data, split)
+    assert schema.ddi_adjacency is None and not schema.has_ddi and schema.n_drugs == 4
+    assert schema.cooccurrence_adjacency.shape == (4, 4)

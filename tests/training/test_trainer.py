@@ -6,6 +6,7 @@ models a few hundred parameters wide, so each test takes well under a second.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +28,7 @@ from medtoolkit.config import TrainerParams
 from medtoolkit.data.batching import PaddedBatch
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.testing import fake_batch, fake_ehr, fake_schema
-from medtoolkit.training.checkpoint import load_checkpoint
+from medtoolkit.training.checkpoint import load_checkpoint, save_atomic
 from medtoolkit.training.device import seed_everything
 from medtoolkit.training.trainer import EpochRecord, Trainer, TrainingHistory, compute_loss
 
@@ -355,6 +356,44 @@ def test_resume_refuses_a_checkpoint_of_other_data_or_settings(
     run_training(data, schema, tmp_path / "run.pt", epochs=1)
     with pytest.raises(ValueError, match=rf"cannot resume: the checkpoint's {what} differs.*new --out"):
         run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=2, extra=extra)
+
+
+@pytest.mark.parametrize(
+    ("dropped", "lacking"),
+    [
+        (("config",), "config"),
+        (("data_fingerprint", "config"), "config, data_fingerprint"),
+        (("optimizer", "history"), "optimizer, history"),
+        (("rng_seed",), "rng_seed"),
+    ],
+)
+def test_resume_refuses_an_incomplete_checkpoint(
+    data: EHRData, schema: DataSchema, tmp_path: Path, dropped: tuple[str, ...], lacking: str
+) -> None:
+    checkpoint = tmp_path / "run.pt"
+    run_training(data, schema, checkpoint, epochs=1)
+    state = load_checkpoint(checkpoint)
+    save_atomic({k: v for k, v in state.items() if k not in dropped}, checkpoint)
+    with pytest.raises(ValueError) as caught:
+        run_training(data, schema, checkpoint, resume=True, epochs=2)
+    assert str(caught.value) == (
+        f"cannot resume from {checkpoint}: it has no {lacking} (not a checkpoint written by `medtoolkit train`); "
+        "use a new --out directory or --overwrite"
+    )
+
+
+def test_resume_names_the_first_differing_setting_of_a_json_config(
+    data: EHRData, schema: DataSchema, tmp_path: Path
+) -> None:
+    saved = {"data_fingerprint": "abc", "config": json.dumps({"model": {"hidden_dim": 8}, "seed": 1})}
+    run_training(data, schema, tmp_path / "run.pt", epochs=1, extra=saved)
+    other = {**saved, "config": json.dumps({"model": {"hidden_dim": 16}, "seed": 1})}
+    with pytest.raises(ValueError) as caught:
+        run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=2, extra=other)
+    assert str(caught.value) == (
+        "cannot resume: the checkpoint's config differs from this run's at model.hidden_dim (8 vs 16) "
+        "(different data or settings); use a new --out directory"
+    )
 
 
 def test_checkpoint_is_written_every_epoch_with_its_metadata(data: EHRData, schema: DataSchema, tmp_path: Path) -> None:

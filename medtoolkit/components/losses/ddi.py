@@ -125,7 +125,7 @@ class DDILoss(Loss):
         super().__init__(params, schema)
         if schema is None:
             raise ValueError("DDILoss needs a DataSchema (the DDI adjacency)")
-        adjacency = torch.as_tensor(schema.ddi_adjacency, dtype=torch.float32)
+        adjacency = torch.as_tensor(schema.require_ddi("loss 'ddi'"), dtype=torch.float32)
         self.register_buffer("ddi_adjacency", adjacency.clone(), persistent=False)
         self.temperature = float(self.params.temperature)
         self.generator = torch.Generator().manual_seed(self.params.seed)

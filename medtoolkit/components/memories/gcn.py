@@ -219,7 +219,9 @@ class GCNMemory(DrugBankMemory):
         self.ehr_gcn = TwoLayerGCN(n_drugs, self.dim, p.dropout)
         if p.ddi_in_memory:
             self.register_buffer(
-                "ddi_adjacency", normalize_adjacency(schema.ddi_adjacency), persistent=False
+                "ddi_adjacency",
+                normalize_adjacency(schema.require_ddi("memory 'gcn' with ddi_in_memory=true (set it to false)")),
+                persistent=False,
             )
             self.ddi_gcn = TwoLayerGCN(n_drugs, self.dim, p.dropout)
             self.theta = nn.Parameter(torch.empty(1).uniform_(-0.1, 0.1))

@@ -5,6 +5,11 @@ Reads ``records_final.pkl``, ``voc_final.pkl``, ``ddi_A_final.pkl`` and, when pr
 :mod:`medtoolkit.data.safe_pickle` (no pickled code is ever executed), validates them and
 returns :class:`~medtoolkit.data.ehr.EHRData`.
 
+Files of other names are named with the ``records`` / ``vocabularies`` / ``ddi_adjacency``
+options; ``ddi_adjacency=None`` (``null`` / ``none``) loads data without a DDI matrix (DDI
+metrics are then not available). Every file goes through the unpickler's size limits
+(``max_pickle_elements`` raises the element budget for genuinely large files).
+
 ``ehr_adj_final.pkl`` is deliberately **not** read: the original authors built it from all
 records, test patients included, so using it leaks test prescriptions into training. The
 task rebuilds the co-occurrence graph from its training split.
@@ -19,13 +24,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.knowledge import DrugKnowledge
-from medtoolkit.data.safe_pickle import safe_load
+from medtoolkit.data.safe_pickle import PickleBudgetError, safe_load
 from medtoolkit.data.vocab import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -55,22 +60,41 @@ class SafeDrugPickleDataset(Dataset):
             root: directory holding the files.
             records: visits file (list of patients of ``[diag, proc, med]`` visits).
             vocabularies: ``voc_final.pkl`` (``diag_voc`` / ``pro_voc`` / ``med_voc``).
-            ddi_adjacency: ``[n_drugs, n_drugs]`` 0/1 DDI matrix.
+            ddi_adjacency: ``[n_drugs, n_drugs]`` 0/1 DDI matrix; None (``null`` / ``none``)
+                when the dataset has no DDI matrix: DDI metrics are then reported as not
+                available and components that need the matrix refuse to build.
             substructure_mask: ``[n_drugs, n_substructures]`` mask; loaded when present
                 (an explicitly named file must exist); None skips it.
             smiles: ATC3 -> SMILES list; loaded when present (same rule); None skips it.
+            max_pickle_elements: element budget of each file (see
+                :func:`medtoolkit.data.safe_pickle.element_budget`); None: the default
+                ``max(10_000_000, 1000 * file bytes)`` or ``MEDTOOLKIT_PICKLE_MAX_ELEMENTS``.
         """
 
         root: Path = Field(description="directory holding the processed pickles")
         records: str = Field("records_final.pkl", description="visits file: patients of [diag, proc, med] visits")
         vocabularies: str = Field("voc_final.pkl", description="vocabulary file (diag_voc / pro_voc / med_voc)")
-        ddi_adjacency: str = Field("ddi_A_final.pkl", description="[n_drugs, n_drugs] 0/1 DDI matrix file")
+        ddi_adjacency: str | None = Field(
+            "ddi_A_final.pkl", description="[n_drugs, n_drugs] 0/1 DDI matrix file (null: the data has none)"
+        )
         substructure_mask: str | None = Field(
             default="ddi_mask_H.pkl", description="drug-to-substructure mask file (loaded when present; None skips)"
         )
         smiles: str | None = Field(
             default="atc3toSMILES.pkl", description="ATC3 -> SMILES file (loaded when present; None skips)"
         )
+        max_pickle_elements: int | None = Field(
+            default=None, ge=1,
+            description="largest element count a file may expand to (None: max(1e7, 1000 x file bytes))",
+        )
+
+        @field_validator("ddi_adjacency", mode="before")
+        @classmethod
+        def _none_names(cls, value: Any) -> Any:
+            """``none`` / ``null`` (as typed on a command line) mean no DDI matrix."""
+            if isinstance(value, str) and value.strip().lower() in ("none", "null", ""):
+                return None
+            return value
 
     params: Params
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("substructure_mask", "smiles")
@@ -99,13 +123,20 @@ class SafeDrugPickleDataset(Dataset):
             if progress:
                 logger.info("safedrug_pickle: reading %s", path)
             files[path.name] = {"role": role, "path": str(path), "sha256": _sha256(path)}
-            return safe_load(path)
+            try:
+                return safe_load(path, max_elements=self.params.max_pickle_elements)
+            except PickleBudgetError as error:
+                raise PickleBudgetError(f"{error}, or the dataset option max_pickle_elements=<count>") from None
 
         vocabularies = _read_vocabularies(read("vocabularies"), paths["vocabularies"].name)
         sizes = [len(vocabularies[name]) for _, name in _VOCAB_KEYS]
         columns, visit_counts, dropped, checks = _read_records(read("records"), paths["records"].name, sizes)
         n_drugs = sizes[2]
-        adjacency = _read_adjacency(read("ddi_adjacency"), paths["ddi_adjacency"].name, n_drugs)
+        adjacency = None
+        if "ddi_adjacency" in paths:
+            adjacency = _read_adjacency(read("ddi_adjacency"), paths["ddi_adjacency"].name, n_drugs)
+        else:
+            logger.info("safedrug_pickle: no DDI matrix (ddi_adjacency is none): DDI metrics will be n/a")
         mask = None
         if "substructure_mask" in paths:
             mask = _read_mask(read("substructure_mask"), paths["substructure_mask"].name, n_drugs)
@@ -166,6 +197,8 @@ class SafeDrugPickleDataset(Dataset):
         paths: dict[str, Path] = {}
         missing: list[str] = []
         for role in ("records", "vocabularies", "ddi_adjacency"):
+            if getattr(self.params, role) is None:  # only ddi_adjacency may be None
+                continue
             path = root / getattr(self.params, role)
             if path.is_file():
                 paths[role] = path
@@ -182,9 +215,16 @@ class SafeDrugPickleDataset(Dataset):
                 missing.append(f"{path.name} ({role}, named explicitly)")
         if missing:
             present = sorted(p.name for p in root.iterdir() if p.suffix == ".pkl")
+            hint = ""
+            if present:
+                hint = (
+                    "; if your files have other names, set the dataset options records=<file>, "
+                    "vocabularies=<file>, ddi_adjacency=<file> (ddi_adjacency=null when there is no "
+                    "DDI matrix), substructure_mask=<file|null>, smiles=<file|null>"
+                )
             raise FileNotFoundError(
                 f"safedrug_pickle: missing {', '.join(missing)} in {root} "
-                f"(.pkl files there: {', '.join(present) or 'none'})"
+                f"(.pkl files there: {', '.join(present) or 'none'}){hint}"
             )
         return paths
 
@@ -218,11 +258,31 @@ def _read_vocabularies(payload: Any, file_name: str) -> dict[str, Vocabulary]:
         if not isinstance(idx2word, Mapping):
             raise SafeDrugFormatError(f"{file_name}: {key} has no idx2word mapping")
         n = len(idx2word)
+        odd_key = next((k for k in idx2word if not _is_index_type(type(k))), None)
+        if odd_key is not None:
+            raise SafeDrugFormatError(
+                f"{file_name}: {key}.idx2word keys must be integers, found {odd_key!r} "
+                f"({type(odd_key).__name__})"
+            )
         if sorted(idx2word) != list(range(n)):
             raise SafeDrugFormatError(f"{file_name}: {key}.idx2word keys are not 0..{n - 1}")
         codes = [idx2word[i] for i in range(n)]
-        if not all(isinstance(code, str) for code in codes):
-            raise SafeDrugFormatError(f"{file_name}: {key}.idx2word holds non-string codes")
+        odd_code = next((i for i, code in enumerate(codes) if not isinstance(code, str)), None)
+        if odd_code is not None:
+            raise SafeDrugFormatError(
+                f"{file_name}: {key}.idx2word holds non-string codes (index {odd_code}: "
+                f"{codes[odd_code]!r}, a {type(codes[odd_code]).__name__})"
+            )
+        if word2idx is not None and not isinstance(word2idx, Mapping):
+            raise SafeDrugFormatError(
+                f"{file_name}: {key}.word2idx is a {type(word2idx).__name__}, expected a dict code -> index"
+            )
+        odd_word = next((w for w in (word2idx or {}) if not isinstance(w, str)), None)
+        if odd_word is not None:
+            raise SafeDrugFormatError(
+                f"{file_name}: {key}.word2idx keys must be code strings, found {odd_word!r} "
+                f"({type(odd_word).__name__})"
+            )
         if word2idx is not None and dict(word2idx) != {code: i for i, code in enumerate(codes)}:
             raise SafeDrugFormatError(f"{file_name}: {key}.word2idx is not the inverse of idx2word")
         try:
@@ -255,9 +315,11 @@ def _read_records(
                 f"{file_name}: patient {p} is a {type(patient).__name__}, expected a list of visits"
             )
         for t, visit in enumerate(patient):
-            if not isinstance(visit, (list, tuple)) or len(visit) < 3:
+            if not isinstance(visit, (list, tuple)) or len(visit) != 3:
+                got = f"{len(visit)} fields" if isinstance(visit, (list, tuple)) else f"a {type(visit).__name__}"
                 raise SafeDrugFormatError(
-                    f"{file_name}: patient {p}, visit {t}: expected [diagnoses, procedures, medications]"
+                    f"{file_name}: patient {p}, visit {t}: expected [diagnoses, procedures, medications], "
+                    f"got {got}"
                 )
             for k in range(3):
                 codes = visit[k]
@@ -305,19 +367,38 @@ def _read_records(
     return columns, visit_counts, dropped, checks
 
 
+def _is_index_type(kind: type) -> bool:
+    """Python / numpy integers, but not booleans (``True`` is not a code)."""
+    return issubclass(kind, (int, np.integer)) and not issubclass(kind, (bool, np.bool_))
+
+
 def _as_index_array(
     values: list[Any], offsets: np.ndarray, where: tuple[np.ndarray, np.ndarray], file_name: str, name: str
 ) -> np.ndarray:
-    """``values`` as int64, or an error naming the first visit holding a non-integer."""
-    array = np.asarray(values) if values else np.zeros(0, dtype=np.int64)
-    if array.ndim == 1 and array.dtype.kind in "iu":
-        return array.astype(np.int64, copy=False)
-    first = next(i for i, v in enumerate(values) if not isinstance(v, (int, np.integer)) or isinstance(v, bool))
-    visit = int(np.searchsorted(offsets, first, side="right") - 1)
-    raise SafeDrugFormatError(
-        f"{file_name}: patient {where[0][visit]}, visit {where[1][visit]}: {name} code "
-        f"{values[first]!r} is not an integer index"
-    )
+    """``values`` as int64, or an error naming the first visit holding a non-integer.
+
+    Booleans, nested lists, strings and floats are refused, as are integers outside int64.
+    """
+    def fail(first: int, problem: str) -> SafeDrugFormatError:
+        visit = int(np.searchsorted(offsets, first, side="right") - 1)
+        return SafeDrugFormatError(
+            f"{file_name}: patient {where[0][visit]}, visit {where[1][visit]}: {name} code "
+            f"{values[first]!r} {problem}"
+        )
+
+    bad_kinds = {kind for kind in set(map(type, values)) if not _is_index_type(kind)}
+    if bad_kinds:
+        first = next(i for i, v in enumerate(values) if type(v) in bad_kinds)
+        kind = type(values[first])
+        detail = {bool: " (booleans are not codes)", list: " (a nested list)", tuple: " (a nested tuple)"}
+        raise fail(first, f"is not an integer index{detail.get(kind, '')}")
+    if not values:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except OverflowError:
+        first = next(i for i, v in enumerate(values) if not -(2**63) <= int(v) < 2**63)
+        raise fail(first, "does not fit a 64-bit integer") from None
 
 
 def _select_visits(values: np.ndarray, offsets: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

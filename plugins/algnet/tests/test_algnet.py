@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +341,11 @@ def test_one_epoch_training_run(host: PluginHost, tmp_path: Path) -> None:
     (model,) = result.models.values()
     assert isinstance(model, ALGNet) and isinstance(model.memory, LightGCNMemory)
     assert isinstance(model.encoder, DualSelfAttentionEncoder)
+
+
+def test_lightgcn_ddi_memory_refuses_a_dataset_without_ddi_matrix() -> None:
+    schema = dataclasses.replace(fake_schema(), ddi_adjacency=None)
+    with pytest.raises(ValueError, match=r"^memory 'lightgcn' with ddi_in_memory=true \(set it to false\) needs a "
+                                         r"DDI matrix, but the dataset has no DDI matrix"):
+        LightGCNMemory(LightGCNMemory.Params(), schema, query_dim=4)
+    assert LightGCNMemory(LightGCNMemory.Params(ddi_in_memory=False), schema, query_dim=4) is not None

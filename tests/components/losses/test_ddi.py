@@ -157,3 +157,9 @@ def test_per_visit_granularity() -> None:
         else:
             assert result is total
     assert math.isclose(loss.last_rate, 1 / 4, rel_tol=1e-6)  # pooled: 1 interacting of 3 + 1 pairs
+
+
+def test_refuses_a_dataset_without_ddi_matrix() -> None:
+    schema = DataSchema(vocab_sizes={"diagnoses": 3}, n_drugs=3, ddi_adjacency=None)
+    with pytest.raises(ValueError, match=r"^loss 'ddi' needs a DDI matrix, but the dataset has no DDI matrix"):
+        DDILoss(DDILoss.Params(), schema)

@@ -127,3 +127,12 @@ def test_output_dim_and_errors() -> None:
     memory = GCNMemory(GCNMemory.Params(), schema, query_dim=4)
     with pytest.raises(ValueError, match="width 4"):
         memory(torch.zeros(2, 3, 5), fake_batch())
+
+
+def test_ddi_memory_refuses_a_dataset_without_ddi_matrix() -> None:
+    schema = dataclasses.replace(fake_schema(), ddi_adjacency=None)
+    with pytest.raises(ValueError, match=r"memory 'gcn' with ddi_in_memory=true \(set it to false\) needs a DDI "
+                                         r"matrix, but the dataset has no DDI matrix"):
+        GCNMemory(GCNMemory.Params(), schema, query_dim=8)
+    memory = GCNMemory(GCNMemory.Params(ddi_in_memory=False), schema, query_dim=8)
+    assert not hasattr(memory, "ddi_gcn") and memory.memory_bank().shape == (schema.n_drugs, 8)

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES
 from medtoolkit.data.loaders.safedrug_pickle import SafeDrugFormatError, SafeDrugPickleDataset
-from medtoolkit.data.safe_pickle import UnsafePickleError
+from medtoolkit.data.safe_pickle import PickleTooLargeError, UnsafePickleError
 
 dill = pytest.importorskip("dill")
 
@@ -221,6 +221,14 @@ def test_visits_without_diagnoses_are_kept_and_counted(tmp_path: Path) -> None:
         ([[[[0, -1], [0], [0]]]], r"patient 0, visit 0: diagnoses index -1 is outside"),
         ([[[[0], [0], [0]], [[0], [0.5], [0]]]], r"patient 0, visit 1: procedures code 0.5 is not an integer"),
         ([[[["4019"], [0], [0]]]], r"patient 0, visit 0: diagnoses code '4019' is not an integer"),
+        ([[[[0], [0], [0]]], [[[0], [0], [0]], [[0, 2**70], [0], [0]]]],
+         r"patient 1, visit 1: diagnoses code 1180591620717411303424 does not fit a 64-bit integer"),
+        ([[[[0], [0], [0, True]]]], r"patient 0, visit 0: medications code True is not an integer index "
+                                    r"\(booleans are not codes\)"),
+        ([[[[0], [0], [0]]], [[[0], [[1], [2]], [0]]]],
+         r"patient 1, visit 0: procedures code \[1\] is not an integer index \(a nested list\)"),
+        ([[[[0], [0], [0]], [[0], [0], [0], [1]]]],
+         r"patient 0, visit 1: expected \[diagnoses, procedures, medications\], got 4 fields"),
     ],
 )
 def test_bad_records_name_file_patient_and_visit(tmp_path: Path, records: Any, message: str) -> None:
@@ -247,6 +255,14 @@ def _asymmetric() -> np.ndarray:
         ("atc3toSMILES.pkl", {"M0": [1]}, r"entry 'M0' must be a list of SMILES strings"),
         ("voc_final.pkl", {"diag_voc": None}, r"voc_final\.pkl: key 'pro_voc' missing|has no idx2word"),
         ("voc_final.pkl", [], r"voc_final\.pkl: expected a dict with keys diag_voc, pro_voc, med_voc"),
+        ("voc_final.pkl", {"diag_voc": {"idx2word": {0: "D0", "1": "D1"}}},
+         r"voc_final\.pkl: diag_voc\.idx2word keys must be integers, found '1' \(str\)"),
+        ("voc_final.pkl", {"diag_voc": {"idx2word": {0: "D0", 1: 7}}},
+         r"diag_voc\.idx2word holds non-string codes \(index 1: 7, a int\)"),
+        ("voc_final.pkl", {"diag_voc": {"idx2word": ["D0", "D1"], "word2idx": ["D0", "D1"]}},
+         r"voc_final\.pkl: diag_voc\.word2idx is a list, expected a dict code -> index"),
+        ("voc_final.pkl", {"diag_voc": {"idx2word": ["D0"], "word2idx": {"D0": 0, 1: 1}}},
+         r"diag_voc\.word2idx keys must be code strings, found 1 \(int\)"),
     ],
 )
 def test_bad_knowledge_and_vocabulary_files(tmp_path: Path, name: str, payload: Any, message: str) -> None:
@@ -277,3 +293,69 @@ def test_malicious_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafePickleError, match=r"refusing to load global '\w+\.system' from .*voc_final\.pkl"):
         _load(root)
     assert not marker.exists()
+
+
+def test_numpy_integer_codes_are_accepted(tmp_path: Path) -> None:
+    records = [[[[np.int64(1), 2], [np.int32(0)], [np.uint8(4)]]]]
+    data = _load(_write(tmp_path, **{"records_final.pkl": records}))
+    assert data.to_records() == [[[[1, 2], [0], [4]]]]
+
+
+# ----------------------------------------------------------------------------- users' own files
+@pytest.mark.parametrize("option", [None, "none", "null"])
+def test_dataset_without_ddi_matrix(tmp_path: Path, option: str | None) -> None:
+    data = _load(_write(tmp_path, **{"ddi_A_final.pkl": None}), ddi_adjacency=option)
+    assert data.knowledge.ddi_adjacency is None and not data.knowledge.has_ddi
+    assert data.knowledge.n_ddi_pairs is None
+    assert "ddi_A_final.pkl" not in data.provenance["files"]
+    assert "ddi_adjacency" not in data.knowledge.provenance
+    stats = data.statistics()
+    assert stats["ground_truth_ddi_rate"] is None and stats["n_drugs"] == 5
+    with_ddi = _load(_write(tmp_path / "b"))
+    assert data.fingerprint() != with_ddi.fingerprint()
+    assert data.to_records() == with_ddi.to_records()
+
+
+def test_other_file_names_are_listed_with_the_options_to_set(tmp_path: Path) -> None:
+    root = _write(tmp_path, **{"records_final.pkl": None, "voc_final.pkl": None, "ddi_A_final.pkl": None,
+                               "visits.pkl": _RECORDS, "vocab.pkl": _voc_payload()})
+    with pytest.raises(FileNotFoundError) as caught:
+        _load(root)
+    message = str(caught.value)
+    assert ("missing records_final.pkl (records), voc_final.pkl (vocabularies), "
+            "ddi_A_final.pkl (ddi_adjacency)") in message
+    assert "(.pkl files there: atc3toSMILES.pkl, ddi_mask_H.pkl, visits.pkl, vocab.pkl)" in message
+    assert "set the dataset options records=<file>, vocabularies=<file>, ddi_adjacency=<file>" in message
+    assert "ddi_adjacency=null when there is no DDI matrix" in message
+    data = _load(root, records="visits.pkl", vocabularies="vocab.pkl", ddi_adjacency=None)
+    assert data.n_visits == 6 and not data.knowledge.has_ddi
+
+
+def test_vocabularies_pickled_by_reference_from_a_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pickle.dump`` of a script's own ``Voc`` instances (class named ``__main__.Voc``)."""
+    def init(self: Any, words: list[str]) -> None:
+        self.idx2word = dict(enumerate(words))
+        self.word2idx = {word: index for index, word in enumerate(words)}
+
+    voc_class = type("Voc", (), {"__module__": "__main__", "__qualname__": "Voc", "__init__": init})
+    monkeypatch.setattr(__import__("__main__"), "Voc", voc_class, raising=False)
+    payload = {key: voc_class([f"{key[0].upper()}{i}" for i in range(size)]) for key, size in _VOCAB_SIZES.items()}
+    root = _write(tmp_path)
+    (root / "voc_final.pkl").write_bytes(pickle.dumps(payload, protocol=4))
+    data = _load(root)
+    assert data.vocabularies[MEDICATIONS].idx2word == ["M0", "M1", "M2", "M3", "M4"]
+    assert data.to_records() == _RECORDS
+
+
+def test_pickle_element_budget_option(tmp_path: Path) -> None:
+    root = _write(tmp_path)
+    with pytest.raises(PickleTooLargeError) as caught:
+        _load(root, max_pickle_elements=20)
+    message = str(caught.value)
+    assert f"refusing to load {root / 'voc_final.pkl'}: it expands to more than 20 elements" in message
+    assert message.endswith("MEDTOOLKIT_PICKLE_MAX_ELEMENTS=<count> or safe_load(..., max_elements=<count>), "
+                            "or the dataset option max_pickle_elements=<count>")
+    # records_final.pkl: 3 patients + 6 visits + 18 code lists + 27 codes = 54 elements (the largest file)
+    with pytest.raises(PickleTooLargeError, match=r"records_final\.pkl: it expands to more than 53 elements"):
+        _load(root, max_pickle_elements=53)
+    assert _load(root, max_pickle_elements=54).n_visits == 6

@@ -194,9 +194,8 @@ class LightGCNMemory(DrugBankMemory):
         )
         self.ehr_embedding = nn.Parameter(torch.randn(n_drugs, self.dim) * p.init_std)
         if p.ddi_in_memory:
-            self.ddi_graph = LightGraph(
-                schema.ddi_adjacency, p.layers, alpha, p.self_loops, p.weighted, p.propagation
-            )
+            ddi = schema.require_ddi("memory 'lightgcn' with ddi_in_memory=true (set it to false)")
+            self.ddi_graph = LightGraph(ddi, p.layers, alpha, p.self_loops, p.weighted, p.propagation)
             if not p.shared_embedding:
                 self.ddi_embedding = nn.Parameter(torch.randn(n_drugs, self.dim) * p.init_std)
             beta = torch.tensor([p.beta], dtype=torch.float32)

@@ -1,0 +1,206 @@
+"""The steps every run shares: train one split and score it, assemble ``metrics.json``, write the report.
+
+:meth:`medtoolkit.experiment.Experiment.run` (from a config) and
+:func:`medtoolkit.fit.fit_evaluate` (from objects built in Python) both go through here,
+so a model trained either way gives the same numbers and the same report directory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from medtoolkit.components.base import Loss, Recommender, Task
+from medtoolkit.config import EvalParams, TrainerParams
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.training.checkpoint import save_atomic, write_text_atomic
+from medtoolkit.training.predict import predict
+from medtoolkit.training.report import plot_curves, render_report
+from medtoolkit.training.trainer import Trainer, TrainingHistory
+
+METRIC_KEYS = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
+#: trainer settings that may change between an interrupted run and its ``--resume``
+RESUME_FREE = ("epochs", "early_stopping_patience", "progress", "num_threads")
+
+
+@dataclass
+class RunResult:
+    """What a run returns: its ``metrics.json`` content, report directory and trained models.
+
+    Attributes:
+        metrics: the ``metrics.json`` content.
+        out_dir: the report directory (None when nothing was written).
+        models: split name -> trained model (best epoch's weights).
+    """
+
+    metrics: dict[str, Any]
+    out_dir: Path | None
+    models: dict[str, Recommender] = field(default_factory=dict)
+
+    @property
+    def report_markdown(self) -> str:
+        """The ``report.md`` text."""
+        return render_report(self.metrics)
+
+
+@dataclass
+class SplitResult:
+    """One trained and scored split.
+
+    Attributes:
+        test: the task's test metrics of the split.
+        history: per-epoch records and the best epoch.
+        model: the trained model.
+    """
+
+    test: dict[str, Any]
+    history: TrainingHistory
+    model: Recommender
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(p.numel() for p in self.model.parameters()))
+
+
+def resume_key(config: dict[str, Any]) -> str:
+    """What ``--resume`` must find unchanged: the config less its device and run-length settings."""
+    comparable = {k: v for k, v in config.items() if k != "device"}
+    if isinstance(config.get("trainer"), dict):
+        comparable["trainer"] = {k: v for k, v in config["trainer"].items() if k not in RESUME_FREE}
+    return json.dumps(comparable, sort_keys=True, default=str)
+
+
+def train_split(
+    model: Recommender,
+    losses: list[Loss],
+    data: EHRData,
+    split: Any,
+    schema: Any,
+    task: Task,
+    trainer_params: TrainerParams,
+    eval_params: EvalParams,
+    device: torch.device,
+    seed: int,
+    out: Path | None = None,
+    saved: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> SplitResult:
+    """Train ``model`` on ``split``, score it on the split's test patients, save its files.
+
+    Args:
+        model: a freshly built recommender.
+        losses: its loss terms.
+        data: the dataset.
+        split: a split of ``task`` (``train``, ``val``, ``test`` patient indices, ``name``).
+        schema: ``task.build_schema(data, split)``.
+        task: scores the test predictions.
+        trainer_params: trainer settings.
+        eval_params: threshold, averaging and bootstrap.
+        device: where to train.
+        seed: seeds batch shuffling.
+        out: report directory for ``checkpoint_<split>.pt`` and ``model_<split>.pt`` (None: none).
+        saved: what both files carry besides weights: ``config`` (plain data), ``resume_key``,
+            ``data_fingerprint``, ``plugins``.
+        resume: continue from ``checkpoint_<split>.pt`` when it exists.
+    """
+    saved = saved or {}
+    trainer = Trainer(model, losses, trainer_params, device, seed=seed,
+                      threshold=eval_params.threshold, averaging=eval_params.averaging)
+    common = {"data_fingerprint": saved.get("data_fingerprint"), "plugins": saved.get("plugins", {}),
+              "split": split.name}
+    history = trainer.fit(
+        data, split.train, split.val, schema.ddi_adjacency,
+        checkpoint_path=(out / f"checkpoint_{split.name}.pt") if out is not None else None,
+        checkpoint_extra={"config": saved.get("resume_key"), **common}, resume=resume,
+    )
+    predictions = predict(trainer.model, data, split.test, eval_params.batch_size, device)
+    test = task.evaluate(predictions.probabilities, predictions.targets, predictions.visit_patient, schema,
+                         eval_params)
+    if out is not None:
+        save_atomic({"model": trainer.model.state_dict(), "config": saved.get("config"), **common},
+                    out / f"model_{split.name}.pt")
+    return SplitResult(test=test, history=history, model=trainer.model)
+
+
+def combine_splits(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One split: its metrics. Several (random protocol): mean of means, std over splits."""
+    if len(per_split) == 1:
+        return next(iter(per_split.values()))
+    combined: dict[str, Any] = {}
+    for key in METRIC_KEYS:
+        means = [m[key]["mean"] for m in per_split.values() if key in m]
+        if means:
+            combined[key] = {"mean": float(np.mean(means)), "std": float(np.std(means))}
+    combined["splits"] = per_split
+    return combined
+
+
+def _peak_memory_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_metrics(
+    name: str,
+    model_type: str,
+    results: dict[str, SplitResult],
+    data: EHRData,
+    task: Task,
+    eval_params: EvalParams,
+    device: torch.device,
+    plugins: dict[str, str],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """The ``metrics.json`` content of a run (keys: :ref:`metrics.json keys <cli-metrics-json>`)."""
+    statistics = data.statistics()
+    metrics: dict[str, Any] = {
+        "name": name,
+        "model": model_type,
+        "test": combine_splits({split: result.test for split, result in results.items()}),
+        "epoch_seconds": [e.seconds for result in results.values() for e in result.history.epochs],
+        "best_epochs": {split: result.history.best_epoch for split, result in results.items()},
+        "n_params": list(results.values())[-1].n_params if results else 0,
+        "data": {
+            "name": data.name,
+            "patients": statistics["patients"],
+            "visits": statistics["visits"],
+            "n_drugs": statistics["n_drugs"],
+            "ground_truth_ddi_rate": statistics["ground_truth_ddi_rate"],
+        },
+        "data_fingerprint": data.fingerprint(),
+        "protocol": {
+            "name": getattr(task.params, "protocol", "?"),
+            "splits": list(results),
+            "averaging": eval_params.averaging,
+            "bootstrap_rounds": eval_params.bootstrap_rounds,
+            "bootstrap_fraction": eval_params.bootstrap_fraction,
+            "threshold": eval_params.threshold,
+        },
+        "device": str(device),
+        "plugins": plugins,
+        "history": {split: result.history.to_json() for split, result in results.items()},
+        "wall_seconds": wall_seconds,
+        "peak_memory_mb": _peak_memory_mb(),
+    }
+    if device.type == "cuda":
+        metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return metrics
+
+
+def write_config(config: dict[str, Any], out: Path) -> None:
+    """``config.yaml``: the resolved run config."""
+    write_text_atomic(yaml.safe_dump(config, sort_keys=False), out / "config.yaml")
+
+
+def write_report(metrics: dict[str, Any], out: Path) -> None:
+    """``metrics.json``, ``report.md`` and (for models that trained) ``curves.png``."""
+    write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
+    write_text_atomic(render_report(metrics), out / "report.md")
+    plot_curves(metrics["history"], out / "curves.png")
