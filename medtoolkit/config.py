@@ -362,6 +362,10 @@ def validate_config(
     except ValidationError as error:
         errors.extend(_pydantic_errors(error, "", None, RunConfig, skip))
         config = None
+    if config is not None:
+        from medtoolkit.components.requirements import knowledge_errors
+
+        errors.extend(knowledge_errors(config))
     if errors:
         raise ConfigValidationError(errors, source)
     assert config is not None

@@ -42,6 +42,16 @@ class Component:
     Params: ClassVar[type[Params]] = Params
     registered_name: ClassVar[str | None] = None
 
+    @classmethod
+    def knowledge_needed(cls, params: Params) -> frozenset[str]:
+        """Drug knowledge this component needs from the data with ``params`` (e.g. ``"ddi"``).
+
+        ``medtoolkit validate`` checks it against the dataset's
+        :meth:`Dataset.knowledge_provided` before any data is read
+        (:mod:`medtoolkit.components.requirements`). Default: nothing.
+        """
+        return frozenset()
+
     def _store(self, params: Params | None, schema: "DataSchema | None") -> None:
         if params is None:
             params = self.Params()
@@ -60,6 +70,15 @@ class Dataset(Component, ABC):
 
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         self._store(params, schema)
+
+    @classmethod
+    def knowledge_provided(cls, params: Params) -> frozenset[str] | None:
+        """Drug knowledge the data will carry with ``params`` (``"ddi"``...), or None.
+
+        None (the default) means the dataset can only tell once loaded; components that
+        need missing knowledge then refuse when they are built.
+        """
+        return None
 
     @abstractmethod
     def load(self, progress: bool = True) -> "EHRData":

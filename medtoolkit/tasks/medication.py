@@ -22,7 +22,7 @@ Graphs and frequencies in the schema come from the training split only (the fiel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -111,7 +111,7 @@ class MedicationRecommendationTask(Task):
         protocol: Literal["legacy", "random"] = Field(
             "random", description="'random' (seeded patient-level) or 'legacy' (papers' file-order split)"
         )
-        seeds: list[int] = Field(
+        seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(
             default_factory=lambda: [0], min_length=1,
             description="one random split per seed; the run is repeated over seeds (default [0]: one split)",
         )

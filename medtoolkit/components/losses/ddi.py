@@ -114,12 +114,17 @@ class DDILoss(Loss):
         decay: float = Field(0.85, gt=0.0, le=1.0, description="T <- T * decay after every epoch")
         mode: Literal["anneal", "additive"] = Field("anneal", description="how the penalty is combined")
         threshold: float = Field(0.5, gt=0.0, lt=1.0, description="probability threshold of predicted sets")
-        seed: int = Field(0, description="seed of the annealing draws")
+        seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the annealing draws")
         granularity: Literal["batch", "visit"] = Field(
             "batch", description="anneal: decide the switch once per batch or once per visit"
         )
 
     params: Params
+
+    @classmethod
+    def knowledge_needed(cls, params: Params) -> frozenset[str]:
+        """The DDI matrix, always."""
+        return frozenset({"ddi"})
 
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         super().__init__(params, schema)

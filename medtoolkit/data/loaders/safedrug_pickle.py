@@ -99,6 +99,11 @@ class SafeDrugPickleDataset(Dataset):
     params: Params
     _OPTIONAL: ClassVar[tuple[str, ...]] = ("substructure_mask", "smiles")
 
+    @classmethod
+    def knowledge_provided(cls, params: BaseParams) -> frozenset[str] | None:
+        """``{"ddi"}``, or nothing when ``ddi_adjacency`` is null (no DDI matrix)."""
+        return frozenset({"ddi"}) if getattr(params, "ddi_adjacency", None) is not None else frozenset()
+
     def load(self, progress: bool = True) -> EHRData:
         """Read, validate and convert the files.
 

@@ -181,6 +181,11 @@ class LightGCNMemory(DrugBankMemory):
 
     params: Params
 
+    @classmethod
+    def knowledge_needed(cls, params: Params) -> frozenset[str]:
+        """The DDI matrix when ``ddi_in_memory`` is on."""
+        return frozenset({"ddi"}) if getattr(params, "ddi_in_memory", False) else frozenset()
+
     def __init__(
         self, params: Params | None = None, schema: "DataSchema | None" = None, query_dim: int = 64
     ) -> None:
