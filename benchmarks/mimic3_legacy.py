@@ -6,6 +6,12 @@ Usage::
         [--presets gamenet logistic_regression previous_visit] [--seeds 1203] \
         [--out benchmarks/results/mimic3_legacy.json]
 
+    # SafeDrug, its frozen-MPNN ablation and GAMENet with/without the controllable DDI loss
+    # (needs medtoolkit-molecule); --merge combines files of runs made in parallel
+    python benchmarks/mimic3_legacy.py --data ../shared/data/mimic3-safedrug \
+        --presets safedrug safedrug_frozen_mpnn gamenet gamenet_controllable_ddi --seeds 1203 1204 1205 \
+        -o trainer.num_threads=1 --out benchmarks/results/molecule_legacy.json
+
     # GAMENet and ALGNet side by side over three training seeds (needs medtoolkit-algnet)
     python benchmarks/mimic3_legacy.py --data ../shared/data/mimic3-safedrug \
         --presets gamenet algnet --seeds 1203 1 2 --out benchmarks/results/algnet_vs_gamenet.json
@@ -19,8 +25,12 @@ visits that have a previous visit, averaged per visit without bootstrap (expecte
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from pathlib import Path
 
 import numpy as np
+import torch
 
 import medtoolkit as mt
 from medtoolkit.metrics import aggregate, score_visits
@@ -41,6 +51,21 @@ PAPER = {
     "previous_visit": {"source": "reference notes §3.5 (Nearest, visit-averaged)", "jaccard": "0.4691",
                        "f1": "0.6268", "ddi_rate": "0.0762"},
 }
+#: SafeDrug (reference notes §5: SafeDrug README; DNMDR paper Table 3; ALGNet paper Table 3). Every
+#: published SafeDrug number comes from the public code, whose MPNN is never trained (a fixed random
+#: projection): that behaviour is the safedrug_frozen_mpnn preset; safedrug trains the MPNN.
+_SAFEDRUG_PUBLISHED = {
+    "source": "SafeDrug paper (archived branch, older 131-drug file) / SafeDrug main on this file (lr 5e-4, "
+              "README) / DNMDR paper Table 3 / ALGNet paper Table 3",
+    "jaccard": "0.5213 ± 0.0030 / 0.5114 ± 0.0026 / 0.5161 ± 0.0016 / 0.5113 ± 0.0030",
+    "prauc": "0.7647 ± 0.0025 / 0.7649 ± 0.0028 / 0.7671 ± 0.0008 / 0.7663 ± 0.0025",
+    "f1": "0.6768 / 0.6676 / 0.6720 / 0.6680",
+    "ddi_rate": "0.0589 / 0.0632 / 0.06165 / 0.0598",
+}
+PAPER["safedrug"] = dict(_SAFEDRUG_PUBLISHED, note="trained MPNN (the published numbers are the public code's, "
+                                                   "frozen MPNN)")
+PAPER["safedrug_frozen_mpnn"] = dict(_SAFEDRUG_PUBLISHED, note="public code: frozen MPNN")
+PAPER["gamenet_controllable_ddi"] = {"source": "none published (gamenet with SafeDrug's controllable DDI loss)"}
 try:  # the ALGNet ablation presets (Tables 4-5), when the medtoolkit-algnet plugin is installed
     from medtoolkit_algnet import ABLATIONS
 
@@ -96,24 +121,64 @@ def exactness_check(data_dir: str) -> dict[str, float]:
     return result
 
 
+def best_validation(metrics: dict) -> dict[str, float | None]:
+    """Validation Jaccard and DDI rate of the selected (best) epoch of each split seed."""
+    out = {}
+    for key, history in metrics["history"].items():
+        best = history.get("best_epoch")
+        record = history["epochs"][best - 1]["validation"] if best else {}
+        out[key] = {"epoch": best, "jaccard": record.get("jaccard"), "ddi_rate": record.get("ddi_rate")}
+    return out
+
+
+def merge_results(paths: list[str]) -> dict:
+    """One result dict from files written by runs of this script made in parallel (later files win)."""
+    merged: dict = {"machine": None, "merged_from": paths, "models": {}}
+    for path in paths:
+        part = json.loads(Path(path).read_text(encoding="utf-8"))
+        merged["machine"] = merged["machine"] or part.get("machine")
+        for key in ("exactness", "overrides"):
+            if key in part:
+                merged[key] = part[key]
+        merged["models"].update(part["models"])
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data", default=None)
     parser.add_argument("--presets", nargs="+", default=["gamenet", "logistic_regression", "previous_visit"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1203])
     parser.add_argument("-o", "--override", action="append", default=[])
     parser.add_argument("--out", default=None)
+    parser.add_argument("--skip-exactness", action="store_true", help="skip the previous_visit exactness check")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="combine result files of runs made in parallel (no training)")
     args = parser.parse_args()
 
-    results: dict[str, dict] = {"machine": machine(), "exactness": exactness_check(args.data), "models": {}}
-    print("exactness check (previous_visit, visit-averaged):", results["exactness"])
+    if args.merge:
+        results = merge_results(args.merge)
+        print(summary_table(results["models"]))
+        if args.out:
+            write_json(results, args.out)
+        return
+    if args.data is None:
+        parser.error("--data is required (unless --merge)")
+    results: dict[str, dict] = {"machine": machine(), "overrides": args.override, "models": {}}
+    if not args.skip_exactness:
+        results["exactness"] = exactness_check(args.data)
+        print("exactness check (previous_visit, visit-averaged):", results["exactness"])
     for preset in args.presets:
         runs = []
+        walls, threads = [], set()
         for seed in args.seeds:
             experiment = mt.build(preset, overrides=[
                 "dataset.type=safedrug_pickle", f"dataset.root={args.data}", "task.protocol=legacy",
                 f"seed={seed}", *args.override])
+            started = time.perf_counter()
             metrics = experiment.run().metrics
+            walls.append(time.perf_counter() - started)
+            threads.add(torch.get_num_threads())
             runs.append(metrics)
             test = metrics["test"]
             print(f"{preset} seed {seed}: " + ", ".join(
@@ -129,6 +194,10 @@ def main() -> None:
             "epoch_seconds_mean": float(np.mean([s for r in runs for s in r["epoch_seconds"]] or [0.0])),
             "best_epochs": [r["best_epochs"] for r in runs], "n_params": runs[0]["n_params"],
             "ground_truth_ddi_rate": runs[0]["data"]["ground_truth_ddi_rate"],
+            "validation_at_best_epoch": [best_validation(r) for r in runs],
+            "wall_seconds": walls, "torch_threads": sorted(threads),
+            "per_seed_test": [{"seed": seed, **{k: r["test"][k]["mean"] for k in SUMMARY_KEYS}}
+                              for seed, r in zip(args.seeds, runs)],
         }
     print("\nlegacy protocol; mean ± std over the bootstrap rounds (± std over the training seeds)")
     print(summary_table(results["models"]))

@@ -20,6 +20,8 @@ sys.path.insert(0, str(ROOT))  # medtoolkit itself, when not installed
 # main job's environment (pip install -e ".[dev]"): autodoc then imports the plugin against
 # a mock of it (the docstrings are the plugin's own; nothing of torch_geometric is documented).
 sys.path.insert(0, str(ROOT / "plugins" / "algnet" / "src"))
+# The molecule plugin's page likewise (it imports torch_geometric too; rdkit only lazily, in the core).
+sys.path.insert(0, str(ROOT / "plugins" / "molecule" / "src"))
 #: modules mocked while autodoc imports the documented modules (only those not installed)
 OPTIONAL_IMPORTS = ("torch_geometric",)
 

@@ -30,7 +30,7 @@ from medtoolkit.training.pipeline import RunResult
 
 def main(out_dir: str = "runs/gamenet-python", epochs: int = 40, device: str = "auto") -> RunResult:
     """Build the parts, then train, evaluate and write ``out_dir`` (replacing a run already there)."""
-    dataset = MIMIC3Dataset(MIMIC3Dataset.Params(min_visits=1))  # the built-in MIMIC-III demo
+    dataset = MIMIC3Dataset(MIMIC3Dataset.Params())  # the built-in MIMIC-III demo
     data = dataset.load()
     task = MedicationRecommendationTask(MedicationRecommendationTask.Params(seeds=[0]))
     split = task.splits(data)[0]

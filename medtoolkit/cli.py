@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     dest = Path(args.dest)
     if dest.is_dir():
         dest = dest / f"{args.name}.yaml"
+    if dest.is_dir():  # DEST/NAME.yaml is itself a directory: --force cannot help
+        print(f"error: {dest} is a directory", file=sys.stderr)
+        return 1
     if dest.exists() and not args.force:
-        print(f"{dest} exists; pass --force to overwrite", file=sys.stderr)
+        print(f"error: {dest} exists; pass --force to overwrite", file=sys.stderr)
         return 1
     source = registry.get(args.name).obj
     if isinstance(source, (str, Path)):
@@ -178,7 +182,10 @@ def _dataset_from_spec(spec: str, overrides: list[str], host: Any) -> Any:
         try:
             params = cls.Params(**values)
         except Exception as error:  # pydantic ValidationError -> a readable message
-            raise ValueError(f"dataset {spec!r}: invalid options: {error}") from None
+            from medtoolkit.errors import _is_pydantic_error, _pydantic_message
+
+            reason = _pydantic_message(error) if _is_pydantic_error(error) else f"invalid options: {error}"
+            raise ValueError(f"dataset {spec!r}: {reason}") from None
         return cls(params)
     from medtoolkit.experiment import Experiment
 
@@ -360,6 +367,21 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(argv)
+    if debug:
+        return _main(argv, debug)
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning  # "warning: ..." instead of file:line + source line
+    try:
+        return _main(argv, debug)
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
+def _main(argv: list[str], debug: bool) -> int:
     args: argparse.Namespace | None = None
     try:
         parser = _parser_for(argv)
@@ -367,8 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        if args.command == "train" and args.out is not None and not args.out.strip():
+            parser.error("--out needs a directory name (got an empty string)")
         if args.command == "train" and args.resume and not args.out:
             parser.error("--resume needs --out DIR")
+        if args.command == "train" and args.overwrite and not args.out:
+            parser.error("--overwrite needs --out DIR")
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         if debug:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from medtoolkit.components.params import Node, slot_kind
+from medtoolkit.components.params import Node, slot_kind, slot_mismatch
 from medtoolkit.registry import UnknownComponentError
 from medtoolkit.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_ECHO, YAMLLimitError, check_yaml_limits, clip, short_repr
 
@@ -139,12 +141,18 @@ class ConfigError:
 
     def __post_init__(self) -> None:
         # messages may echo user input (keys, names, values): keep them printable
-        object.__setattr__(self, "path", clip(self.path, MAX_ECHO_PATH))
-        object.__setattr__(self, "message", clip(self.message, MAX_MESSAGE))
+        # and on one line (PyYAML's messages span several, with the offending text quoted)
+        object.__setattr__(self, "path", clip(_one_line(self.path), MAX_ECHO_PATH))
+        object.__setattr__(self, "message", clip(_one_line(self.message), MAX_MESSAGE))
 
     def __str__(self) -> str:
         owner = f" [{self.plugin}]" if self.plugin else ""
         return f"{self.path or '<root>'}: {self.message}{owner}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(text).split())
 
 
 class ConfigValidationError(ValueError):
@@ -165,8 +173,8 @@ class ConfigValidationError(ValueError):
     def summary(self) -> str:
         """One line: the error itself, or how many errors there are when there are several."""
         if len(self.errors) == 1:
-            return str(self)
-        return f"{self.source}: {len(self.errors)} errors (listed above)"
+            return _one_line(str(self))
+        return _one_line(f"{self.source}: {len(self.errors)} errors (listed above)")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -283,7 +291,10 @@ def _validate_node(
             if isinstance(default, Node):  # `-o model.encoder.x=1` tweaks the default encoder
                 item = {"type": default.type, **default.raw_params, **item}
         child = _validate_node(item, child_kind, _join(path, key), host, errors)
-        if child is None:
+        mismatch = None if child is None else slot_mismatch(params_class, key, child.component, host)
+        if mismatch is not None:  # e.g. a visit encoder in a drug-encoder slot
+            errors.append(ConfigError(_join(path, key), mismatch, entry.plugin))
+        if child is None or mismatch is not None:
             failed_slots.add(key)
         else:
             inputs[key] = child
@@ -294,16 +305,25 @@ def _validate_node(
         return None
     if failed_slots:
         return None
-    # default children (slots not written in the file) are resolved too
+    # default children (slots not written in the file) are resolved and checked too
     updates = {}
     for field_name in fields:
         child_kind = slot_kind(params_class, field_name)
         child = getattr(params, field_name)
-        if child_kind is not None and isinstance(child, Node) and child._component is None:
+        if child_kind is None or not isinstance(child, Node) or field_name in raw:
+            continue
+        resolved = child
+        if child._component is None:
             resolved = _validate_node(child, child_kind, _join(path, field_name), host, errors)
-            if resolved is None:
-                return None
+        mismatch = None if resolved is None else slot_mismatch(params_class, field_name, resolved.component, host)
+        if mismatch is not None:
+            errors.append(ConfigError(_join(path, field_name), mismatch, entry.plugin))
+        if resolved is None or mismatch is not None:
+            failed_slots.add(field_name)
+        elif resolved is not child:
             updates[field_name] = resolved
+    if failed_slots:
+        return None
     if updates:
         params = params.model_copy(update=updates)
     node = Node(type=type_name, **raw)
@@ -390,12 +410,54 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
+    def _check_number(self, node: yaml.ScalarNode, kind: str) -> None:
+        """Refuse number text whose conversion costs more than linear time (or is absurdly long).
+
+        YAML 1.1 sexagesimal numbers (``1:30:00``) are converted part by part with growing big
+        integers: 300,000 parts (a 1 MB run file) take minutes.
+        """
+        text = str(node.value)
+        if text.count(":") > _MAX_SEXAGESIMAL_PARTS or len(text) > _MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"refusing the {kind} {short_repr(text, 60)} of {len(text):,} characters"
+                + (f" ({text.count(':') + 1:,} ':'-separated parts)" if ":" in text else "")
+                + "; write a plain number",
+                node.start_mark,
+            )
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:  # noqa: D102 - PyYAML hook
+        self._check_number(node, "integer")
+        return super().construct_yaml_int(node)
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:  # noqa: D102 - PyYAML hook
+        self._check_number(node, "number")
+        return super().construct_yaml_float(node)
+
+
+#: most ``:`` in a YAML 1.1 sexagesimal number (``1:30:00`` has 2)
+_MAX_SEXAGESIMAL_PARTS = 16
+#: longest number text accepted (Python refuses decimal integers over 4,300 digits anyway)
+_MAX_NUMBER_CHARS = 5_000
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.construct_yaml_float)
+
 
 def _read_text(path: Path) -> str:
     """The file's text: at most :data:`MAX_BYTES` bytes of UTF-8, else an error naming the file."""
     source = str(path)
-    try:
-        with path.open("rb") as handle:
+    try:  # non-blocking: a FIFO (or a device) named as the run file must not hang the command
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        try:
+            mode = os.fstat(descriptor).st_mode
+            if not stat.S_ISREG(mode):
+                kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+                raise ConfigValidationError([ConfigError("", f"cannot read the run file: it is {kind}")], source)
+            handle = os.fdopen(descriptor, "rb")
+        except BaseException:
+            os.close(descriptor)
+            raise
+        with handle:
             data = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise FileNotFoundError(f"run file not found: {path}") from None

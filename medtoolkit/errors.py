@@ -71,8 +71,8 @@ def error_message(error: BaseException, subject: str | Path | None = None) -> st
     Returns:
         One line of at most :data:`MAX_MESSAGE` characters.
     """
-    if _is_config_error(error):
-        return error.summary()  # type: ignore[attr-defined]
+    if _is_config_error(error):  # its text may quote a multi-line YAML error: one line all the same
+        return _cap(_collapse(error.summary()))  # type: ignore[attr-defined]
     text = _collapse(_describe(error))
     subject_text = str(Path(subject)) if subject is not None and str(subject) else ""
     if subject_text and subject_text not in text and not _self_describing(error):
@@ -156,7 +156,14 @@ def error_details(error: BaseException) -> str:
         The indented detail lines, or ``""`` when the error line says everything.
     """
     if _is_config_error(error) and len(error.errors) > 1:  # type: ignore[attr-defined]
-        return error.detail_lines()  # type: ignore[attr-defined]
+        lines = error.detail_lines().splitlines()  # type: ignore[attr-defined]
+        entries: list[str] = []
+        for line in lines:  # one line per mistake, even when a message has newlines of its own
+            if line.startswith("  - ") or not entries:
+                entries.append(line)
+            else:
+                entries[-1] += " " + line
+        return "\n".join("  - " + _cap(_collapse(entry.removeprefix("  - "))) for entry in entries)
     return ""
 
 

@@ -13,6 +13,7 @@ of :mod:`medtoolkit.training.pipeline`, shared with :func:`medtoolkit.fit.fit_ev
 from __future__ import annotations
 
 import logging
+import stat
 import sys
 import time
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
     text = str(config)
     path = Path(text)
     if path.exists():
+        _check_readable_file(path, "run file")
         return load_yaml(path), str(path)
     if text in host.registry("preset"):
         from medtoolkit.presets import preset_config
@@ -62,6 +64,13 @@ def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
     raise FileNotFoundError(
         f"{text!r} is neither a run file nor a preset; presets: {', '.join(host.registry('preset').names())}"
     )
+
+
+def _check_readable_file(path: Path, what: str) -> None:
+    """Refuse a FIFO, socket or device where a file is expected (reading a FIFO blocks forever)."""
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a directory gets load_yaml's own message
+        raise ValueError(f"{path}: not a regular file (a {what} must be a plain YAML file)")
 
 
 class Experiment:
@@ -134,11 +143,11 @@ class Experiment:
             torch.set_num_threads(config.trainer.num_threads)
         device = resolve_device(config.device)
         resolved = config.to_dict()
-        if out is not None:
-            write_config(resolved, out)
         data = self.load_data(progress=progress)
         saved = {"config": resolved, "resume_key": resume_key(resolved), "data_fingerprint": data.fingerprint(),
                  "plugins": self.plugin_versions()}
+        if out is not None:  # a refused --resume leaves config.yaml as it was
+            write_config(resolved, out, saved=saved, resume=resume)
         task = config.task.build(None)
         results: dict[str, SplitResult] = {}
         for split in task.splits(data):
@@ -166,7 +175,8 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a 'medtoolkit train --out' directory?")
-    experiment = Experiment.from_config(load_yaml(config_path), host=host)
+    _check_readable_file(config_path, "config.yaml")
+    experiment = Experiment.from_config(str(config_path), host=host)  # its errors name config.yaml
     config = experiment.config
     resolved = config.to_dict()
     device = resolve_device(device_name or config.device)

@@ -95,7 +95,7 @@ def fit_evaluate(
 
     def run(out: Path | None) -> RunResult:
         if out is not None and valid:
-            write_config(config, out)
+            write_config(config, out, saved=saved, resume=resume)
         result = train_split(model, list(losses), data, split, schema, task, trainer,
                              eval, torch_device, seed, out=out, saved=saved, resume=resume)
         metrics = run_metrics(config["name"], model_type, {split.name: result}, data, task, eval, torch_device,

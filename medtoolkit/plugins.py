@@ -9,9 +9,11 @@ A plugin cannot take the command line down:
 
 * whatever it prints while it is imported or registers (``print`` to ``sys.stdout``) is
   forwarded to stderr, so the stdout of ``--json`` commands stays machine-readable;
-* any exception, ``SystemExit`` included, raised by its import or its hooks marks it
-  broken. ``KeyboardInterrupt`` is the exception: it cannot be told apart from the user
-  pressing Ctrl-C, so it stops the command (``error: interrupted``, exit 130);
+  (at the file-descriptor level too: ``os.write(1, ...)``, ``sys.__stdout__`` and C
+  extensions cannot reach stdout either);
+* any exception raised by its import or its hooks marks it broken, ``SystemExit`` and
+  ``KeyboardInterrupt`` included. Only a real Ctrl-C (a SIGINT received while the plugin
+  loads) stops the command (``error: interrupted``, exit 130);
 * the reason shown for a broken plugin is one line of at most :data:`MAX_ERROR` characters
   (the full traceback is kept in :attr:`PluginInfo.details`).
 
@@ -27,6 +29,7 @@ import contextlib
 import functools
 import os
 import re
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -90,8 +93,9 @@ def _split_env(name: str) -> set[str]:
 
 
 def _one_line(text: str, limit: int = MAX_ERROR) -> str:
-    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    """``text`` on one line (whitespace runs collapsed, control characters as ``?``), cut to ``limit``."""
     flat = re.sub(r"\s+", " ", text).strip()
+    flat = "".join(char if char.isprintable() else "?" for char in flat)  # no terminal escape sequences
     return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
@@ -101,9 +105,67 @@ def _describe(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
-    """Send what a plugin prints to stderr: stdout belongs to the command's output."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
+    """Send what a plugin prints to stderr: stdout belongs to the command's output.
+
+    ``sys.stdout`` is redirected, and file descriptor 1 is pointed at descriptor 2 as well
+    (where both exist), so that ``os.write(1, ...)``, ``sys.__stdout__`` and C code are caught.
+    """
+    saved = None
+    try:
+        for stream in (sys.stdout, sys.__stdout__):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no descriptor 1 or 2 (a detached process): the Python-level redirect only
+        if saved is not None:
+            os.close(saved)
+        saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            for stream in (sys.stdout, sys.__stdout__, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def _watch_sigint() -> Iterator[list[bool]]:
+    """Record whether a real SIGINT (Ctrl-C) arrives; yields a one-item list set to True if so.
+
+    A ``KeyboardInterrupt`` a plugin raises itself is then told apart from the user's Ctrl-C.
+    Where no handler can be installed (not the main thread), every interrupt counts as real.
+    """
+    seen = [False]
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except (ValueError, AttributeError):
+        previous = None
+    if previous is signal.SIG_IGN:
+        yield seen
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        seen[0] = True
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except (ValueError, TypeError):  # not the main thread
+        seen[0] = True
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _core_version() -> str:
@@ -147,9 +209,18 @@ class PluginHost:
     def _load_entry_points(self) -> None:
         allow = _split_env("MEDTOOLKIT_LOAD_PLUGINS")
         deny = _split_env("MEDTOOLKIT_DISABLE_PLUGINS")
-        for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            distribution = entry_point.dist.name if entry_point.dist is not None else entry_point.name
-            version = entry_point.dist.version if entry_point.dist is not None else ""
+        try:
+            found = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        except Exception as error:  # noqa: BLE001 - a damaged installed distribution (bad entry_points.txt)
+            self.plugins.append(PluginInfo("(entry points)", "", ENTRY_POINT_GROUP, "broken",
+                                           _one_line(f"cannot list installed plugins: {_describe(error)}"),
+                                           traceback.format_exc()))
+            return
+        for entry_point in found:
+            dist = getattr(entry_point, "dist", None)
+            # damaged metadata (no Name or Version) gives None: keep the strings the listing formats
+            distribution = str(getattr(dist, "name", None) or entry_point.name)
+            version = str(getattr(dist, "version", None) or "")
             names = {_normalize(distribution), _normalize(entry_point.name)}
             if names & deny or (allow and not names & allow):
                 reason = "disabled by MEDTOOLKIT_DISABLE_PLUGINS" if names & deny else (
@@ -160,10 +231,15 @@ class PluginHost:
                 )
                 continue
             try:
-                with _stdout_to_stderr():
+                with _watch_sigint() as interrupted, _stdout_to_stderr():
                     plugin = entry_point.load()
-            except KeyboardInterrupt:
-                raise  # indistinguishable from the user's Ctrl-C: stop, do not blame the plugin
+            except KeyboardInterrupt as error:
+                if interrupted[0]:
+                    raise  # the user pressed Ctrl-C: stop, do not blame the plugin
+                self.plugins.append(PluginInfo(distribution, version, entry_point.value, "broken",
+                                               _one_line(f"import failed: {_describe(error)}"),
+                                               traceback.format_exc()))
+                continue
             except BaseException as error:  # noqa: BLE001 - any import failure (SystemExit too) marks it broken
                 self.plugins.append(
                     PluginInfo(
@@ -181,6 +257,10 @@ class PluginHost:
 
     def _add(self, name: str, version: str, plugin: ModuleType | Any) -> PluginInfo:
         """Register one plugin object and run its hooks, attributing every entry to it."""
+        with _watch_sigint() as interrupted:
+            return self._add_watched(name, version, plugin, interrupted)
+
+    def _add_watched(self, name: str, version: str, plugin: ModuleType | Any, interrupted: list[bool]) -> PluginInfo:
         module_name = getattr(plugin, "__name__", type(plugin).__name__)
         info = PluginInfo(name, version, module_name)
         self.plugins.append(info)
@@ -195,9 +275,9 @@ class PluginHost:
                 )
             self.manager.register(plugin, name=name)
             self.manager.check_pending()
-        except KeyboardInterrupt:
-            raise
         except BaseException as error:  # noqa: BLE001
+            if isinstance(error, KeyboardInterrupt) and interrupted[0]:
+                raise  # the user pressed Ctrl-C
             info.status, info.error, info.details = "broken", _one_line(_describe(error)), traceback.format_exc()
             if self.manager.is_registered(plugin):
                 self.manager.unregister(plugin)
@@ -215,9 +295,9 @@ class PluginHost:
                         added.append((_registry.kind, component_name))
 
                     implementation.function(register=register)
-        except KeyboardInterrupt:
-            raise
         except BaseException as error:  # noqa: BLE001 - SystemExit in a hook breaks only its plugin
+            if isinstance(error, KeyboardInterrupt) and interrupted[0]:
+                raise  # the user pressed Ctrl-C
             info.status = "broken"
             info.error = _one_line(f"registration failed: {_describe(error)}")
             info.details = traceback.format_exc()

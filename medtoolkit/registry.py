@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
-#: Names that live in plugin distributions, and the core extra that installs them.
+#: Names that live in plugin distributions, and the core extra that installs them
+#: (the extra and the plugin share a name: extra ``x`` pulls ``medtoolkit-x``, in ``plugins/x``).
 KNOWN_PLUGIN_NAMES: dict[str, str] = {
     "lightgcn": "algnet",
     "dual_self_attention": "algnet",
@@ -21,7 +22,10 @@ KNOWN_PLUGIN_NAMES: dict[str, str] = {
     "dnmdr": "dnmdr",
     "mpnn": "molecule",
     "safedrug": "molecule",
+    "safedrug_frozen_mpnn": "molecule",
     "controllable_ddi": "molecule",
+    "gamenet_controllable_ddi": "molecule",
+    "algnet_controllable_ddi": "molecule",
     "package_gnn": "dpr",
     "package_recommendation": "dpr",
     "dpr_wg": "dpr",
@@ -32,10 +36,68 @@ KNOWN_PLUGIN_NAMES: dict[str, str] = {
     "transformer_set": "tempt",
     "contrastive": "tempt",
     "masked_code": "tempt",
-    "mimic3": "data",
-    "mimic4": "data",
-    "eicu": "data",
 }
+
+#: Names that appear only when another plugin is installed too (name -> those extras).
+NAME_ALSO_NEEDS: dict[str, tuple[str, ...]] = {"algnet_controllable_ddi": ("algnet",)}
+
+#: Every plugin extra: ``"available"`` (released, in ``plugins/<extra>`` of a checkout) or
+#: ``"planned"`` (declared in pyproject.toml, but its distribution does not exist yet, so no
+#: install command is printed for it).
+PLUGIN_STATUS: dict[str, str] = {
+    "algnet": "available",
+    "molecule": "available",
+    "dnmdr": "planned",
+    "tempt": "planned",
+    "dpr": "planned",
+}
+
+#: Other plugins a plugin depends on (installed alongside it from a checkout).
+PLUGIN_REQUIRES: dict[str, tuple[str, ...]] = {"dnmdr": ("molecule",)}
+
+
+def plugin_install_hint(extras: str | Sequence[str]) -> str:
+    """How to install the plugins behind ``extras``, released and from a checkout.
+
+    Example: ``plugin_install_hint("molecule")`` gives ``pip install "medtoolkit[molecule]"
+    (from a checkout: pip install -e ".[molecule]" -e plugins/molecule)``. A plugin that
+    is planned but not released yet gets ``medtoolkit-<name> (planned, not released yet)``
+    instead of a command that would fail.
+
+    Args:
+        extras: one extra name or several (see :data:`PLUGIN_STATUS`).
+
+    Raises:
+        KeyError: an extra that is not in :data:`PLUGIN_STATUS`.
+    """
+    names = [extras] if isinstance(extras, str) else list(extras)
+    unknown = [name for name in names if name not in PLUGIN_STATUS]
+    if unknown:
+        raise KeyError(f"no plugin extra named {', '.join(map(repr, unknown))}; known: {', '.join(PLUGIN_STATUS)}")
+    planned = [name for name in names if PLUGIN_STATUS[name] != "available"]
+    if planned:
+        return ", ".join(f"medtoolkit-{name}" for name in planned) + " (planned, not released yet)"
+    plugins: list[str] = []  # each plugin, then what it needs, without repeats
+    for name in names:
+        for plugin in (name, *PLUGIN_REQUIRES.get(name, ())):
+            if plugin not in plugins:
+                plugins.append(plugin)
+    joined = ",".join(names)
+    editable = " ".join(f"-e plugins/{plugin}" for plugin in plugins)
+    return f'pip install "medtoolkit[{joined}]" (from a checkout: pip install -e ".[{joined}]" {editable})'
+
+
+def name_install_hint(name: object) -> str | None:
+    """The sentence an unknown-name message adds for a name provided by a plugin (None: not one)."""
+    extra = KNOWN_PLUGIN_NAMES.get(str(name))
+    if extra is None:
+        return None
+    extras = [extra, *NAME_ALSO_NEEDS.get(str(name), ())]
+    hint = plugin_install_hint(extras)
+    if any(PLUGIN_STATUS[e] != "available" for e in extras):
+        return f"It belongs to the plugin {hint}."
+    return f"It is provided by {'a plugin' if len(extras) == 1 else 'plugins'}: {hint}."
+
 
 _PLURALS = {"memory": "memories", "loss": "losses"}
 
@@ -149,12 +211,9 @@ class Registry:
         close = difflib.get_close_matches(str(name), list(self._entries), n=3, cutoff=0.6)
         if close:
             message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
-        extra = KNOWN_PLUGIN_NAMES.get(str(name))
-        if extra:
-            message += (
-                f' It is provided by a plugin: pip install "medtoolkit[{extra}]"'
-                f' (from a checkout: pip install -e ".[{extra}]" -e plugins/{extra}).'
-            )
+        hint = name_install_hint(name)
+        if hint:
+            message += " " + hint
         known = ", ".join(sorted(self._entries)) or "none"
         return message + f" Known {_PLURALS.get(self.kind, self.kind + 's')}: {known}."
 

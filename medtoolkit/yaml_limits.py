@@ -118,7 +118,19 @@ def check_yaml_limits(
             parent.height = max(parent.height, height + 1)
 
 
-_REPR = reprlib.Repr()
+class _BoundedRepr(reprlib.Repr):
+    """:class:`reprlib.Repr` that also summarises integers too long for ``repr`` (inside containers too)."""
+
+    def repr_int(self, x: int, level: int) -> str:  # noqa: D102 - reprlib hook
+        if x.bit_length() > 4 * MAX_ECHO:
+            return f"<an integer of {x.bit_length():,} bits>"
+        return super().repr_int(x, level)
+
+    def repr_str(self, x: str, level: int) -> str:  # noqa: D102 - reprlib hook: never repr a huge string whole
+        return super().repr_str(x[: self.maxstring + 1], level)
+
+
+_REPR = _BoundedRepr()
 _REPR.maxstring = MAX_ECHO
 _REPR.maxother = MAX_ECHO
 _REPR.maxlong = 60
@@ -135,7 +147,10 @@ def short_repr(value: object, limit: int = MAX_ECHO) -> str:
         return repr(value[:limit]) + "..."
     if isinstance(value, int) and value.bit_length() > 4 * limit:  # repr would be long (or refused)
         return f"<an integer of {value.bit_length():,} bits>"
-    return clip(_REPR.repr(value), limit)
+    try:
+        return clip(_REPR.repr(value), limit)
+    except Exception:  # noqa: BLE001 - a repr that fails (or recurses) must not replace the error being reported
+        return f"<{type(value).__name__}>"
 
 
 def clip(text: str, limit: int) -> str:

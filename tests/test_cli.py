@@ -266,7 +266,20 @@ def test_train_resume_with_other_settings_is_refused(trained: tuple[Path, str], 
     run.write_text(yaml.safe_dump(TINY_RUN), encoding="utf-8")
     code = main(["train", str(run), "-o", "trainer.lr=0.5", "--out", str(tmp_path), "--resume"])
     assert code == 1
-    assert "error: cannot resume: the checkpoint's config differs" in capsys.readouterr().err
+    assert error_line(capsys.readouterr().err).startswith(
+        f"error: cannot resume from {tmp_path / 'checkpoint_seed0.pt'}: the checkpoint's config differs"
+    )
+
+
+def test_a_refused_resume_leaves_config_yaml_as_it_was(run_copy: Path, tmp_path: Path, capsys: Capture) -> None:
+    """config.yaml must keep matching the model files: a refused --resume used to rewrite it first."""
+    before = (run_copy / "config.yaml").read_bytes()
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump(TINY_RUN), encoding="utf-8")
+    assert main(["train", str(run), "-o", "trainer.lr=0.5", "--out", str(run_copy), "--resume"]) == 1
+    assert "the checkpoint's config differs" in error_line(capsys.readouterr().err)
+    assert (run_copy / "config.yaml").read_bytes() == before
+    assert main(["evaluate", str(run_copy)]) == 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -487,3 +500,173 @@ def test_a_plugin_command_loads_the_plugins_when_it_is_named(
     assert main(["--debug", "hello", "--name", "you"]) == 0
     assert capsys.readouterr().out == "hello you\n"
     assert "hello" not in cli._parser_for(["--help"]).format_help()
+
+
+# ---------------------------------------------------------------------------- hostile inputs (issue 8 review)
+def test_a_multi_line_yaml_error_in_config_yaml_is_still_one_line(run_copy: Path, capsys: Capture) -> None:
+    (run_copy / "config.yaml").write_text("model: [unclosed\n", encoding="utf-8")
+    assert main(["evaluate", str(run_copy)]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {run_copy / 'config.yaml'}: <root>: invalid YAML (line 2, column 1): ")
+
+
+def test_several_mistakes_in_config_yaml_name_the_file(run_copy: Path, capsys: Capture) -> None:
+    (run_copy / "config.yaml").write_text("", encoding="utf-8")
+    assert main(["evaluate", str(run_copy)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "  - dataset: missing required section 'dataset'",
+        "  - model: missing required section 'model'",
+        f"error: {run_copy / 'config.yaml'}: 2 errors (listed above)",
+    ]
+
+
+def test_a_model_file_that_is_a_fifo_is_refused_not_waited_on(run_copy: Path, capsys: Capture) -> None:
+    import os
+
+    checkpoint = run_copy / "model_seed0.pt"
+    checkpoint.unlink()
+    os.mkfifo(checkpoint)
+    assert main(["evaluate", str(run_copy)]) == 1
+    assert error_line(capsys.readouterr().err) == f"error: cannot read checkpoint {checkpoint}: not a regular file"
+
+
+def test_a_run_file_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path, capsys: Capture) -> None:
+    import os
+
+    fifo = tmp_path / "run.yaml"
+    os.mkfifo(fifo)
+    assert main(["validate", str(fifo)]) == 1
+    assert error_line(capsys.readouterr().err) == (
+        f"error: {fifo}: not a regular file (a run file must be a plain YAML file)"
+    )
+
+
+def test_a_foreign_pickle_in_a_model_file_is_one_error_line(run_copy: Path, capsys: Capture) -> None:
+    checkpoint = run_copy / "model_seed0.pt"
+    checkpoint.write_bytes(pickle.dumps(argparse.Namespace(a=1), protocol=4))  # torch would warn about it
+    assert main(["evaluate", str(run_copy)]) == 1
+    assert error_line(capsys.readouterr().err).startswith(f"error: cannot read checkpoint {checkpoint}: corrupt")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--overwrite"], "medtoolkit: error: --overwrite needs --out DIR"),
+        (["--out", ""], "medtoolkit: error: --out needs a directory name (got an empty string)"),
+    ],
+    ids=["overwrite-without-out", "empty-out"],
+)
+def test_train_flags_that_would_silently_do_the_wrong_thing(
+    extra: list[str], message: str, run_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capture
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `--out ''` used to write the run into the current directory
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(run_file), *extra])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == message
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_train_out_on_a_file_says_it_is_not_a_directory(run_file: Path, tmp_path: Path, capsys: Capture) -> None:
+    out = tmp_path / "taken"
+    out.write_text("x", encoding="utf-8")
+    assert main(["train", str(run_file), "--out", str(out)]) == 1
+    assert error_line(capsys.readouterr().err) == (
+        f"error: {out} exists and is not a directory: name a directory for the run"
+    )
+
+
+def test_an_unknown_device_is_one_plain_error_line(run_file: Path, capsys: Capture) -> None:
+    assert main(["train", str(run_file), "--device", "nonsense"]) == 1
+    assert error_line(capsys.readouterr().err) == (
+        "error: unknown device 'nonsense': expected auto, cpu, cuda, cuda:N (or another torch device type)"
+    )
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(
+    run_file: Path, tmp_path: Path, capsys: Capture
+) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious data\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").symlink_to(precious)
+    assert main(["train", str(run_file), "--out", str(out)]) == 1
+    assert error_line(capsys.readouterr().err) == (
+        f"error: {out / '.lock'} is a symbolic link: refusing to lock the run directory through it (remove it)"
+    )
+    assert precious.read_text(encoding="utf-8") == "precious data\n"
+
+
+def _damage_checkpoint(run_copy: Path, change: Any) -> Path:
+    path = run_copy / "checkpoint_seed0.pt"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "part", "reason"),
+    [
+        (lambda s: s.update(optimizer={}), "optimizer", "'param_groups'"),
+        (lambda s: s.update(history=[1, 2]), "history", "expected a mapping with a list of epochs"),
+        (lambda s: s.update(rng_seed="abc"), "rng_seed", "SeedSequence expects int or sequence of ints"),
+        (lambda s: s.update(torch_rng=torch.zeros(3)), "torch_rng", "RNG state must be a torch.ByteTensor"),
+        (lambda s: s.update(best_model={"a": torch.zeros(1)}), "best_model", "missing keys"),
+    ],
+    ids=["optimizer", "history", "rng_seed", "torch_rng", "best_model"],
+)
+def test_resume_from_a_damaged_checkpoint_names_the_file_and_the_entry(
+    change: Any, part: str, reason: str, run_copy: Path, tmp_path: Path, capsys: Capture
+) -> None:
+    config = yaml.safe_load((run_copy / "config.yaml").read_text(encoding="utf-8"))
+    run = tmp_path / "resume.yaml"
+    run.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    path = _damage_checkpoint(run_copy, change)
+    assert main(["train", str(run), "-o", "trainer.epochs=2", "--out", str(run_copy), "--resume"]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: cannot resume from {path}: its {part!r} entry does not fit this run ({reason}")
+    assert line.endswith("use a new --out directory or --overwrite")
+
+
+def test_warnings_are_one_line_on_the_command_line(monkeypatch: pytest.MonkeyPatch, capsys: Capture) -> None:
+    """A corrupt-cache RuntimeWarning is printed as ``warning: ...``, not file:line plus a source line."""
+    import warnings
+
+    seen: list[str] = []
+
+    def warn(args: argparse.Namespace) -> int:
+        seen.append(warnings.formatwarning("cache entry is corrupt,\nrebuilding", RuntimeWarning, "x.py", 3))
+        return 0
+
+    original = warnings.formatwarning
+    monkeypatch.setattr(cli, "cmd_plugins", warn)
+    assert main(["plugins"]) == 0
+    assert seen == ["warning: cache entry is corrupt, rebuilding\n"]
+    assert warnings.formatwarning is original  # restored after the command
+    assert main(["plugins", "--debug"]) == 0  # --debug keeps Python's full format
+    assert seen[-1].startswith("x.py:3: RuntimeWarning: cache entry is corrupt,")
+
+
+def test_presets_copy_onto_a_directory_named_like_the_preset(tmp_path: Path, capsys: Capture) -> None:
+    (tmp_path / "gamenet.yaml").mkdir()
+    for force in ([], ["--force"]):
+        assert main(["presets", "copy", "gamenet", str(tmp_path), *force]) == 1
+        assert error_line(capsys.readouterr().err) == f"error: {tmp_path / 'gamenet.yaml'} is a directory"
+
+
+def test_presets_copy_refusing_to_overwrite_is_an_error_line(tmp_path: Path, capsys: Capture) -> None:
+    dest = tmp_path / "mine.yaml"
+    dest.write_text("keep", encoding="utf-8")
+    assert main(["presets", "copy", "gamenet", str(dest)]) == 1
+    assert error_line(capsys.readouterr().err) == f"error: {dest} exists; pass --force to overwrite"
+    assert dest.read_text(encoding="utf-8") == "keep"
+
+
+def test_data_info_with_an_invalid_dataset_option_is_a_short_line(capsys: Capture) -> None:
+    assert main(["data", "info", "mimic3", "-o", "min_visits=abc"]) == 1
+    assert error_line(capsys.readouterr().err) == (
+        "error: dataset 'mimic3': invalid Params: min_visits: Input should be a valid integer, "
+        "unable to parse string as an integer"
+    )

@@ -787,3 +787,61 @@ def test_integer_too_long_to_build_names_the_file(tmp_path: Path) -> None:
     assert str(caught.value).startswith(f"{path}: <root>: invalid YAML value: Exceeds the limit")
     with pytest.raises(ValueError, match=r"^override 'seed=999.*'\.\.\.: invalid value: Exceeds the limit"):
         parse_override("seed=" + "9" * 5000)
+
+
+# ----------------------------------------------------------------------------- hostile review (issue 8)
+def test_sexagesimal_numbers_cannot_make_parsing_quadratic(tmp_path: Path) -> None:
+    import time
+
+    from medtoolkit.config import parse_override
+
+    run = tmp_path / "run.yaml"
+    run.write_text("seed: 1" + ":59" * 300_000 + "\n")  # YAML 1.1 base 60: minutes to convert
+    start = time.perf_counter()
+    with pytest.raises(ConfigValidationError) as caught:
+        load_yaml(run)
+    assert time.perf_counter() - start < 20
+    line = caught.value.summary()
+    assert line.startswith(f"{run}: <root>: invalid YAML (line 1, column 7): refusing the integer '1:59:59")
+    assert "of 900,001 characters (300,001 ':'-separated parts); write a plain number" in line
+    assert "\n" not in line
+    assert load_yaml_text(tmp_path, "a: 1:30:00\nb: 190:20:30.15\nc: 0x10\n") == {"a": 5400, "b": 685230.15, "c": 16}
+    keys, value = parse_override("seed=1" + ":59" * 100_000)  # not a number: kept as text, quickly
+    assert keys == ["seed"] and isinstance(value, str)
+
+
+def load_yaml_text(tmp_path: Path, text: str) -> Any:
+    path = tmp_path / "ok.yaml"
+    path.write_text(text)
+    return load_yaml(path)
+
+
+def test_yaml_error_messages_are_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "dup.yaml"
+    run.write_text("seed: 1\nseed: 2\n")
+    with pytest.raises(ConfigValidationError) as caught:
+        load_yaml(run)
+    assert caught.value.summary() == (
+        f"{run}: <root>: invalid YAML (line 2, column 1): while constructing a mapping in \"<unicode string>\", "
+        f"line 1, column 1: seed: 1 ^ found duplicate key 'seed' (first on line 1) in \"<unicode string>\", "
+        f"line 2, column 1: seed: 2 ^"
+    )
+
+
+def test_run_file_that_is_a_fifo_or_device_does_not_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "run.yaml"
+    os.mkfifo(fifo)
+    code = (
+        "import sys\nfrom medtoolkit.config import ConfigValidationError, load_yaml\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n        load_yaml(path)\n"
+        "    except ConfigValidationError as error:\n        print(error.summary())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(fifo), "/dev/zero", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        f"{fifo}: <root>: cannot read the run file: it is not a regular file (a device, FIFO or socket)",
+        "/dev/zero: <root>: cannot read the run file: it is not a regular file (a device, FIFO or socket)",
+        f"{tmp_path}: <root>: cannot read the run file: it is a directory",
+    ]

@@ -114,8 +114,20 @@ def test_demo_command_trains_on_the_documented_data(
     assert (data["patients"], data["visits"], data["n_drugs"]) == counts
     assert metrics["protocol"]["splits"] == ["seed0"] and len(metrics["epoch_seconds"]) == 1
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert f"- dataset: `{data['name']}`: {counts[0]} patients" in report
+    assert f"- dataset: `{data['name']}`: {counts[0]:,} patients" in report
     # `medtoolkit data info <type>` counts the patients the run trained on
     info = _data_info(DATASET_TYPES[demo], capsys)
     assert info["statistics"]["patients"] == data["patients"]
     assert info["fingerprint"] == metrics["data_fingerprint"]
+
+
+def test_readme_main_job_is_the_mimic3_demo_row_and_its_counts_are_stated_once() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    main_job = re.search(r"```bash\n(python3 -m venv [^\n]+)\n```", readme)
+    assert main_job is not None
+    last = main_job[1].split("&&")[-1].split()
+    _, mimic3_argv = readme_demos()["MIMIC-III"]
+    assert [Path(last[0]).name, *last[1:]] == mimic3_argv
+    # the counts live in the demo table only (one truth): nowhere else in the README or quickstart
+    for text in (readme, (ROOT / "docs" / "quickstart.rst").read_text(encoding="utf-8")):
+        assert len(re.findall(r"\b82\b", text)) == 1, "the MIMIC-III demo's patient count is stated more than once"

@@ -79,3 +79,26 @@ def test_sphinx_build_has_no_warnings(tmp_path: Path, bootstrap: str) -> None:
     algnet = (out / "algnet.html").read_text(encoding="utf-8")
     for documented in ("LightGCNMemory", "DualSelfAttentionEncoder", "ALGNet", "ablation_config"):
         assert documented in algnet
+
+
+def test_public_names_the_quickstart_uses_are_exported_and_documented() -> None:
+    import re
+
+    import medtoolkit
+
+    quickstart = (DOCS / "quickstart.rst").read_text(encoding="utf-8")
+    api = (DOCS / "api.rst").read_text(encoding="utf-8")
+    used = set(re.findall(r"\bmt\.(\w+)", quickstart))
+    assert {"build", "load_preset", "fit_evaluate"} <= used
+    for name in used:
+        assert name in medtoolkit.__all__, name
+        assert f".. autofunction:: medtoolkit.{name}\n" in api, name
+    # the modules the quickstart and its example import from are documented too
+    example = (ROOT / "examples" / "python_api.py").read_text(encoding="utf-8")
+    modules = set(re.findall(r"^\s*from (medtoolkit[\w.]*) import", quickstart + example, flags=re.M))
+    assert "medtoolkit.fit" in modules
+    for module in modules:
+        if module.startswith("medtoolkit.components.") and module != "medtoolkit.components.params":
+            continue  # components: docs/config_reference.rst lists each one's class path and Params fields
+        assert f".. automodule:: {module}\n" in api, module
+    assert ":doc:`config_reference`" in quickstart

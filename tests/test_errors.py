@@ -82,3 +82,15 @@ def test_a_config_validation_error_with_one_mistake_is_one_line() -> None:
     error = ConfigValidationError([ConfigError("seed", "not an int")], "run.yaml")
     assert error_details(error) == ""
     assert error_message(error, "run.yaml") == "run.yaml: seed: not an int"
+
+
+def test_a_config_error_quoting_a_multi_line_yaml_error_is_one_line() -> None:
+    error = ConfigValidationError([ConfigError("", "invalid YAML (line 2, column 1): while parsing\n  in x\n    ^")],
+                                  "run.yaml")
+    assert error_message(error) == "run.yaml: <root>: invalid YAML (line 2, column 1): while parsing in x ^"
+
+
+def test_detail_lines_stay_one_line_per_mistake() -> None:
+    error = ConfigValidationError([ConfigError("a", "first\nsecond"), ConfigError("b", "third")], "run.yaml")
+    assert error_details(error).splitlines() == ["  - a: first second", "  - b: third"]
+    assert error_message(error) == "run.yaml: 2 errors (listed above)"

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -509,19 +512,99 @@ def test_system_exit_in_a_hook_marks_the_plugin_broken() -> None:
     assert info(host, "medtoolkit-loss").status == "ok"
 
 
-def test_keyboard_interrupt_at_import_stops_the_command(
+def test_keyboard_interrupt_raised_by_a_plugin_at_import_marks_it_broken(
     entry_points: dict[str, FakeEntryPoint], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """It cannot be told apart from the user pressing Ctrl-C: nothing is blamed, the command stops."""
+    """A plugin that raises KeyboardInterrupt itself (no SIGINT arrived) cannot take the CLI down."""
     from medtoolkit.cli import main
 
     _add_entry_point(entry_points, "interrupts", _interrupts)
+    host = PluginHost()
+    broken = info(host, "medtoolkit-interrupts")
+    assert (broken.status, broken.error) == ("broken", "import failed: KeyboardInterrupt")
+    assert info(host, "medtoolkit-good").status == "ok"
+    monkeypatch.setattr(medtoolkit.plugins, "default_host", PluginHost)
+    assert main(["plugins", "--json"]) == 0
+    statuses = {p["name"]: p["status"] for p in json.loads(capsys.readouterr().out)}
+    assert statuses["medtoolkit-interrupts"] == "broken"
+
+
+class InterruptingPlugin:
+    @medtoolkit.hookimpl
+    def register_losses(self, register: Register) -> None:
+        register("interrupt_loss", ToyLoss)
+        raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_raised_by_a_hook_marks_the_plugin_broken() -> None:
+    host = make_host(("medtoolkit-interrupting", "1", InterruptingPlugin()))
+    broken = info(host, "medtoolkit-interrupting")
+    assert (broken.status, broken.error) == ("broken", "registration failed: KeyboardInterrupt")
+    assert "interrupt_loss" not in host.registry("loss")
+
+
+def _real_ctrl_c() -> Any:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)  # the user pressing Ctrl-C while the plugin imports
+    time.sleep(1)
+    raise AssertionError("SIGINT was not delivered")
+
+
+def test_a_real_ctrl_c_while_a_plugin_imports_stops_the_command(
+    entry_points: dict[str, FakeEntryPoint], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from medtoolkit.cli import main
+
+    _add_entry_point(entry_points, "slow", _real_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         PluginHost()
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
     monkeypatch.setattr(medtoolkit.plugins, "default_host", PluginHost)
     assert main(["plugins"]) == 130
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "error: interrupted\n")
+
+
+def _writes_to_fd_1() -> Any:
+    os.write(1, b"raw fd output\n")
+    print("dunder stdout", file=sys.__stdout__, flush=True)
+    return GoodPlugin
+
+
+def test_output_written_to_file_descriptor_1_at_import_goes_to_stderr(
+    entry_points: dict[str, FakeEntryPoint], capfd: pytest.CaptureFixture[str]
+) -> None:
+    _add_entry_point(entry_points, "rawfd", _writes_to_fd_1)
+    PluginHost()
+    captured = capfd.readouterr()
+    assert "raw fd output" not in captured.out and "dunder stdout" not in captured.out
+    assert "raw fd output" in captured.err
+
+
+def _escape_codes() -> Any:
+    raise ImportError("\x1b[2J\x1b]0;pwned\x07boom")
+
+
+def test_a_broken_plugins_reason_has_no_control_characters(entry_points: dict[str, FakeEntryPoint]) -> None:
+    _add_entry_point(entry_points, "escapes", _escape_codes)
+    broken = info(PluginHost(), "medtoolkit-escapes")
+    assert broken.error == "import failed: ImportError: ?[2J?]0;pwned?boom"
+
+
+def test_a_damaged_entry_point_listing_is_one_broken_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    def damaged(**selection: str) -> Any:
+        raise ValueError("bad entry_points.txt\nline 2")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", damaged)
+    host = PluginHost()
+    assert [(p.name, p.status, p.error) for p in host.plugins[1:]] == [
+        ("(entry points)", "broken", "cannot list installed plugins: ValueError: bad entry_points.txt line 2")
+    ]
+    assert host.registry("recommender")  # the built-ins are still there
 
 
 def test_a_broken_plugins_reason_is_one_line_of_at_most_200_characters(
@@ -549,3 +632,16 @@ def test_plugins_debug_prints_the_full_traceback_of_broken_plugins(
     assert json.loads(captured.out)  # stdout stays JSON
     assert "--- medtoolkit-long 0.1: import failed: ImportError: first line" in captured.err
     assert "Traceback (most recent call last):" in captured.err and "x" * 500 in captured.err
+
+
+def test_a_distribution_without_name_or_version_is_listed_not_a_crash(
+    entry_points: dict[str, FakeEntryPoint], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medtoolkit.cli import main
+
+    nameless = FakeDistribution(None, None)  # type: ignore[arg-type]
+    entry_points["nameless"] = FakeEntryPoint("nameless", "medtoolkit_nameless", nameless, LossPlugin)
+    monkeypatch.setattr(medtoolkit.plugins, "default_host", PluginHost)
+    assert main(["plugins"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("nameless"))
+    assert row.split()[:2] == ["nameless", "broken"]  # LossPlugin's names are taken by "loss": still listed

@@ -142,11 +142,25 @@ def test_unknown_name_without_close_match_lists_what_exists(encoders: Registry) 
     assert message.endswith("Known encoders: toy_encoder.")
 
 
-@pytest.mark.parametrize(("name", "extra"), [("mpnn", "molecule"), ("lightgcn", "algnet"), ("tempt", "tempt")])
+@pytest.mark.parametrize(("name", "extra"), [("mpnn", "molecule"), ("lightgcn", "algnet")])
 def test_unknown_plugin_name_points_to_the_extra(encoders: Registry, name: str, extra: str) -> None:
-    message = encoders.unknown_message(name)
-    assert f'It is provided by a plugin: pip install "medtoolkit[{extra}]"' in message
-    assert f'(from a checkout: pip install -e ".[{extra}]" -e plugins/{extra}).' in message
+    assert encoders.unknown_message(name) == (
+        f"unknown encoder {name!r}. It is provided by a plugin: pip install \"medtoolkit[{extra}]\""
+        f' (from a checkout: pip install -e ".[{extra}]" -e plugins/{extra}). Known encoders: toy_encoder.'
+    )
+
+
+@pytest.mark.parametrize(("name", "plugin"), [("tempt", "tempt"), ("evolvegat", "dnmdr"), ("bpr", "dpr")])
+def test_a_planned_plugin_name_prints_no_command(encoders: Registry, name: str, plugin: str) -> None:
+    assert encoders.unknown_message(name) == (
+        f"unknown encoder {name!r}. It belongs to the plugin medtoolkit-{plugin} (planned, not released yet)."
+        " Known encoders: toy_encoder."
+    )
+
+
+def test_core_loaders_get_no_plugin_hint() -> None:
+    datasets = Registry("dataset")
+    assert datasets.unknown_message("mimic4") == "unknown dataset 'mimic4'. Known datasets: none."
 
 
 def test_known_plugin_names_cover_the_published_plugins() -> None:

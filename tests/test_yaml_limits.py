@@ -55,3 +55,20 @@ def test_short_repr_and_clip() -> None:
 def test_short_repr_of_a_huge_integer() -> None:
     assert short_repr(10**5000) == "<an integer of 16,610 bits>"
     assert short_repr(12345) == "12345"
+
+
+def test_short_repr_survives_hostile_values_inside_containers() -> None:
+    deep: list = []
+    for _ in range(100_000):  # repr() of this raises RecursionError
+        deep = [deep]
+    assert short_repr(deep) == "[[[[...]]]]"
+    # repr() of an int over 4,300 digits raises ValueError, also inside a container or as a dict key
+    assert short_repr([10**5000]) == "[<an integer of 16,610 bits>]"
+    assert short_repr({10**5000: 1}) == "{<an integer of 16,610 bits>: 1}"
+    assert len(short_repr(["x" * 10_000_000])) <= 200
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    assert short_repr(Broken()).startswith("<Broken instance at ")

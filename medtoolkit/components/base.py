@@ -145,6 +145,24 @@ class Encoder(Component, nn.Module, ABC):
         """``[B, T, output_dim]`` visit representations (causal)."""
 
 
+class DrugEncoder(Encoder):
+    """Maps the schema's drugs to vectors, ``forward() -> [n_drugs, output_dim]`` (no batch).
+
+    A drug encoder is an encoder (registered with ``register_encoders``) that declares the
+    drug-side input it reads in :attr:`consumes` (``"molecules"``...). Slots that take "any
+    drug encoder" accept exactly these (see :func:`medtoolkit.components.params.slot`);
+    ``medtoolkit validate`` refuses a visit encoder there and a drug encoder in a visit slot.
+    Its input arrays come from the schema and are held as registered buffers, so
+    ``.to(device)`` moves them. It runs once per training step, not once per visit.
+    """
+
+    consumes: ClassVar[str] = "molecules"
+
+    @abstractmethod
+    def forward(self) -> torch.Tensor:  # type: ignore[override]
+        """``[n_drugs, output_dim]`` drug representations (row i: drug index i)."""
+
+
 class Memory(Component, nn.Module, ABC):
     """Drug-side memory read with a patient query: ``[B, T, D] -> [B, T, output_dim]``."""
 
@@ -192,6 +210,18 @@ class Loss(Component, nn.Module, ABC):
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called by the trainer after every epoch (schedules, annealing)."""
+
+    def reset_tracking(self) -> None:
+        """Called by the trainer before every epoch: forget the values :meth:`tracked` reports."""
+
+    def tracked(self) -> dict[str, float]:
+        """Values of this term that change during training, for the epoch just finished.
+
+        For example a controllable DDI loss's mean ``beta`` or the predicted DDI rate it
+        saw. The trainer records them per epoch in the history and ``curves.png`` draws
+        them. Default: nothing.
+        """
+        return {}
 
 
 class Recommender(Component, nn.Module, ABC):

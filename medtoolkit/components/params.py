@@ -1,4 +1,9 @@
-"""Parameter models shared by every component: ``Params`` and child-slot ``Node`` objects."""
+"""Parameter models shared by every component: ``Params`` and child-slot ``Node`` objects.
+
+A parent declares its children with :func:`slot` (any component of a kind, or, for
+encoders, only those consuming what the slot accepts) and :func:`drug_encoder_slot` (any
+drug encoder); :func:`slot_mismatch` gives the one message for a child in the wrong slot.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
+    from medtoolkit.components.base import DrugEncoder
     from medtoolkit.components.schema import DataSchema
 
 
@@ -143,17 +149,47 @@ class Node(BaseModel):
             raise ComponentBuildError(f"{where}: {message}") from error
 
 
-def slot(kind: str, default: str | None = None, description: str | None = None, **default_params: Any) -> Any:
+#: What an encoder slot accepts when it declares nothing: encoders of visits.
+VISIT_INPUTS: tuple[str, ...] = ("visits",)
+#: What a drug-encoder slot accepts ("any drug encoder", see :func:`drug_encoder_slot`).
+DRUG_INPUTS: tuple[str, ...] = ("molecules",)
+
+
+def slot(
+    kind: str,
+    default: str | None = None,
+    description: str | None = None,
+    *,
+    consumes: str | tuple[str, ...] | None = None,
+    **default_params: Any,
+) -> Any:
     """Declare a child slot of kind ``kind`` in a ``Params`` model.
+
+    Example::
+
+        class Params(Params):
+            encoder: Node = slot("encoder", "gru", description="visit encoder")
 
     Args:
         kind: the component kind the slot accepts (``"encoder"``, ``"memory"``, ...).
         default: the registered name used when the config leaves the slot out
             (None makes the slot required).
         description: what the slot is for (shown in the config reference).
+        consumes: the inputs a component must declare in its ``consumes`` class
+            attribute to fit the slot (one name or several). An encoder slot that
+            declares nothing takes visit encoders only (:data:`VISIT_INPUTS`); a slot of
+            another kind that declares nothing takes any component of its kind.
         **default_params: parameters of the default node.
+
+    Raises:
+        ValueError: ``consumes`` is empty or holds something other than non-empty strings.
     """
-    extra = {"slot": kind}
+    extra: dict[str, Any] = {"slot": kind}
+    if consumes is not None:
+        accepted = (consumes,) if isinstance(consumes, str) else tuple(consumes)
+        if not accepted or not all(isinstance(name, str) and name for name in accepted):
+            raise ValueError(f"consumes must be a non-empty string or tuple of strings, got {consumes!r}")
+        extra["consumes"] = list(accepted)
     text = description or f"a {kind} node {{type: <registered {kind}>, ...}}"
     if default is None:
         return Field(json_schema_extra=extra, description=text)
@@ -162,11 +198,130 @@ def slot(kind: str, default: str | None = None, description: str | None = None, 
     )
 
 
+def drug_encoder_slot(default: str | None = None, description: str | None = None, **default_params: Any) -> Any:
+    """Declare a slot that takes any drug encoder (an encoder consuming :data:`DRUG_INPUTS`).
+
+    The same as ``slot("encoder", default, description, consumes=DRUG_INPUTS, ...)``. Build
+    the child with :func:`build_drug_encoder`. ``medtoolkit validate`` refuses a visit
+    encoder in this slot, and a drug encoder in a plain encoder slot.
+
+    Args:
+        default: the registered drug encoder used when the config leaves the slot out
+            (None makes the slot required).
+        description: what the slot is for (shown in the config reference).
+        **default_params: parameters of the default node.
+    """
+    text = description or "a drug encoder node {type: <registered encoder consuming molecules>, ...}"
+    return slot("encoder", default, text, consumes=DRUG_INPUTS, **default_params)
+
+
+def _slot_extra(params_class: type[BaseModel], field_name: str) -> dict[str, Any]:
+    extra = params_class.model_fields[field_name].json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
 def slot_kind(params_class: type[BaseModel], field_name: str) -> str | None:
     """The kind of a slot field, or None if the field is a plain parameter."""
-    info = params_class.model_fields[field_name]
-    extra = info.json_schema_extra
-    if isinstance(extra, dict):
-        kind = extra.get("slot")
-        return str(kind) if kind is not None else None
-    return None
+    kind = _slot_extra(params_class, field_name).get("slot")
+    return str(kind) if kind is not None else None
+
+
+def slot_consumes(params_class: type[BaseModel], field_name: str) -> tuple[str, ...] | None:
+    """What a slot field accepts (see :func:`slot`), or None if it accepts any component of its kind.
+
+    Returns None for plain parameters too.
+    """
+    extra = _slot_extra(params_class, field_name)
+    kind = extra.get("slot")
+    if kind is None:
+        return None
+    declared = extra.get("consumes")
+    if declared is not None:
+        return tuple(str(name) for name in declared)  # type: ignore[union-attr]
+    return VISIT_INPUTS if kind == "encoder" else None
+
+
+def _consumes_mismatch(kind: str, accepted: tuple[str, ...], component: type, host: Any = None) -> str | None:
+    """The message for ``component`` in a slot of ``kind`` that accepts ``accepted``, or None if it fits."""
+    consumes = getattr(component, "consumes", None)
+    if consumes in accepted:
+        return None
+    name = getattr(component, "registered_name", None) or component.__name__
+    what = f"consumes {consumes}" if isinstance(consumes, str) else "declares nothing it consumes"
+    if accepted == VISIT_INPUTS and kind == "encoder":
+        wanted = "a visit encoder"
+    elif accepted == DRUG_INPUTS and kind == "encoder":
+        wanted = "a drug encoder"
+    else:
+        wanted = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+    message = f"{kind} {name!r} {what}; this slot takes {wanted} (consumes {' or '.join(accepted)})"
+    if host is not None:
+        fitting = [e.name for e in host.registry(kind) if getattr(e.obj, "consumes", None) in accepted]
+        message += ": " + (", ".join(fitting) if fitting else "none registered")
+    return message
+
+
+def slot_mismatch(params_class: type[BaseModel], field_name: str, component: type, host: Any = None) -> str | None:
+    """Why ``component`` does not fit the slot ``field_name`` of ``params_class`` (None if it fits).
+
+    The one message used by config validation and by :func:`build_drug_encoder`, e.g.
+    ``encoder 'gru' consumes visits; this slot takes a drug encoder (consumes molecules): mpnn``.
+
+    Args:
+        params_class: the ``Params`` model declaring the slot.
+        field_name: the slot field.
+        component: the component class placed in the slot.
+        host: a :class:`~medtoolkit.plugins.PluginHost`; when given, the message ends
+            with the registered components that fit (None: no list).
+
+    Raises:
+        ValueError: ``field_name`` is not a slot of ``params_class``.
+    """
+    kind = slot_kind(params_class, field_name)
+    if kind is None:
+        raise ValueError(f"{params_class.__qualname__}.{field_name} is not a slot")
+    accepted = slot_consumes(params_class, field_name)
+    if accepted is None:
+        return None
+    return _consumes_mismatch(kind, accepted, component, host)
+
+
+def build_drug_encoder(node: Node, schema: "DataSchema | None", *, host: Any = None) -> "DrugEncoder":
+    """Build the drug encoder of a :func:`drug_encoder_slot` (the Python path: resolve, check, build).
+
+    An unresolved node (``Node(type="...")``) is resolved as an encoder first, through
+    ``host`` (default: the process-wide host).
+
+    Args:
+        node: the slot's node.
+        schema: the data schema passed to the encoder.
+        host: plugin host used to resolve the node and to list the encoders that fit.
+
+    Raises:
+        TypeError: the node is not a drug encoder; the message is the one
+            ``medtoolkit validate`` gives (see :func:`slot_mismatch`). Raised in a
+            parent's constructor, :meth:`Node.build` adds the parent's config path.
+        medtoolkit.config.ConfigValidationError: the name is unknown or its params are invalid.
+        ComponentBuildError: the encoder's constructor failed.
+    """
+    from medtoolkit.components.base import DrugEncoder
+
+    if node._component is None:
+        node.resolve("encoder", host)
+    component = node.component
+    problem = _consumes_mismatch("encoder", DRUG_INPUTS, component)
+    if problem is not None:  # again, with the encoders that fit
+        problem = _consumes_mismatch("encoder", DRUG_INPUTS, component, host if host is not None else _default_host())
+    elif not (isinstance(component, type) and issubclass(component, DrugEncoder)):
+        name = getattr(component, "registered_name", None) or component.__name__
+        problem = f"encoder {name!r} consumes {component.consumes} but is not a medtoolkit.components.base.DrugEncoder"
+    if problem is not None:
+        raise TypeError(problem)
+    encoder: DrugEncoder = node.build(schema)
+    return encoder
+
+
+def _default_host() -> Any:
+    from medtoolkit.plugins import default_host
+
+    return default_host()

@@ -8,6 +8,10 @@ validate`` compares the two so that a run on data without a DDI matrix is refuse
 the data is loaded, naming the component and its config path. A dataset that cannot tell
 before loading returns ``None`` and the check falls back to the component's constructor
 (:meth:`~medtoolkit.components.schema.DataSchema.require_ddi`).
+
+Knowledge names: :data:`KNOWLEDGE_NAMES`. Molecule graphs and a BRICS substructure mask are
+built from SMILES with rdkit (the ``chem`` extra), so they count as provided when the dataset
+provides ``"smiles"`` and rdkit is installed; without rdkit the refusal names the extra.
 """
 
 from __future__ import annotations
@@ -23,7 +27,19 @@ if TYPE_CHECKING:
     from medtoolkit.config import ConfigError, RunConfig
 
 #: what each knowledge name means, for messages
-KNOWLEDGE_NAMES = {"ddi": "a DDI matrix"}
+KNOWLEDGE_NAMES = {
+    "ddi": "a DDI matrix",
+    "smiles": "drug SMILES",
+    "substructures": "a drug-to-substructure mask",
+    "molecules": "drug molecule graphs",
+}
+#: knowledge a dataset provides whenever it provides ``"smiles"`` and rdkit is installed
+#: (built from the SMILES by :meth:`DataSchema.require_molecules` / ``require_substructures``)
+FROM_SMILES = frozenset({"molecules", "substructures"})
+#: knowledge that needs rdkit unless the dataset declares it ready-made (none does today):
+#: refused without rdkit even when the dataset cannot tell what it provides
+NEEDS_RDKIT = frozenset({"molecules"})
+_CHEM_EXTRA = 'pip install "medtoolkit[chem]"'
 
 
 def walk_nodes(node: Node, path: str) -> Iterator[tuple[str, Node]]:
@@ -54,8 +70,37 @@ def _needed(node: Node) -> frozenset[str]:
     return frozenset(needs(node.params)) if needs is not None else frozenset()
 
 
+def with_derived(provided: frozenset[str], rdkit: bool) -> frozenset[str]:
+    """``provided`` plus what is built from it: molecule graphs and a BRICS substructure
+    mask come from ``"smiles"`` when rdkit is installed.
+
+    Args:
+        provided: knowledge names a dataset declares.
+        rdkit: whether rdkit can be imported.
+
+    Returns:
+        the names the run can count on.
+    """
+    return provided | FROM_SMILES if rdkit and "smiles" in provided else provided
+
+
+def _message(kind: str, name: str, missing: str, dataset: str, provided: frozenset[str] | None,
+             rdkit: bool) -> str:
+    what = KNOWLEDGE_NAMES.get(missing, repr(missing))
+    smiles_known = missing in NEEDS_RDKIT if provided is None else "smiles" in provided
+    if not rdkit and missing in FROM_SMILES and smiles_known:
+        return (f"{kind} {name!r} needs {what}, built from the dataset's SMILES with rdkit, which is "
+                f"not installed: {_CHEM_EXTRA}")
+    return f"{kind} {name!r} needs {what}, but dataset {dataset!r} as configured has none"
+
+
 def knowledge_errors(config: "RunConfig") -> list["ConfigError"]:
     """A :class:`ConfigError` for every component needing knowledge the dataset lacks.
+
+    ``"molecules"`` and ``"substructures"`` count as provided when the dataset provides
+    ``"smiles"`` and rdkit is installed (:func:`with_derived`). A component needing
+    ``"molecules"`` is refused without rdkit even when the dataset cannot tell what it
+    provides; the message names the extra to install.
 
     Args:
         config: a validated run config.
@@ -65,19 +110,24 @@ def knowledge_errors(config: "RunConfig") -> list["ConfigError"]:
         provided or the dataset cannot tell before loading.
     """
     from medtoolkit.config import ConfigError
+    from medtoolkit.knowledge.molecules import rdkit_available
 
     provided_by = getattr(config.dataset.component, "knowledge_provided", None)
-    provided: Any = provided_by(config.dataset.params) if provided_by is not None else None
-    if provided is None:
-        return []
+    declared: Any = provided_by(config.dataset.params) if provided_by is not None else None
     roots = [("model", config.model)] + [(f"losses.{i}", node) for i, node in enumerate(config.losses)]
+    needed = [(path, node, _needed(node)) for root_path, root in roots for path, node in walk_nodes(root, root_path)]
+    if declared is None and not any(needs & NEEDS_RDKIT for _, _, needs in needed):
+        return []
+    rdkit = rdkit_available() if any(needs & FROM_SMILES for _, _, needs in needed) else True
+    provided = None if declared is None else frozenset(declared)
     errors: list[ConfigError] = []
-    for root_path, root in roots:
-        for path, node in walk_nodes(root, root_path):
-            for missing in sorted(_needed(node) - frozenset(provided)):
-                what = KNOWLEDGE_NAMES.get(missing, repr(missing))
-                errors.append(ConfigError(
-                    path, f"{node.component.kind} {node.type!r} needs {what}, but dataset "
-                          f"{config.dataset.type!r} as configured has none",
-                ))
+    for path, node, needs in needed:
+        if provided is None:
+            missing_names = needs & NEEDS_RDKIT if not rdkit else frozenset()
+        else:
+            missing_names = needs - with_derived(provided, rdkit)
+        for missing in sorted(missing_names):
+            errors.append(ConfigError(
+                path, _message(node.component.kind, node.type, missing, config.dataset.type, provided, rdkit),
+            ))
     return errors

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from medtoolkit.knowledge.molecules import MoleculeGraphs
+
+_CHEM_EXTRA = 'pip install "medtoolkit[chem]"'
 
 
 @dataclass(frozen=True)
@@ -19,10 +25,15 @@ class DataSchema:
         cooccurrence_adjacency: ``[n_drugs, n_drugs]`` float32 co-prescription graph built
             from the training split only (None before a split exists).
         drug_codes: the medication codes in index order.
-        smiles: per drug, SMILES strings (optional).
-        substructure_mask: ``[n_drugs, n_substructures]`` (optional).
+        smiles: per drug, SMILES strings (optional). Components get molecule graphs built
+            from them with :meth:`require_molecules`.
+        substructure_mask: ``[n_drugs, n_substructures]`` (optional; see
+            :meth:`require_substructures`).
         n_hospitals: number of hospitals (0 when unknown).
         drug_frequency: ``[n_drugs]`` share of training visits prescribing each drug (optional).
+        molecules: prebuilt molecule graphs (optional; e.g. built by hand in tests without
+            rdkit). :meth:`require_molecules` returns them when their ``explicit_hydrogens``
+            matches, and otherwise builds graphs from :attr:`smiles`.
     """
 
     vocab_sizes: dict[str, int]
@@ -34,6 +45,9 @@ class DataSchema:
     substructure_mask: np.ndarray | None = None
     n_hospitals: int = 0
     drug_frequency: np.ndarray | None = field(default=None)
+    molecules: "MoleculeGraphs | None" = None
+    # what require_molecules / require_substructures built, built once per option
+    _lazy: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def has_ddi(self) -> bool:
@@ -68,3 +82,119 @@ class DataSchema:
             raise KeyError(
                 f"the data has no {name!r} vocabulary (it has: {', '.join(self.vocab_sizes)})"
             ) from None
+
+    # ------------------------------------------------------------------ molecules
+    def _has_smiles(self) -> bool:
+        return self.smiles is not None and any(len(per_drug) for per_drug in self.smiles)
+
+    def _check_rdkit(self, component: str, what: str) -> None:
+        from medtoolkit.knowledge.molecules import rdkit_available
+
+        if not rdkit_available():
+            raise ImportError(f"{component} needs {what} built from SMILES with rdkit, which is not "
+                              f"installed: {_CHEM_EXTRA}")
+
+    def _check_smiles_length(self, component: str) -> tuple[tuple[str, ...], ...]:
+        assert self.smiles is not None
+        if len(self.smiles) != self.n_drugs:
+            raise ValueError(f"{component}: the dataset has SMILES for {len(self.smiles)} drugs but "
+                             f"{self.n_drugs} drugs")
+        return self.smiles
+
+    def require_molecules(self, component: str, explicit_hydrogens: bool = False) -> "MoleculeGraphs":
+        """Molecule graphs of the drugs, for a component that cannot work without them.
+
+        Built from :attr:`smiles` with rdkit on first use and kept (once per value of
+        ``explicit_hydrogens``); :attr:`molecules` is returned instead when it was given with
+        the same ``explicit_hydrogens``.
+
+        Args:
+            component: what needs the graphs, as the user configured it (e.g.
+                ``"encoder 'mpnn'"``).
+            explicit_hydrogens: hydrogens as atoms (rdkit ``AddHs``).
+
+        Returns:
+            the graphs (``n_drugs`` = :attr:`n_drugs`; unparsable SMILES are in ``failed``).
+
+        Raises:
+            ValueError: the dataset has no SMILES; the message names ``component``.
+            ImportError: rdkit is not installed; the message names ``component`` and
+                ``pip install "medtoolkit[chem]"``.
+        """
+        key = ("molecules", bool(explicit_hydrogens))
+        if key in self._lazy:
+            return self._lazy[key]
+        if self.molecules is not None and self.molecules.explicit_hydrogens == bool(explicit_hydrogens):
+            graphs = self.molecules
+        else:
+            if not self._has_smiles():
+                given = ("" if self.molecules is None else
+                         f"; its prebuilt molecules have explicit_hydrogens={self.molecules.explicit_hydrogens}")
+                raise ValueError(f"{component} needs molecule graphs, but the dataset has no SMILES "
+                                 f"(smiles is none or empty{given}); remove that component or load a "
+                                 f"dataset with SMILES")
+            self._check_rdkit(component, "molecule graphs")
+            from medtoolkit.knowledge.molecules import molecule_graphs
+
+            graphs = molecule_graphs(self._check_smiles_length(component), explicit_hydrogens=explicit_hydrogens)
+        if graphs.n_drugs != self.n_drugs:
+            raise ValueError(f"{component}: the molecule graphs cover {graphs.n_drugs} drugs but the "
+                             f"dataset has {self.n_drugs}")
+        self._lazy[key] = graphs
+        self._lazy["last_molecules"] = graphs
+        return graphs
+
+    def require_substructures(self, component: str) -> np.ndarray:
+        """The drug-to-substructure mask, for a component that cannot work without it.
+
+        :attr:`substructure_mask` when the dataset has one; otherwise BRICS fragments of
+        :attr:`smiles` (rdkit, :func:`~medtoolkit.knowledge.molecules.brics_mask`, sorted
+        columns), built on first use and kept.
+
+        Args:
+            component: what needs the mask, as the user configured it (``"recommender 'safedrug'"``).
+
+        Returns:
+            ``[n_drugs, n_substructures]`` float32 0/1 (a row may be all zero).
+
+        Raises:
+            ValueError: the dataset has neither a mask nor SMILES, or the mask has the wrong
+                number of rows; the message names ``component``.
+            ImportError: the mask must be built from SMILES and rdkit is not installed
+                (``pip install "medtoolkit[chem]"``).
+        """
+        if "substructures" in self._lazy:
+            return self._lazy["substructures"]
+        if self.substructure_mask is not None:
+            mask = np.asarray(self.substructure_mask, dtype=np.float32)
+            if mask.ndim != 2 or mask.shape[0] != self.n_drugs:
+                raise ValueError(f"{component}: the substructure mask has shape {mask.shape}, expected "
+                                 f"({self.n_drugs}, n_substructures)")
+        else:
+            if not self._has_smiles():
+                raise ValueError(f"{component} needs a substructure mask, but the dataset has neither a "
+                                 f"substructure mask nor SMILES to build one from; remove that component "
+                                 f"or load a dataset with one")
+            self._check_rdkit(component, "a substructure mask")
+            from medtoolkit.knowledge.molecules import brics_mask
+
+            mask, _ = brics_mask(self._check_smiles_length(component))
+        self._lazy["substructures"] = mask
+        return mask
+
+    def molecule_summary(self) -> dict[str, Any] | None:
+        """Counts of the molecule knowledge components used in this run, for the report.
+
+        Returns:
+            None when no component asked for molecules or substructures; otherwise
+            :meth:`MoleculeGraphs.summary` of the graphs built last (when any) and
+            ``"substructures"`` (number of mask columns, when a component asked for them).
+        """
+        if "last_molecules" not in self._lazy and "substructures" not in self._lazy:
+            return None
+        summary: dict[str, Any] = {}
+        if "last_molecules" in self._lazy:
+            summary.update(self._lazy["last_molecules"].summary())
+        if "substructures" in self._lazy:
+            summary["substructures"] = int(self._lazy["substructures"].shape[1])
+        return summary

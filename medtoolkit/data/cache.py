@@ -48,9 +48,18 @@ class CacheError(ValueError):
 
 
 def default_cache_dir() -> Path:
-    """``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``."""
+    """``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``.
+
+    Without a home directory (no ``$HOME`` and a user id missing from the password
+    database, as in some containers) it is ``<temporary directory>/medtoolkit-cache``.
+    """
     configured = os.environ.get("MEDTOOLKIT_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "medtoolkit"
+    if configured:
+        return Path(configured).expanduser()
+    try:
+        return Path.home() / ".cache" / "medtoolkit"
+    except (RuntimeError, KeyError, OSError):  # "Could not determine home directory"
+        return Path(tempfile.gettempdir()) / "medtoolkit-cache"
 
 
 def file_digest(path: Path) -> str:
@@ -256,14 +265,19 @@ def cached_build(
             return data
     data = build()
     data.provenance["fingerprint"] = key
+    staging: Path | None = None
     try:
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(f"{root} is not a directory")
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
         save_ehr(data, staging)
         _remove_entry(entry)
         os.replace(staging, entry)
     except OSError as error:  # an unwritable cache must not stop the run
-        logger.warning("could not write dataset cache %s: %s", entry, error)
-        shutil.rmtree(locals().get("staging", entry), ignore_errors=True)
+        reason = str(error) if error.errno is None else f"{error.filename or root}: {error.strerror}"
+        logger.warning("could not write dataset cache %s: %s", entry, reason)
+        if staging is not None:  # never the entry: it may be another process's finished one
+            shutil.rmtree(staging, ignore_errors=True)
     data.provenance["cache"] = {"hit": False, "fingerprint": key, "path": str(entry)}
     return data

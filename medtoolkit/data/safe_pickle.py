@@ -42,6 +42,10 @@ environment variable ``MEDTOOLKIT_PICKLE_MAX_ELEMENTS`` or the ``max_elements`` 
 :func:`safe_load`. Violations raise :class:`PickleTooLargeError` (an
 :class:`UnsafePickleError`) naming the file.
 
+:func:`safe_load` reads regular files only (a FIFO or device is refused without blocking) of
+at most 1 GiB (``MEDTOOLKIT_PICKLE_MAX_BYTES`` raises the limit); running out of memory while
+loading is reported as :class:`PickleTooLargeError` naming the file.
+
 Classes pickled *by reference* from a script (``__main__.Voc`` plus an instance state dict,
 what :func:`pickle.dumps` writes for an instance of a class defined in a script) come back as
 inert :class:`InertObject` subclasses too, but only when the instance is rebuilt from plain
@@ -54,6 +58,7 @@ from __future__ import annotations
 import _compat_pickle
 import builtins
 import collections
+import contextlib
 import copyreg
 import contextvars
 import io
@@ -61,6 +66,7 @@ import os
 import pickle
 import pickletools
 import re
+import stat
 from os import PathLike
 from pathlib import Path
 from collections.abc import Sequence
@@ -82,12 +88,14 @@ __all__ = [
     "InertDescriptor",
     "InertFunction",
     "InertObject",
+    "MAX_BYTES_ENV",
     "MAX_ELEMENTS_ENV",
     "PickleBudgetError",
     "PickleTooLargeError",
     "SafeUnpickler",
     "UnsafePickleError",
     "element_budget",
+    "max_file_bytes",
     "safe_load",
     "safe_loads",
 ]
@@ -107,6 +115,9 @@ class PickleBudgetError(PickleTooLargeError):
 
 #: environment variable overriding the element budget of :func:`safe_load`
 MAX_ELEMENTS_ENV = "MEDTOOLKIT_PICKLE_MAX_ELEMENTS"
+#: environment variable overriding the largest file :func:`safe_load` reads (bytes)
+MAX_BYTES_ENV = "MEDTOOLKIT_PICKLE_MAX_BYTES"
+_DEFAULT_MAX_BYTES = 2**30
 #: the budget is ``max(_MIN_ELEMENT_BUDGET, _ELEMENTS_PER_BYTE * file bytes)``
 _MIN_ELEMENT_BUDGET = 10_000_000
 _ELEMENTS_PER_BYTE = 1000
@@ -123,6 +134,14 @@ def _too_large(source: str, what: str, limit: int) -> PickleTooLargeError:
     )
 
 
+def _range_len(items: range) -> int:
+    """``len(items)``, also for ranges longer than ``sys.maxsize`` (where ``len`` raises)."""
+    try:
+        return len(items)
+    except OverflowError:
+        return max(0, -((items.start - items.stop) // items.step))
+
+
 def _check_lazy_sizes(what: str, args: tuple[Any, ...], allow_int: bool = True) -> None:
     """Refuse ``range`` (and, unless ``allow_int``, int) arguments larger than the loading file."""
     active = _ACTIVE_LIMIT.get()
@@ -130,8 +149,8 @@ def _check_lazy_sizes(what: str, args: tuple[Any, ...], allow_int: bool = True) 
         return
     limit, source = active
     for arg in args:
-        if isinstance(arg, range) and len(arg) > limit:
-            raise _too_large(source, f"{what}(range of {len(arg)} items)", limit)
+        if isinstance(arg, range) and _range_len(arg) > limit:
+            raise _too_large(source, f"{what}(range of {_range_len(arg)} items)", limit)
         if (not allow_int and isinstance(arg, int) and not isinstance(arg, bool)
                 and abs(arg) > limit):
             raise _too_large(source, f"{what}({arg})", limit)
@@ -388,6 +407,8 @@ class SafeUnpickler(pickle.Unpickler):
 
     # -- errors -------------------------------------------------------------------------
     def _refuse(self, what: str, reason: str) -> UnsafePickleError:
+        if len(what) > 200:  # names and reprs from the stream: a megabyte-long global name stays short
+            what = what[:197] + "..."
         return UnsafePickleError(f"refusing to load {what} from {self.source}: {reason}")
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle hook
@@ -708,6 +729,22 @@ _STOP = pickle.STOP[0]
 _TWO_LINES = frozenset({pickle.GLOBAL[0], pickle.INST[0]})
 
 
+#: integer opcodes that can hold values of 2**61 and more (``hash(k * (2**61 - 1)) == 0``)
+_LONGS = frozenset({pickle.LONG1[0], pickle.LONG4[0]})
+_TEXT_INTS = frozenset({pickle.LONG[0], pickle.INT[0]})
+#: most such integers in one stream: as dict keys or set items, colliding hashes make loading
+#: quadratic (20,000 keys take seconds, a megabyte of them hours); genuine files have none
+_MAX_HUGE_INTS = 5_000
+
+
+def _too_many_huge_ints(source: str) -> PickleTooLargeError:
+    return PickleTooLargeError(
+        f"refusing to load {source}: it holds more than {_MAX_HUGE_INTS} integers of 2**55 or more "
+        f"(such integers can be chosen to collide in a dict and make loading take hours); the file "
+        f"is hostile or not a medication dataset"
+    )
+
+
 def _check_declared_sizes(data: bytes, source: str) -> None:
     """Refuse opcodes whose declared length runs past the end of ``data`` (before any is read).
 
@@ -717,6 +754,7 @@ def _check_declared_sizes(data: bytes, source: str) -> None:
     """
     end = len(data)
     pos = 0
+    huge_ints = 0
     while True:
         pos = _FIXED_RUN.match(data, pos).end()  # type: ignore[union-attr]
         if pos >= end:
@@ -735,6 +773,10 @@ def _check_declared_sizes(data: bytes, source: str) -> None:
                     f"cannot read {source} as a pickle: opcode {name} at byte {pos - width - 1} declares "
                     f"{declared} bytes but only {end - pos} remain; the file is truncated or hostile"
                 )
+            if opcode in _LONGS and declared >= 8:
+                huge_ints += 1
+                if huge_ints > _MAX_HUGE_INTS:
+                    raise _too_many_huge_ints(source)
             if opcode != _FRAME:  # a frame's contents are opcodes: scan them
                 pos += declared
         elif opcode == _STOP:
@@ -744,6 +786,10 @@ def _check_declared_sizes(data: bytes, source: str) -> None:
                 newline = data.find(b"\n", pos)
                 if newline < 0:
                     return
+                if opcode in _TEXT_INTS and newline - pos > 17:
+                    huge_ints += 1
+                    if huge_ints > _MAX_HUGE_INTS:
+                        raise _too_many_huge_ints(source)
                 pos = newline + 1
         else:
             return
@@ -777,6 +823,8 @@ def element_budget(file_bytes: int, max_elements: int | None = None) -> int:
     return max(_MIN_ELEMENT_BUDGET, _ELEMENTS_PER_BYTE * file_bytes)
 
 
+#: deepest nesting of containers accepted (genuine files nest about 5 levels)
+_MAX_DEPTH = 10_000
 _ATOMIC = frozenset({int, float, complex, bool, str, bytes, type(None), np.float32, np.float64,
                      np.int32, np.int64})
 _SEQUENCES = frozenset({list, tuple})
@@ -803,7 +851,7 @@ def _children(obj: Any) -> tuple[int, Sequence[Any]]:
         if not obj.dtype.hasobject:
             return int(obj.size), _NO_CHILDREN
         return int(obj.size), [x for x in obj.ravel().tolist() if type(x) not in _ATOMIC]
-    if isinstance(obj, (bytearray, range, np.generic, type)):
+    if isinstance(obj, (bytearray, range, np.generic, type)):  # a range stays lazy (one element)
         return 1, _NO_CHILDREN
     state = getattr(obj, "__dict__", None)
     if isinstance(state, dict) and not callable(obj):
@@ -853,6 +901,11 @@ def _check_expansion(root: Any, budget: int, source: str) -> int:
                     if own > budget:
                         raise _over_budget(source, budget)
                     if grandchildren:
+                        if len(stack) >= _MAX_DEPTH:
+                            raise PickleTooLargeError(
+                                f"refusing to load {source}: its containers nest deeper than "
+                                f"{_MAX_DEPTH} levels (medication data nests a few levels)"
+                            )
                         frame[2], frame[3] = index, total
                         in_progress.add(key)
                         stack.append([child, grandchildren, 0, own])
@@ -878,8 +931,8 @@ def _check_expansion(root: Any, budget: int, source: str) -> int:
 
 def _over_budget(source: str, budget: int) -> PickleBudgetError:
     return PickleBudgetError(
-        f"refusing to load {source}: it expands to more than {budget} elements (containers' "
-        f"items and array elements, shared references counted each time they are used); if the "
+        f"refusing to load {source}: it expands to more than {budget} elements (items and array "
+        f"elements, shared references counted per use); if the "
         f"file is genuine, raise the limit with the environment variable "
         f"{MAX_ELEMENTS_ENV}=<count> or safe_load(..., max_elements=<count>)"
     )
@@ -928,7 +981,72 @@ def safe_load(path: str | PathLike[str], max_elements: int | None = None) -> Any
         pickle.UnpicklingError: the file is not a readable pickle.
     """
     path = Path(path)
-    return _load(path.read_bytes(), str(path), max_elements)
+    return _load(_read_file(path), str(path), max_elements)
+
+
+def max_file_bytes() -> int:
+    """The largest pickle file :func:`safe_load` reads: ``MEDTOOLKIT_PICKLE_MAX_BYTES`` or 1 GiB.
+
+    Raises:
+        ValueError: the environment variable is not a positive integer.
+    """
+    override = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not override:
+        return _DEFAULT_MAX_BYTES
+    try:
+        value = int(override.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{MAX_BYTES_ENV}={override[:50]!r} must be a positive integer")
+    return value
+
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of the regular file ``path`` (never blocks on a FIFO, never reads past the limit)."""
+    limit = max_file_bytes()
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise OSError(error.errno, f"cannot open the pickle: {error.strerror}", str(path)) from None
+    try:
+        info = os.fstat(descriptor)
+        handle = os.fdopen(descriptor, "rb") if stat.S_ISREG(info.st_mode) else None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    if handle is None:
+        os.close(descriptor)
+    with handle or contextlib.nullcontext():
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
+            raise UnsafePickleError(f"refusing to load {path}: it is {kind}")
+        if info.st_size > limit:
+            raise PickleTooLargeError(
+                f"refusing to load {path}: the file has {info.st_size} bytes, more than the limit of "
+                f"{limit}; if the file is genuine, raise it with the environment variable {MAX_BYTES_ENV}=<bytes>"
+            )
+        chunks: list[bytes] = []
+        total = 0
+        try:  # in blocks: read(limit + 1) would reserve the whole limit up front
+            while total <= limit:
+                block = handle.read(min(1 << 24, limit + 1 - total))
+                if not block:
+                    break
+                chunks.append(block)
+                total += len(block)
+            data = b"".join(chunks)
+        except MemoryError:
+            raise PickleTooLargeError(f"refusing to load {path}: out of memory while reading it") from None
+        del chunks
+    if len(data) > limit:
+        raise PickleTooLargeError(
+            f"refusing to load {path}: the file has more than {limit} bytes; if the file is genuine, "
+            f"raise the limit with the environment variable {MAX_BYTES_ENV}=<bytes>"
+        )
+    return data
 
 
 def _load(data: bytes, source: str, max_elements: int | None) -> Any:
@@ -939,12 +1057,22 @@ def _load(data: bytes, source: str, max_elements: int | None) -> Any:
         loaded = SafeUnpickler(io.BytesIO(data), source).load()
     except UnsafePickleError:
         raise
+    except MemoryError:
+        raise PickleTooLargeError(
+            f"refusing to load {source}: it expands to more memory than is available"
+        ) from None
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError,
             IndexError, KeyError, RecursionError, UnicodeDecodeError, OverflowError) as error:
+        text = str(error)
+        if len(text) > 300:
+            text = text[:297] + "..."
         raise pickle.UnpicklingError(
-            f"cannot read {source} as a pickle: {type(error).__name__}: {error}"
+            f"cannot read {source} as a pickle: {type(error).__name__}: {text}"
         ) from error
     finally:
         _ACTIVE_LIMIT.reset(token)
-    _check_expansion(loaded, budget, source)
+    try:
+        _check_expansion(loaded, budget, source)
+    except MemoryError:
+        raise PickleTooLargeError(f"refusing to load {source}: out of memory while checking its size") from None
     return loaded

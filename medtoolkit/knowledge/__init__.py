@@ -5,8 +5,9 @@ Public API (stable; loaders call it):
 * :func:`normalize_ndc` / :func:`normalize_ndc_counted` (``ndc``)
 * :class:`DrugMapper`, :class:`MappingCoverage` (``mapping``)
 * :func:`ddi_pairs`, :func:`ddi_adjacency` (``ddi``)
-* :func:`smiles_for`, :func:`brics_mask`, :func:`brics_decompose` (``molecules``)
-* :func:`build_drug_knowledge` (here)
+* :func:`smiles_for`, :func:`brics_mask`, :func:`brics_decompose`, :func:`molecule_graphs`,
+  :class:`MoleculeGraphs` (``molecules``)
+* :func:`build_drug_knowledge`, :func:`drug_knowledge_names` (here)
 """
 
 from __future__ import annotations
@@ -17,19 +18,30 @@ from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.knowledge.ddi import DDI_PROVENANCE, ddi_adjacency, ddi_classes, ddi_pairs
 from medtoolkit.knowledge.mapping import DrugMapper, MappingCoverage, atc_truncate
 from medtoolkit.knowledge.molecules import (
+    ATOM_FEATURE_SIZES,
+    ATOM_FEATURES,
+    BOND_FEATURE_SIZES,
+    BOND_FEATURES,
     SMILES_PROVENANCE,
     BricsDecomposition,
+    MoleculeGraphs,
     brics_decompose,
     brics_mask,
+    molecule_graphs,
     rdkit_available,
     smiles_for,
 )
 from medtoolkit.knowledge.ndc import NdcCounts, normalize_ndc, normalize_ndc_counted
 
 __all__ = [
+    "ATOM_FEATURES",
+    "ATOM_FEATURE_SIZES",
+    "BOND_FEATURES",
+    "BOND_FEATURE_SIZES",
     "BricsDecomposition",
     "DrugMapper",
     "MappingCoverage",
+    "MoleculeGraphs",
     "NdcCounts",
     "atc_truncate",
     "brics_decompose",
@@ -38,11 +50,30 @@ __all__ = [
     "ddi_adjacency",
     "ddi_classes",
     "ddi_pairs",
+    "drug_knowledge_names",
+    "molecule_graphs",
     "normalize_ndc",
     "normalize_ndc_counted",
     "rdkit_available",
     "smiles_for",
 ]
+
+
+def drug_knowledge_names(with_substructures: bool = True) -> frozenset[str]:
+    """Knowledge names (:data:`medtoolkit.components.requirements.KNOWLEDGE_NAMES`) that
+    :func:`build_drug_knowledge` provides, for a loader's ``knowledge_provided``.
+
+    Args:
+        with_substructures: as passed to :func:`build_drug_knowledge`.
+
+    Returns:
+        ``{"ddi", "smiles"}``, plus ``"substructures"`` when the mask will be computed
+        (``with_substructures`` and rdkit installed).
+    """
+    names = {"ddi", "smiles"}
+    if with_substructures and rdkit_available():
+        names.add("substructures")
+    return frozenset(names)
 
 
 def build_drug_knowledge(med_codes: list[str], atc_level: int = 3,

@@ -15,17 +15,28 @@ Every check raises ``AssertionError`` whose message starts with
   and is frozen (every kind).
 * ``shapes``: on a fake batch, encoders return ``[B, T, output_dim]``, memories
   ``[B, T, output_dim]`` for a ``[B, T, query_dim]`` query, recommenders ``[B, T, n_drugs]``,
-  losses a finite scalar (also through ``combine``); values at real visits are finite.
+  losses a finite scalar (also through ``combine``, after which ``tracked()`` is a dict of
+  finite floats); values at real visits are finite.
+  Drug encoders (:class:`~medtoolkit.components.base.DrugEncoder`) take no batch:
+  ``forward()`` returns ``[n_drugs, output_dim]``, all finite.
 * ``gradients``: a loss gives finite gradients to the logits; for trainable modules every
   parameter that requires a gradient gets one.
 * ``state_dict``: a fresh instance loading ``state_dict()`` (through ``torch.save`` /
   ``torch.load(weights_only=True)``) gives the same eval-mode output.
-* ``device``: ``.to(device)`` moves every parameter and buffer (CUDA when available, else
-  a CPU round trip), no tensor is held outside parameters/buffers, outputs follow.
+* ``device``: no tensor is held outside registered parameters/buffers, at construction or
+  after a forward (eval and train mode, so lazy caches count): every submodule's attributes
+  are searched, through dicts and other mappings, lists/tuples/sets and plain objects (a
+  ``torch_geometric`` ``Data``/``Batch`` keeps its tensors in the mapping ``_store``), and
+  each offending tensor is named by its path, e.g. ``graph._store['x']``. A plain attribute
+  that aliases a registered buffer is refused too (``.to()`` replaces buffers, so the alias
+  goes stale), and so is a module kept in a container outside the registered submodules.
+  Not seen: tensors captured in closures, ``functools.lru_cache`` or other C-level state,
+  and anything deeper than a few levels of nesting. Then ``.to(device)`` moves every
+  parameter and buffer (CUDA when available, else a CPU round trip) and outputs follow.
 * ``determinism``: the same torch seed gives identical parameters and outputs.
-* ``causality`` (recommenders, encoders, memories): changing visit t's medications does not
-  change outputs at visits <= t; changing visit t+1's codes (or query) does not change
-  outputs at visits <= t.
+* ``causality`` (recommenders, visit encoders, memories): changing visit t's medications
+  does not change outputs at visits <= t; changing visit t+1's codes (or query) does not
+  change outputs at visits <= t. Drug encoders read no visits: skipped.
 """
 
 from __future__ import annotations
@@ -33,12 +44,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
-from collections.abc import Callable
+import math
+import types
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
+from medtoolkit.components.base import DrugEncoder
 from medtoolkit.components.params import Node
 from medtoolkit.components.schema import DataSchema
 from medtoolkit.data.batching import PaddedBatch
@@ -50,6 +67,119 @@ MODULE_KINDS = ("encoder", "memory", "loss", "recommender")
 
 _RTOL = 1e-5
 _ATOL = 1e-6
+
+#: how deep :func:`loose_tensors` follows attributes, container items and object fields
+SCAN_DEPTH = 6
+#: at most this many objects are visited per :func:`loose_tensors` call (huge lists end early)
+SCAN_BUDGET = 100_000
+#: module attributes that hold what torch registers (and moves) itself
+_REGISTERED_SLOTS = frozenset({"_parameters", "_buffers", "_modules"})
+#: leaves that cannot hold tensors (never walked)
+_ATOMS = (
+    str, bytes, bytearray, int, float, complex, bool, type(None), type, range, slice,
+    np.ndarray, np.generic, torch.dtype, torch.device, torch.Generator, weakref.ref, weakref.ProxyType,
+    weakref.CallableProxyType,
+    types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+    types.MethodWrapperType, types.WrapperDescriptorType, types.CodeType,
+)
+
+
+def _children(value: Any) -> Iterator[tuple[str, Any]]:
+    """``(path suffix, child)`` pairs of a container or plain object (nothing for leaves)."""
+    if isinstance(value, Mapping):
+        try:
+            items = list(value.items())
+        except Exception:  # noqa: BLE001 - an odd mapping: its fields are still searched below
+            items = []
+        for key, item in items:
+            yield f"[{key!r}]", item
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield f"[{index}]", item
+    elif isinstance(value, (set, frozenset)):
+        for item in value:
+            yield "{...}", item
+    fields = getattr(value, "__dict__", None)
+    if isinstance(fields, dict):
+        for key, item in list(fields.items()):
+            yield f".{key}", item
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot in ("__dict__", "__weakref__"):
+                continue
+            try:
+                item = getattr(value, slot)
+            except AttributeError:
+                continue
+            yield f".{slot}", item
+
+
+def loose_tensors(module: nn.Module) -> list[str]:
+    """Tensors and modules a module holds outside what ``.to(device)`` moves.
+
+    Searches every submodule's attributes (all but ``_parameters``, ``_buffers`` and
+    ``_modules``), following mapping values, list/tuple/set items and the fields of plain
+    objects (``__dict__`` and ``__slots__``) up to :data:`SCAN_DEPTH` levels, each object
+    once. A ``torch_geometric`` ``Data``/``Batch`` is a plain object whose ``_store`` is a
+    mapping, so its tensors are found. Reported:
+
+    * a tensor that is not a registered parameter or buffer (e.g. ``graph._store['x']``);
+    * a tensor that is a registered *buffer* reached through another attribute: ``.to()``
+      replaces buffer objects, so that alias keeps pointing at the old device;
+    * an ``nn.Module`` in a container that is not a registered submodule (its parameters
+      are neither moved, trained nor saved).
+
+    Not seen: tensors captured in closures or ``functools.lru_cache`` (or other C-level
+    state), and anything beyond the depth or :data:`SCAN_BUDGET`.
+
+    Args:
+        module: the module to search (with its submodules).
+
+    Returns:
+        one ``"<attribute path>: <why>"`` line per finding, paths relative to ``module``
+        (``encoder.cache['adjacency']``); empty when everything is registered.
+    """
+    parameters = {id(p) for p in module.parameters()}
+    buffers = {id(b): name for name, b in module.named_buffers()}
+    submodules = {id(m) for m in module.modules()}
+    visited: set[int] = set()
+    findings: list[str] = []
+    budget = SCAN_BUDGET
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        nonlocal budget
+        if isinstance(value, torch.Tensor):
+            if id(value) in visited:
+                return
+            visited.add(id(value))
+            if id(value) in parameters:
+                return
+            if id(value) in buffers:
+                why = f"aliases buffer {buffers[id(value)]!r} (.to() replaces buffers; it goes stale)"
+            else:
+                why = f"{type(value).__name__} {tuple(value.shape)} is not a registered buffer/parameter"
+            findings.append(f"{path}: {why}")
+            return
+        if isinstance(value, _ATOMS) or depth > SCAN_DEPTH or id(value) in visited or budget <= 0:
+            return
+        visited.add(id(value))
+        budget -= 1
+        if isinstance(value, nn.Module):
+            if id(value) not in submodules:
+                findings.append(f"{path}: {type(value).__name__} module is not a registered submodule")
+            return  # registered submodules are searched on their own
+        for suffix, child in _children(value):
+            walk(child, path + suffix, depth + 1)
+
+    for sub in module.modules():  # torch's own registries (and aliases of them) are fine
+        visited.update(id(vars(sub)[slot]) for slot in _REGISTERED_SLOTS if slot in vars(sub))
+    for prefix, sub in module.named_modules():
+        visited.add(id(sub))
+        for key, value in vars(sub).items():
+            if key not in _REGISTERED_SLOTS:
+                walk(value, f"{prefix}.{key}" if prefix else key, 1)
+    return findings
 
 
 class _Checker:
@@ -67,6 +197,8 @@ class _Checker:
     ) -> None:
         self.cls = component_class
         self.kind = getattr(component_class, "kind", "")
+        #: a drug encoder: ``forward()`` without a batch, ``[n_drugs, output_dim]``
+        self.drug = isinstance(component_class, type) and issubclass(component_class, DrugEncoder)
         self.schema = schema
         self.batch = batch
         self.device = device
@@ -107,6 +239,8 @@ class _Checker:
     ) -> torch.Tensor:
         """The module's output on ``batch`` (moved to the module's inputs' device by the caller)."""
         batch = self.batch if batch is None else batch
+        if self.drug:
+            return module()
         if self.kind == "memory":
             return module(self.query if query is None else query, batch)
         if self.kind == "loss":
@@ -117,8 +251,8 @@ class _Checker:
         return a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=_RTOL, atol=_ATOL, equal_nan=True)
 
     def real(self, output: torch.Tensor, batch: PaddedBatch | None = None) -> torch.Tensor:
-        """Values at real visits (losses: the scalar itself)."""
-        if self.kind == "loss":
+        """Values at real visits (losses: the scalar itself; drug encoders: every row)."""
+        if self.kind == "loss" or self.drug:
             return output
         mask = (self.batch if batch is None else batch).visit_mask.to(output.device)
         return output[mask]
@@ -174,12 +308,18 @@ class _Checker:
         self.expect(isinstance(output, torch.Tensor), name, f"forward must return a tensor, got {type(output)}")
         if self.kind == "loss":
             self.expect(output.ndim == 0, name, f"a loss must return a scalar, got shape {tuple(output.shape)}")
+        elif self.drug:
+            expected = (self.schema.n_drugs, int(module.output_dim))
+            self.expect(tuple(output.shape) == expected, name, f"expected output shape {expected} "
+                        f"([n_drugs, output_dim]), got {tuple(output.shape)}")
+            self.expect(output.is_floating_point(), name, f"output must be floating point, got {output.dtype}")
         else:
             width = self.schema.n_drugs if self.kind == "recommender" else int(module.output_dim)
             expected = (b, t, width)
             self.expect(tuple(output.shape) == expected, name, f"expected output shape {expected}, got {tuple(output.shape)}")
             self.expect(output.is_floating_point(), name, f"output must be floating point, got {output.dtype}")
-        self.expect(bool(torch.isfinite(self.real(output)).all()), name, "output has NaN/inf at real visits")
+        where = "" if self.drug else " at real visits"
+        self.expect(bool(torch.isfinite(self.real(output)).all()), name, f"output has NaN/inf{where}")
         if self.kind == "loss":
             total = torch.tensor(1.0)
             with torch.no_grad():
@@ -189,6 +329,15 @@ class _Checker:
                 name,
                 "combine(total, logits, batch) must return a finite scalar",
             )
+            values = module.tracked()
+            self.expect(
+                isinstance(values, dict)
+                and all(isinstance(k, str) and isinstance(v, (int, float)) and math.isfinite(v)
+                        for k, v in values.items()),
+                name,
+                f"tracked() must return a dict of str -> finite float, got {values!r}",
+            )
+            module.reset_tracking()
         self.passed.append(name)
         return output
 
@@ -250,15 +399,7 @@ class _Checker:
 
     def check_device(self, module: nn.Module, reference: torch.Tensor) -> None:
         name = "device"
-        for module_name, sub in module.named_modules():
-            registered = set(sub._parameters) | set(sub._buffers)
-            loose = [k for k, v in vars(sub).items() if isinstance(v, torch.Tensor) and k not in registered]
-            self.expect(
-                not loose,
-                name,
-                f"tensor attributes {loose} of {module_name or type(module).__name__} are not registered "
-                "buffers/parameters; they will not follow .to(device)",
-            )
+        self.check_loose_tensors(module)
         moved = copy.deepcopy(module).to(self.device)
         wrong = [n for n, t in [*moved.named_parameters(), *moved.named_buffers()] if t.device.type != self.device.type]
         self.expect(not wrong, name, f"after .to({self.device}) these tensors stayed behind: {wrong[:10]}")
@@ -281,6 +422,42 @@ class _Checker:
             again = self.run(back)
         self.expect(self.same(self.real(again), self.real(reference)), name, "output changed after a device round trip")
         self.passed.append(name)
+
+    def check_loose_tensors(self, module: nn.Module) -> None:
+        """Part of ``device``: :func:`loose_tensors` of ``module`` and of a fresh instance.
+
+        The fresh instance is searched at construction, after an eval-mode forward and after
+        a train-mode forward, so tensors cached lazily by a forward are caught too.
+        """
+        name = "device"
+        findings: dict[str, str] = {}
+
+        def scan(instance: nn.Module, when: str) -> None:
+            for finding in loose_tensors(instance):
+                findings.setdefault(finding, when)
+
+        torch.manual_seed(self.seed)
+        fresh = self.build()
+        scan(fresh, "at construction")
+        fresh.eval()
+        with torch.no_grad():
+            self.run(fresh)
+        scan(fresh, "after an eval forward")
+        fresh.train()
+        torch.manual_seed(self.seed)
+        self.run(fresh)
+        scan(fresh, "after a train forward")
+        scan(module, "after the checks' forwards")
+        if findings:
+            where = type(module).__name__
+            lines = "; ".join(f"{finding} ({when})" for finding, when in list(findings.items())[:10])
+            more = f" (+{len(findings) - 10} more)" if len(findings) > 10 else ""
+            self.fail(
+                name,
+                f"{where} holds tensors that are not registered buffers/parameters, so they will not follow "
+                f".to(device); register them with register_buffer(name, tensor, persistent=False) "
+                f"(keep index tensors, not whole graph objects): {lines}{more}",
+            )
 
     def check_determinism(self, module: nn.Module) -> None:
         name = "determinism"
@@ -308,7 +485,7 @@ class _Checker:
 
     def check_causality(self, module: nn.Module) -> None:
         name = "causality"
-        if self.kind not in ("recommender", "encoder", "memory"):
+        if self.kind not in ("recommender", "encoder", "memory") or self.drug:
             return
         module.eval()
         mask = self.batch.visit_mask
@@ -414,4 +591,4 @@ def check_component(
     return checker.passed
 
 
-__all__ = ["check_component"]
+__all__ = ["check_component", "loose_tensors"]

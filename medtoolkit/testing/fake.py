@@ -58,16 +58,96 @@ def fake_ehr(
     )
 
 
+#: small real molecules that :func:`fake_smiles` cycles through (a salt with bond-less ions,
+#: an aromatic ring, two SMILES for one drug, a calcium salt whose Ca has no bond)
+FAKE_MOLECULES: tuple[tuple[str, ...], ...] = (
+    ("CCO",),
+    ("c1ccccc1",),
+    ("[Na+].[Cl-]",),
+    ("CC(=O)Oc1ccccc1C(=O)O",),
+    ("CC(=O)O", "C"),
+    ("[Ca++].[O-]C([O-])=O",),
+    ("CN1C=NC2=C1C(=O)N(C(=O)N2C)C",),
+    ("O=C(O)c1ccccc1O",),
+)
+#: drug index given no SMILES by :func:`fake_smiles` (when it exists)
+FAKE_DRUG_WITHOUT_SMILES = 3
+#: drug index given only an unparsable SMILES by :func:`fake_smiles` (when it exists)
+FAKE_DRUG_UNPARSABLE = 4
+#: drug index given an all-zero row by :func:`fake_substructure_mask` (the drug without SMILES)
+FAKE_DRUG_WITHOUT_SUBSTRUCTURES = FAKE_DRUG_WITHOUT_SMILES
+
+
+def fake_smiles(n_drugs: int) -> tuple[tuple[str, ...], ...]:
+    """Deterministic SMILES per drug, for tests of molecule components (no real data needed).
+
+    Drug ``i`` gets ``FAKE_MOLECULES[i % 8]``, except drug :data:`FAKE_DRUG_WITHOUT_SMILES`
+    (3), which gets none, and drug :data:`FAKE_DRUG_UNPARSABLE` (4), which gets only
+    ``"not_a_smiles"`` (rdkit cannot parse it), so both fallbacks of a drug encoder are
+    exercised.
+
+    Args:
+        n_drugs: number of drugs.
+
+    Returns:
+        ``n_drugs`` tuples of SMILES.
+    """
+    result: list[tuple[str, ...]] = []
+    for drug in range(n_drugs):
+        if drug == FAKE_DRUG_WITHOUT_SMILES:
+            result.append(())
+        elif drug == FAKE_DRUG_UNPARSABLE:
+            result.append(("not_a_smiles",))
+        else:
+            result.append(FAKE_MOLECULES[drug % len(FAKE_MOLECULES)])
+    return tuple(result)
+
+
+def fake_substructure_mask(n_drugs: int, n_substructures: int = 6) -> np.ndarray:
+    """A deterministic drug-to-substructure mask (built by hand, no rdkit).
+
+    Drug ``i`` has substructures ``i % S`` and ``(2 i + 1) % S``; drug
+    :data:`FAKE_DRUG_WITHOUT_SUBSTRUCTURES` (3) has an all-zero row.
+
+    Args:
+        n_drugs: number of drugs.
+        n_substructures: number of substructure columns S.
+
+    Returns:
+        ``[n_drugs, S]`` float32 0/1.
+    """
+    mask = np.zeros((n_drugs, n_substructures), dtype=np.float32)
+    drugs = np.arange(n_drugs)
+    mask[drugs, drugs % n_substructures] = 1.0
+    mask[drugs, (2 * drugs + 1) % n_substructures] = 1.0
+    if n_drugs > FAKE_DRUG_WITHOUT_SUBSTRUCTURES:
+        mask[FAKE_DRUG_WITHOUT_SUBSTRUCTURES] = 0.0
+    return mask
+
+
 def fake_schema(data: EHRData | None = None) -> DataSchema:
-    """A schema for ``data`` (default :func:`fake_ehr`) with co-occurrence over all visits."""
+    """A schema for ``data`` (default :func:`fake_ehr`) with co-occurrence over all visits.
+
+    It carries SMILES and a substructure mask: those of ``data.knowledge`` when it has them,
+    otherwise :func:`fake_smiles` and :func:`fake_substructure_mask`. Molecule graphs are
+    built from the SMILES on demand (:meth:`DataSchema.require_molecules`, needs rdkit, in
+    the ``test`` extra).
+    """
     data = data if data is not None else fake_ehr()
     visits = data.multi_hot(MEDICATIONS, np.arange(data.n_visits))
+    knowledge = data.knowledge
+    smiles = (tuple(tuple(str(s) for s in per_drug) for per_drug in knowledge.smiles)
+              if knowledge.smiles is not None else fake_smiles(data.n_drugs))
+    mask = (knowledge.substructure_mask if knowledge.substructure_mask is not None
+            else fake_substructure_mask(data.n_drugs))
     return DataSchema(
         vocab_sizes={name: len(v) for name, v in data.vocabularies.items()},
         n_drugs=data.n_drugs,
-        ddi_adjacency=data.knowledge.ddi_adjacency,
+        ddi_adjacency=knowledge.ddi_adjacency,
         cooccurrence_adjacency=cooccurrence_adjacency(visits),
         drug_codes=tuple(data.vocabularies[MEDICATIONS].idx2word),
+        smiles=smiles,
+        substructure_mask=mask,
         n_hospitals=int(data.hospital.max() + 1) if data.hospital is not None else 0,
         drug_frequency=visits.mean(axis=0),
     )

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import stat
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,12 @@ _SHOWN_KEYS = 3
 
 
 def _temporary_for(path: Path) -> tuple[int, str]:
-    return tempfile.mkstemp(prefix=path.name, suffix=TMP_SUFFIX, dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=path.name, suffix=TMP_SUFFIX, dir=path.parent)
+    # mkstemp creates the file 0600: give it the mode an ordinary open() would (umask applied)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(handle, 0o666 & ~umask)
+    return handle, temporary
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
@@ -56,14 +63,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is corrupt or truncated, holds objects other than tensors and
+        ValueError: not a regular file, the file is corrupt or truncated, holds objects other than tensors and
             plain data (refused unread), or is not a dict with a ``model`` state dict.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not stat.S_ISREG(path.stat().st_mode):  # a directory, FIFO (would block forever) or device
+        raise ValueError(f"cannot read checkpoint {path}: not a regular file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         refused = _REFUSED_GLOBAL.search(str(error))
         if refused:

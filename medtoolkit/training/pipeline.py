@@ -194,8 +194,24 @@ def run_metrics(
     return metrics
 
 
-def write_config(config: dict[str, Any], out: Path) -> None:
-    """``config.yaml``: the resolved run config."""
+def write_config(config: dict[str, Any], out: Path, saved: dict[str, Any] | None = None,
+                 resume: bool = False) -> None:
+    """``config.yaml``: the resolved run config.
+
+    With ``resume``, every ``checkpoint_<split>.pt`` already in ``out`` is checked against
+    ``saved`` (its ``resume_key`` and ``data_fingerprint``) first: a refused ``--resume``
+    leaves the run's ``config.yaml`` as it was (it must keep matching the model files).
+
+    Raises:
+        ValueError: a checkpoint cannot be resumed by this run (nothing is written).
+    """
+    if resume and saved is not None:
+        from medtoolkit.training.checkpoint import load_checkpoint
+        from medtoolkit.training.trainer import check_resumable
+
+        expected = {"config": saved.get("resume_key"), "data_fingerprint": saved.get("data_fingerprint")}
+        for path in sorted(out.glob("checkpoint_*.pt")):
+            check_resumable(load_checkpoint(path), expected, path)
     write_text_atomic(yaml.safe_dump(config, sort_keys=False), out / "config.yaml")
 
 

@@ -78,29 +78,111 @@ def metrics_table(test: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_best_epochs(best_epochs: dict[str, int | None] | None) -> str:
+def format_best_epochs(
+    best_epochs: dict[str, int | None] | None, epochs_run: dict[str, int] | None = None
+) -> str:
     """The selected epoch(s) in words: ``"12"`` for one split, ``"12 (seed0), 30 (seed1)"`` else.
 
     Args:
         best_epochs: ``{split name: best epoch or None}``.
+        epochs_run: ``{split name: epochs trained}``; when given, each epoch reads
+            ``"12 of 40"``.
 
     Returns:
         The text; ``n/a`` for a split without a selected epoch (or when there is none).
     """
     if not best_epochs:
         return MISSING
+
+    def one(name: str, epoch: int | None) -> str:
+        if epoch is None:
+            return MISSING
+        total = (epochs_run or {}).get(name)
+        return f"{epoch} of {total}" if total else str(epoch)
+
     if len(best_epochs) == 1:
-        (epoch,) = best_epochs.values()
-        return MISSING if epoch is None else str(epoch)
-    return ", ".join(f"{MISSING if e is None else e} ({name})" for name, e in best_epochs.items())
+        ((name, epoch),) = best_epochs.items()
+        return one(name, epoch)
+    return ", ".join(f"{one(name, e)} ({name})" for name, e in best_epochs.items())
+
+
+#: how the trainer's ``select_metric`` reads in the report
+SELECTION_LABELS = {
+    "jaccard": "highest validation Jaccard",
+    "prauc": "highest validation PRAUC",
+    "f1": "highest validation F1",
+    "loss": "lowest training loss",
+}
+
+
+def selection_metric(histories: dict[str, dict[str, Any]] | None) -> str | None:
+    """The trainer's ``select_metric`` (``jaccard``, ``prauc``, ``f1``, ``loss``) read off the histories.
+
+    The trainer keeps the best epoch's score (``best_score``): the validation value of the
+    selection metric, or minus the training loss for ``loss``. The metric is the one whose
+    value at the best epoch equals that score, in every split that has one.
+
+    Args:
+        histories: ``{split name: TrainingHistory.to_json()}``.
+
+    Returns:
+        The metric's name, or None when it cannot be told.
+    """
+    found: set[str] = set()
+    for history in (histories or {}).values():
+        best, score = history.get("best_epoch"), history.get("best_score")
+        record = next((r for r in history.get("epochs", []) if r.get("epoch") == best), None)
+        if record is None or _is_missing(score):
+            continue
+        validation = record.get("validation") or {}
+        candidates = {name for name in ("jaccard", "prauc", "f1") if validation.get(name) == score}
+        if not _is_missing(record.get("train_loss")) and -record["train_loss"] == score:
+            candidates.add("loss")
+        if not candidates:
+            return None
+        found = candidates if not found else found & candidates
+        if not found:
+            return None
+    return next((name for name in SELECTION_LABELS if name in found), None)
+
+
+def _count(value: Any) -> str:
+    """An integer with thousands separators (``1,002``); ``?`` when absent."""
+    return f"{value:,}" if isinstance(value, int) else "?" if value is None else str(value)
+
+
+def _test_caption(test: dict[str, Any], protocol: dict[str, Any], n_splits: int) -> str:
+    """What the table's ``mean ± std`` is taken over, and on how many test patients."""
+    rounds, fraction = protocol.get("bootstrap_rounds"), protocol.get("bootstrap_fraction")
+    share = f"{fraction:.0%} of" if isinstance(fraction, (int, float)) else "a share of"
+    if n_splits > 1:
+        if rounds == 0:
+            each = " (each split scored once on all its test patients)"
+        elif rounds is not None:
+            each = f" (each split's value: the mean of {rounds} bootstrap rounds, each drawing {share} its test patients)"
+        else:
+            each = ""
+        return f"Test metrics: mean ± std over the {n_splits} splits{each}."
+    size = ""
+    if isinstance(test.get("n_patients"), int):
+        size = f" ({test['n_patients']:,} test patients"
+        size += f", {test['n_visits']:,} visits)" if isinstance(test.get("n_visits"), int) else ")"
+    if rounds == 0:
+        return f"Test metrics{size}: scored once on all test patients (std 0)."
+    if rounds is None:
+        return f"Test metrics{size}: mean ± std."
+    return f"Test metrics{size}: mean ± std over {rounds} bootstrap rounds, each drawing {share} the test patients."
 
 
 def render_report(metrics: dict[str, Any]) -> str:
     """The full ``report.md`` text for a run's ``metrics.json`` content.
 
     The header names the model, the dataset (``data.name``) and the protocol
-    (``protocol.name`` and its splits); the table holds the test metrics; the list below it
-    the data counts, evaluation settings, best epoch per split and timings.
+    (``protocol.name`` and its splits); a caption says what the table's ``mean ± std`` is
+    taken over (bootstrap rounds of how many test patients, or the splits); the table holds
+    the test metrics; the list below it the data counts, scoring settings, best epoch per
+    split (of how many trained, and the selection metric when the histories tell it) and
+    timings.
 
     Args:
         metrics: the run's metrics (the ``metrics.json`` mapping); only ``test`` is required.
@@ -120,20 +202,24 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"`{metrics.get('model', '?')}` on `{dataset}`, protocol `{protocol_name}`"
         + (f" ({split_text})" if split_text else ""),
         "",
+        _test_caption(metrics["test"], protocol, len(splits)),
+        "",
         metrics_table(metrics["test"]),
         f"- model: `{metrics.get('model', '?')}`, parameters: {metrics.get('n_params', 0):,}",
-        f"- dataset: `{dataset}`: {data.get('patients', '?')} patients, {data.get('visits', '?')} visits, "
-        f"{data.get('n_drugs', '?')} drugs, ground-truth DDI rate {format_number(data.get('ground_truth_ddi_rate'))}",
-        f"- protocol: {protocol_name}" + (f", {split_text}" if split_text else "")
-        + f"; averaging per {protocol.get('averaging', '?')}; "
-        f"{protocol.get('bootstrap_rounds', '?')} bootstrap rounds of {protocol.get('bootstrap_fraction', '?')} "
-        f"of test patients; threshold {protocol.get('threshold', '?')}",
+        f"- dataset: `{dataset}`: {_count(data.get('patients'))} patients, {_count(data.get('visits'))} visits, "
+        f"{_count(data.get('n_drugs'))} drugs, ground-truth DDI rate {format_number(data.get('ground_truth_ddi_rate'))}",
+        f"- scoring: metrics averaged per {protocol.get('averaging', '?')}; a drug is recommended at "
+        f"probability {protocol.get('threshold', '?')} or more",
     ]
     seconds = metrics.get("epoch_seconds", [])
     if seconds:
-        over = f" over {len(splits)} splits" if len(splits) > 1 else ""
+        over = f" in all over {len(splits)} splits" if len(splits) > 1 else ""
         lines.append(f"- epochs: {len(seconds)}{over}, mean epoch time {sum(seconds) / len(seconds):.2f} s")
-        lines.append(f"- best epoch: {format_best_epochs(metrics.get('best_epochs'))}")
+        histories = metrics.get("history") or {}
+        epochs_run = {name: len(h.get("epochs", [])) for name, h in histories.items() if h.get("epochs")}
+        selected = selection_metric(histories)
+        by = f" ({SELECTION_LABELS[selected]})" if selected else ""
+        lines.append(f"- best epoch: {format_best_epochs(metrics.get('best_epochs'), epochs_run)}{by}")
     if metrics.get("wall_seconds") is not None:
         lines.append(f"- wall time: {metrics['wall_seconds']:.1f} s; device: {metrics.get('device', '?')}")
     if metrics.get("peak_memory_mb") is not None:
@@ -141,6 +227,23 @@ def render_report(metrics: dict[str, Any]) -> str:
     if metrics.get("data_fingerprint"):
         lines.append(f"- data fingerprint: `{metrics['data_fingerprint'][:16]}`")
     return "\n".join(lines) + "\n"
+
+
+def curves_title(metrics: dict[str, Any]) -> str:
+    """The curves figure's title for a run's ``metrics.json`` content: run, model, dataset, protocol.
+
+    Args:
+        metrics: the run's metrics mapping.
+
+    Returns:
+        E.g. ``"gamenet on mimic3, protocol random"`` (``"my-run: gamenet on ..."`` when the
+        run's name is not the model's).
+    """
+    name, model = metrics.get("name", "run"), metrics.get("model", "?")
+    dataset = (metrics.get("data") or {}).get("name", "?")
+    protocol = (metrics.get("protocol") or {}).get("name", "?")
+    run = f"{model} on {dataset}, protocol {protocol}"
+    return run if name == model else f"{name}: {run}"
 
 
 @dataclass
@@ -194,14 +297,17 @@ def curve_data(histories: dict[str, dict[str, Any]]) -> dict[str, Curves]:
     return curves
 
 
-def curves_figure(histories: dict[str, dict[str, Any]]) -> "Figure | None":
+def curves_figure(histories: dict[str, dict[str, Any]], title: str | None = None) -> "Figure | None":
     """The curves figure: training loss, validation Jaccard and validation DDI rate per epoch.
 
-    One line per split; a dashed vertical line marks each split's best epoch on every
-    panel. The DDI panel is left out when no epoch has a validation DDI rate.
+    One line per split (labelled ``split <name>``); a dashed vertical line marks each
+    split's best epoch on every panel, its legend entry naming the selection metric when the
+    histories tell it (:func:`selection_metric`). One legend, below the panels, serves them
+    all. The DDI panel is left out when no epoch has a validation DDI rate.
 
     Args:
         histories: ``{split name: TrainingHistory.to_json()}``.
+        title: the figure's title (:func:`curves_title` for a run), or None.
 
     Returns:
         The matplotlib figure (close it after use), or None when no split has an epoch.
@@ -215,6 +321,8 @@ def curves_figure(histories: dict[str, dict[str, Any]]) -> "Figure | None":
     import matplotlib.pyplot as plt
 
     with_ddi = any(c.val_ddi_rate for c in curves.values())
+    selected = selection_metric(histories)
+    criterion = f", {SELECTION_LABELS[selected]}" if selected else ""
     figure, axes = plt.subplots(1, 3 if with_ddi else 2, figsize=(15 if with_ddi else 10, 4))
     loss_axis, jaccard_axis = axes[0], axes[1]
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss")
@@ -222,33 +330,41 @@ def curves_figure(histories: dict[str, dict[str, Any]]) -> "Figure | None":
     if with_ddi:
         axes[2].set(title="validation DDI rate", xlabel="epoch", ylabel="DDI rate")
     for split_name, item in curves.items():
-        (line,) = loss_axis.plot(item.epochs, item.train_loss, label=split_name)
+        (line,) = loss_axis.plot(item.epochs, item.train_loss, label=f"split {split_name}")
         color = line.get_color()
-        jaccard_axis.plot(item.val_epochs, item.val_jaccard, label=split_name, color=color)
+        jaccard_axis.plot(item.val_epochs, item.val_jaccard, label=f"split {split_name}", color=color)
         if with_ddi:
-            axes[2].plot(item.val_ddi_epochs, item.val_ddi_rate, label=split_name, color=color)
+            axes[2].plot(item.val_ddi_epochs, item.val_ddi_rate, label=f"split {split_name}", color=color)
         if item.best_epoch is not None:
-            label = f"best epoch {item.best_epoch}" + (f" ({split_name})" if len(curves) > 1 else "")
+            label = f"best epoch {item.best_epoch}" + (f" ({split_name})" if len(curves) > 1 else criterion)
             for axis in axes:
                 axis.axvline(item.best_epoch, color=color, linestyle="--", alpha=0.7, label=label)
     for axis in axes:
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
-    figure.tight_layout()
+    # one legend for all panels, below them, so that it never hides a curve
+    # (one column per split: its line above its best-epoch line)
+    handles, labels = loss_axis.get_legend_handles_labels()
+    columns = len(labels) if len(curves) == 1 else min(len(curves), 5)
+    rows = math.ceil(len(labels) / columns)
+    figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize="small", frameon=False)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout(rect=(0, min(0.055 * rows + 0.02, 0.4), 1, 1))
     return figure
 
 
-def plot_curves(histories: dict[str, dict[str, Any]], path: Path) -> bool:
+def plot_curves(histories: dict[str, dict[str, Any]], path: Path, title: str | None = None) -> bool:
     """Write :func:`curves_figure` as a PNG.
 
     Args:
         histories: ``{split name: TrainingHistory.to_json()}``.
         path: the PNG file to write.
+        title: the figure's title (:func:`curves_title` for a run), or None.
 
     Returns:
         False (and nothing written) when no split has an epoch to plot.
     """
-    figure = curves_figure(histories)
+    figure = curves_figure(histories, title)
     if figure is None:
         return False
     import matplotlib.pyplot as plt

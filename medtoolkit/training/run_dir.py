@@ -9,9 +9,11 @@ files. Only files medtoolkit writes (:data:`RUN_FILES`) are ever removed.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,7 +53,17 @@ def _remove(paths: list[Path]) -> None:
 def _exclusive_lock(directory: Path) -> Iterator[None]:
     """Hold ``directory/.lock`` (flock, non-blocking) with this process id written in it."""
     path = directory / LOCK_NAME
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a symbolic link: truncating the lock would truncate the file it points to
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise RunDirectoryError(
+                f"{path} is a symbolic link: refusing to lock the run directory through it (remove it)"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise RunDirectoryError(f"{path} is not a regular file: remove it to run into {directory}")
     try:
         locked = True
         try:
@@ -94,7 +106,11 @@ def open_run_dir(directory: str | Path, resume: bool = False, overwrite: bool = 
     """
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other: resume keeps the run, overwrite removes it")
+    if not str(directory).strip():
+        raise RunDirectoryError("the run directory is empty ('--out \"\"'): name a directory")
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise RunDirectoryError(f"{directory} exists and is not a directory: name a directory for the run")
     directory.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(directory):
         _remove(stale_temporaries(directory))

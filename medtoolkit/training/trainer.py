@@ -7,7 +7,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,13 @@ from medtoolkit.config import TrainerParams
 from medtoolkit.data.batching import PaddedBatch, iterate_batches
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.metrics import aggregate, score_visits
-from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights, save_atomic
+from medtoolkit.training.checkpoint import (
+    first_difference,
+    load_checkpoint,
+    load_weights,
+    save_atomic,
+    state_dict_mismatch,
+)
 from medtoolkit.training.predict import predict
 
 log = logging.getLogger("medtoolkit.training")
@@ -162,6 +168,51 @@ class Trainer:
         return aggregate(scores, predictions.visit_patient, self.averaging)
 
     # ------------------------------------------------------------------ the loop
+    def _restore(self, state: dict[str, Any], path: Path) -> tuple["TrainingHistory", dict[str, Any] | None]:
+        """Load the optimizer, losses, history and random state of a checkpoint (after the weights).
+
+        Raises:
+            ValueError: an entry does not fit this run (the message names ``path``).
+        """
+        part = "optimizer"
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            part = "losses"
+            for loss_term, loss_state in zip(self.losses, state.get("losses") or []):
+                loss_term.load_state_dict(loss_state)
+            part = "history"
+            if not isinstance(state["history"], Mapping) or not isinstance(state["history"].get("epochs"), list):
+                raise ValueError("expected a mapping with a list of epochs")
+            history = TrainingHistory.from_json(state["history"])
+            part = "best_model"
+            best_state = state.get("best_model")
+            if best_state is not None:
+                if not isinstance(best_state, Mapping):
+                    raise ValueError(f"expected a state dict, found a {type(best_state).__name__}")
+                problem = state_dict_mismatch(self.model.state_dict(), best_state)
+                if problem:
+                    raise ValueError(problem)
+            part = "rng_seed"
+            self.rng = np.random.default_rng(state["rng_seed"])
+            part = "torch_rng"
+            if "torch_rng" in state:
+                torch.set_rng_state(state["torch_rng"])
+            part = "cuda_rng"
+            if "cuda_rng" in state and self.device.type == "cuda":  # dropout on the GPU draws from it
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            part = "scaler"
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            if len(reason) > 200:
+                reason = reason[:197] + "..."
+            raise ValueError(
+                f"cannot resume from {path}: its {part!r} entry does not fit this run ({reason}); "
+                "use a new --out directory or --overwrite"
+            ) from None
+        return history, best_state
+
     def fit(
         self,
         data: EHRData,
@@ -188,18 +239,7 @@ class Trainer:
             state = load_checkpoint(checkpoint_path)
             check_resumable(state, checkpoint_extra or {}, checkpoint_path)
             load_weights(self.model, state["model"], checkpoint_path)
-            self.optimizer.load_state_dict(state["optimizer"])
-            for loss_term, loss_state in zip(self.losses, state.get("losses", [])):
-                loss_term.load_state_dict(loss_state)
-            history = TrainingHistory.from_json(state["history"])
-            best_state = state.get("best_model")
-            self.rng = np.random.default_rng(state["rng_seed"])
-            if "torch_rng" in state:
-                torch.set_rng_state(state["torch_rng"])
-            if "cuda_rng" in state and self.device.type == "cuda":  # dropout on the GPU draws from it
-                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-            if state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
+            history, best_state = self._restore(state, checkpoint_path)
             start_epoch = len(history.epochs)
             log.info("resuming after epoch %d from %s", start_epoch, checkpoint_path)
         patience_left = self.params.early_stopping_patience
@@ -305,7 +345,7 @@ def check_resumable(state: dict[str, Any], expected: dict[str, Any], path: Path)
                 difference = _config_difference(state[key], expected[key])
                 where = f" at {difference}" if difference else ""
             raise ValueError(
-                f"cannot resume: the checkpoint's {key.replace('_', ' ')} differs from this run's{where} "
+                f"cannot resume from {path}: the checkpoint's {key.replace('_', ' ')} differs from this run's{where} "
                 "(different data or settings); use a new --out directory"
             )
 

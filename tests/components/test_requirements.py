@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from medtoolkit.components.requirements import knowledge_errors, walk_nodes
+from medtoolkit.components.requirements import KNOWLEDGE_NAMES, knowledge_errors, walk_nodes, with_derived
 from medtoolkit.config import ConfigValidationError, validate_config
 from medtoolkit.plugins import PluginHost
 from medtoolkit.presets import preset_config
@@ -42,11 +43,110 @@ def test_without_ddi_parts_the_same_data_validates(host: PluginHost) -> None:
     assert knowledge_errors(config) == []
 
 
-def test_a_dataset_that_cannot_tell_before_loading_is_not_refused(host: PluginHost) -> None:
-    # the built-in demo (mimic3) does not declare what it provides: checked at build time instead
-    config = validate_config(preset_config("gamenet", host=host), host)
-    assert config.dataset.component.knowledge_provided(config.dataset.params) is None
+def test_a_dataset_that_cannot_tell_before_loading_is_not_refused(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a dataset that cannot tell (None) is checked at build time instead
+    monkeypatch.setattr(host.get("dataset", "safedrug_pickle"), "knowledge_provided",
+                        classmethod(lambda cls, params: None))
+    config = validate_config(gamenet_on_pickles(host, "none"), host)
     assert knowledge_errors(config) == []
+
+
+def test_raw_loaders_declare_the_shipped_knowledge(host: PluginHost) -> None:
+    pytest.importorskip("rdkit")
+    config = validate_config(preset_config("gamenet", host=host), host)  # the built-in mimic3 demo
+    dataset = config.dataset.component
+    assert dataset.knowledge_provided(config.dataset.params) == {"ddi", "smiles", "substructures"}
+    assert dataset.knowledge_provided(dataset.Params(substructures=False)) == {"ddi", "smiles"}
+    for name in ("mimic4", "eicu"):
+        component = host.get("dataset", name)
+        assert component.knowledge_provided(component.Params()) == {"ddi", "smiles", "substructures"}
+    synthetic = host.get("dataset", "synthetic")
+    assert synthetic.knowledge_provided(synthetic.Params()) == {"ddi", "substructures"}
+    assert synthetic.knowledge_provided(synthetic.Params(n_substructures=0)) == {"ddi"}
+
+
+def test_safedrug_pickles_declare_the_files_they_will_load(tmp_path: Path, host: PluginHost) -> None:
+    dataset = host.get("dataset", "safedrug_pickle")
+    # defaults: optional files count only when present (a file check, nothing is read)
+    assert dataset.knowledge_provided(dataset.Params(root=tmp_path)) == {"ddi"}
+    (tmp_path / "atc3toSMILES.pkl").write_bytes(b"")
+    assert dataset.knowledge_provided(dataset.Params(root=tmp_path)) == {"ddi", "smiles"}
+    # named explicitly: load fails without the file, so it is provided
+    named = dataset.Params(root=tmp_path / "absent", substructure_mask="mask.pkl", ddi_adjacency=None)
+    assert dataset.knowledge_provided(named) == {"substructures"}
+    assert dataset.knowledge_provided(dataset.Params(root=tmp_path, smiles=None)) == {"ddi"}
+
+
+def refusals(host: PluginHost, monkeypatch: pytest.MonkeyPatch, needs: set[str], **dataset: object
+             ) -> list[tuple[str, str]]:
+    """What validate says about gamenet on the pickles at ``/nowhere`` (the DDI file named, so
+    gcn and the ddi loss are fine) when its encoder (gru) needs ``needs``."""
+    raw = gamenet_on_pickles(host, "ddi_A_final.pkl")
+    raw["dataset"].update(dataset)
+    monkeypatch.setattr(host.get("encoder", "gru"), "knowledge_needed",
+                        classmethod(lambda cls, params: frozenset(needs)))
+    try:
+        validate_config(raw, host)
+    except ConfigValidationError as error:
+        return [(e.path, e.message) for e in error.errors]
+    return []
+
+
+MOLECULES_AND_MASK = {"molecules", "substructures"}
+NO_RDKIT = 'built from the dataset\'s SMILES with rdkit, which is not installed: pip install "medtoolkit[chem]"'
+
+
+def test_molecules_and_substructures_follow_from_smiles(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rdkit")
+    assert refusals(host, monkeypatch, MOLECULES_AND_MASK, smiles="atc3toSMILES.pkl", substructure_mask=None) == []
+    # a mask but no SMILES: substructures are there, molecules are not
+    assert refusals(host, monkeypatch, MOLECULES_AND_MASK, smiles=None, substructure_mask="ddi_mask_H.pkl") == [
+        ("model.encoder",
+         "encoder 'gru' needs drug molecule graphs, but dataset 'safedrug_pickle' as configured has none"),
+    ]
+
+
+def test_without_rdkit_the_refusal_names_the_extra(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "rdkit", None)
+    assert refusals(host, monkeypatch, MOLECULES_AND_MASK, smiles="atc3toSMILES.pkl", substructure_mask=None) == [
+        ("model.encoder", f"encoder 'gru' needs drug molecule graphs, {NO_RDKIT}"),
+        ("model.encoder", f"encoder 'gru' needs a drug-to-substructure mask, {NO_RDKIT}"),
+    ]
+    # a shipped mask needs no rdkit
+    assert refusals(host, monkeypatch, {"substructures"}, smiles=None, substructure_mask="ddi_mask_H.pkl") == []
+    # no SMILES at all: the dataset is the problem, not rdkit
+    assert refusals(host, monkeypatch, {"substructures"}, smiles=None, substructure_mask=None) == [
+        ("model.encoder", "encoder 'gru' needs a drug-to-substructure mask, but dataset 'safedrug_pickle' as "
+                          "configured has none"),
+    ]
+    # molecules are refused even when the dataset cannot tell what it provides
+    monkeypatch.setattr(host.get("dataset", "safedrug_pickle"), "knowledge_provided",
+                        classmethod(lambda cls, params: None))
+    assert refusals(host, monkeypatch, MOLECULES_AND_MASK) == [
+        ("model.encoder", f"encoder 'gru' needs drug molecule graphs, {NO_RDKIT}"),
+    ]
+
+
+def test_with_derived_adds_molecules_only_with_smiles_and_rdkit() -> None:
+    assert with_derived(frozenset({"smiles"}), rdkit=True) == {"smiles", "molecules", "substructures"}
+    assert with_derived(frozenset({"smiles"}), rdkit=False) == {"smiles"}
+    assert with_derived(frozenset({"ddi"}), rdkit=True) == {"ddi"}
+    assert set(KNOWLEDGE_NAMES) >= {"ddi", "smiles", "substructures", "molecules"}
+
+
+def test_validate_refuses_molecules_on_synthetic_data(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = preset_config("gamenet", host=host)
+    raw["dataset"] = {"type": "synthetic"}
+    validate_config(raw, host)
+    monkeypatch.setattr(host.get("encoder", "gru"), "knowledge_needed",
+                        classmethod(lambda cls, params: frozenset({"molecules"})))
+    with pytest.raises(ConfigValidationError) as caught:
+        validate_config(raw, host)
+    assert {error.path: error.message for error in caught.value.errors} == {
+        "model.encoder": "encoder 'gru' needs drug molecule graphs, but dataset 'synthetic' as configured has none",
+    }
 
 
 def test_walk_nodes_names_every_child_with_its_path(host: PluginHost) -> None:

@@ -186,3 +186,48 @@ def test_round_trip_without_ddi_matrix(tmp_path: Path) -> None:
         assert "knowledge/ddi_adjacency" not in npz.files
     again = load_ehr(tmp_path)
     assert again.knowledge.ddi_adjacency is None and again.fingerprint() == data.fingerprint()
+
+
+def test_a_cache_directory_that_is_a_file_warns_once_per_run_and_builds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "input.csv"
+    source.write_text("a,b\n1,2\n")
+    cache = tmp_path / "cache"
+    cache.write_text("not a directory")
+    with caplog.at_level("WARNING"):
+        data = cached_build([source], {"k": 1}, make_data, cache)
+    assert data.provenance["cache"]["hit"] is False
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [f"{cache} is not a directory"]
+    assert cache.read_text() == "not a directory"
+
+
+def test_a_failed_cache_write_never_removes_an_entry_it_did_not_stage(
+    cached: tuple[Path, Path, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If staging fails, the (possibly concurrent, finished) entry directory is left alone."""
+    import tempfile
+
+    source, cache, calls = cached
+    entry = entry_of(cache)
+    (entry / "manifest.json").unlink()  # a half-written entry: rebuilt, not loaded
+    (entry / "keep").write_text("x")
+
+    def no_space(*args: object, **kwargs: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_space)
+    rebuild(source, cache, calls)
+    assert (entry / "keep").exists()
+
+
+def test_default_cache_dir_without_a_home_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No $HOME and no passwd entry (some containers): a cache in the temporary directory, not a crash."""
+    import tempfile
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("MEDTOOLKIT_CACHE_DIR", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert default_cache_dir() == Path(tempfile.gettempdir()) / "medtoolkit-cache"

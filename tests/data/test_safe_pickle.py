@@ -494,3 +494,89 @@ def test_other_modules_by_reference_stay_refused() -> None:
     data = _stream(_global("mypackage.vocab", "Voc") + pickle.EMPTY_TUPLE + pickle.NEWOBJ)
     with pytest.raises(UnsafePickleError, match=r"refusing to load global 'mypackage\.vocab\.Voc' from x\.pkl"):
         safe_loads(data, source="x.pkl")
+
+
+# ----------------------------------------------------------------------------- hostile review (issue 8)
+def _colliding_keys(count: int) -> bytes:
+    """A dict of ``count`` integers ``k * (2**61 - 1)``: all hash to 0, so inserting is quadratic."""
+    body = pickle.EMPTY_DICT + pickle.MARK
+    body += b"".join(_long(k * (2**61 - 1)) + pickle.NONE for k in range(1, count + 1))
+    return _stream(body + pickle.SETITEMS)
+
+
+def _object_array_with_shape(shape: int) -> bytes:
+    """``_reconstruct`` an empty array, then ``BUILD`` it as an object array of ``shape`` items."""
+    array = _call(_global("numpy.core.multiarray", "_reconstruct"), _global("numpy", "ndarray"),
+                  pickle.MARK + pickle.BININT1 + b"\x00" + pickle.TUPLE, pickle.SHORT_BINBYTES + b"\x01b")
+    dtype = _call(_global("numpy", "dtype"), _text("O8"), pickle.NEWFALSE, pickle.NEWTRUE)
+    state = (pickle.MARK + pickle.BININT1 + b"\x01" + pickle.MARK + _long(shape) + pickle.TUPLE + dtype
+             + pickle.NEWFALSE + pickle.EMPTY_LIST + pickle.TUPLE)
+    return _stream(array + state + pickle.BUILD)
+
+
+_MORE_HOSTILE = {
+    # 1,000,000 nested lists (2 MB): loads iteratively, but walking and using it would crawl
+    "deep-lists": (_stream(pickle.EMPTY_LIST * 1_000_000 + pickle.APPEND * 999_999),
+                   "PickleTooLargeError: refusing to load hostile.pkl: its containers nest deeper than 10000 "
+                   "levels (medication data nests a few levels)"),
+    "deep-tuples": (_stream(pickle.MARK * 100_000 + pickle.TUPLE * 100_000),
+                    "PickleTooLargeError: refusing to load hostile.pkl: its containers nest deeper than 10000 "
+                    "levels (medication data nests a few levels)"),
+    # 20,000 colliding dict keys (260 KB) took 5 s; a few MB of them would take hours
+    "hash-collisions": (_colliding_keys(20_000),
+                        "PickleTooLargeError: refusing to load hostile.pkl: it holds more than 5000 integers of "
+                        "2**55 or more (such integers can be chosen to collide in a dict and make loading take "
+                        "hours); the file is hostile or not a medication dataset"),
+    # ndarray.__setstate__ allocates the shape of its state before checking the item list
+    "object-array-shape": (_object_array_with_shape(10**9),
+                           "PickleTooLargeError: refusing to load hostile.pkl: it expands to more memory than "
+                           "is available"),
+    "list-range-beyond-ssize": (_stream(_call(_global("builtins", "list"),
+                                              _call(_global("builtins", "range"), _long(2**70)))),
+                                "PickleTooLargeError: refusing to load hostile.pkl: list(range of "
+                                "1180591620717411303424 items) exceeds the 51 bytes of the file; a genuine pickle "
+                                "never asks for more than it holds, so the file is truncated or hostile"),
+}
+
+
+def test_more_hostile_pickles_fail_fast_with_one_message() -> None:
+    outcomes = _run_hostile({name: data for name, (data, _) in _MORE_HOSTILE.items()})
+    for name, (_, expected) in _MORE_HOSTILE.items():
+        assert outcomes[name] == expected, (name, outcomes[name])
+
+
+def test_refusal_messages_stay_short() -> None:
+    data = _stream(_global("x" * 1_000_000, "y"))
+    with pytest.raises(UnsafePickleError) as caught:
+        safe_loads(data, source="hostile.pkl")
+    assert len(str(caught.value)) < 600 and "x" * 150 + "..." in str(caught.value)
+
+
+def test_safe_load_reads_regular_files_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fifo = tmp_path / "records_final.pkl"
+    os.mkfifo(fifo)  # opening it for reading would block forever without O_NONBLOCK
+    with pytest.raises(UnsafePickleError) as caught:
+        safe_load(fifo)
+    assert str(caught.value) == f"refusing to load {fifo}: it is not a regular file (a device, FIFO or socket)"
+    with pytest.raises(UnsafePickleError, match=r"it is a directory$"):
+        safe_load(tmp_path)
+    big = tmp_path / "big.pkl"
+    with big.open("wb") as handle:  # a sparse 2 GB file: refused from its size, never read
+        handle.write(pickle.PROTO + b"\x04")
+        handle.truncate(2 * 10**9)
+    with pytest.raises(PickleTooLargeError) as caught:
+        safe_load(big)
+    assert str(caught.value) == (
+        f"refusing to load {big}: the file has 2000000000 bytes, more than the limit of 1073741824; if the "
+        f"file is genuine, raise it with the environment variable MEDTOOLKIT_PICKLE_MAX_BYTES=<bytes>"
+    )
+    small = tmp_path / "small.pkl"
+    small.write_bytes(pickle.dumps(list(range(100))))
+    monkeypatch.setenv("MEDTOOLKIT_PICKLE_MAX_BYTES", "100")
+    with pytest.raises(PickleTooLargeError, match="more than the limit of 100"):
+        safe_load(small)
+    monkeypatch.setenv("MEDTOOLKIT_PICKLE_MAX_BYTES", "1_000")
+    assert safe_load(small) == list(range(100))
+    monkeypatch.setenv("MEDTOOLKIT_PICKLE_MAX_BYTES", "-5")
+    with pytest.raises(ValueError, match="MEDTOOLKIT_PICKLE_MAX_BYTES='-5' must be a positive integer"):
+        safe_load(small)

@@ -1,4 +1,4 @@
-"""SMILES per ATC class and BRICS masks."""
+"""SMILES per ATC class, BRICS masks and molecule graphs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medtoolkit.knowledge import brics_decompose, brics_mask, build_drug_knowledge, smiles_for
+from medtoolkit.knowledge import (
+    ATOM_FEATURE_SIZES,
+    ATOM_FEATURES,
+    BOND_FEATURE_SIZES,
+    BOND_FEATURES,
+    MoleculeGraphs,
+    brics_decompose,
+    brics_mask,
+    build_drug_knowledge,
+    drug_knowledge_names,
+    molecule_graphs,
+    rdkit_available,
+    smiles_for,
+)
 
 
 def test_smiles_sorted_capped_and_atc4_prefix() -> None:
@@ -88,3 +101,132 @@ def test_brics_reproduces_benchmark_mask(safedrug_dir: Path) -> None:
     assert ours.shape == (112, 445) and reference.shape == (112, 442)
     row = codes.index("L01X")
     assert (ours[row].sum(), reference[row].sum()) == (10, 7)
+
+
+# ---------------------------------------------------------------------------------- molecule graphs
+# Values below are worked out by hand from the structural formulas (atom order = SMILES order).
+
+def test_ethanol_without_hydrogens() -> None:
+    pytest.importorskip("rdkit")
+    graphs = molecule_graphs([["CCO"]])
+    # C-C-O: 3 heavy atoms, 2 single bonds, each bond in both directions
+    assert (graphs.n_atoms, graphs.n_bonds) == (3, 2)
+    assert graphs.edge_index.tolist() == [[0, 1, 1, 2], [1, 0, 2, 1]]
+    assert graphs.edge_features.tolist() == [[0, 0, 0]] * 4  # single, not conjugated, no ring
+    assert graphs.atom_molecule.tolist() == [0, 0, 0] and graphs.molecule_drug.tolist() == [0]
+    # atomic_num, aromatic, degree, charge + 5, total H, hybridization (4 = sp3), in ring
+    assert graphs.atom_features.tolist() == [[6, 0, 1, 5, 3, 4, 0], [6, 0, 2, 5, 2, 4, 0], [8, 0, 1, 5, 1, 4, 0]]
+    assert graphs.atom_features.dtype == np.int64 and graphs.edge_index.dtype == np.int64
+    assert graphs.atom_features.shape[1] == len(ATOM_FEATURES) == len(ATOM_FEATURE_SIZES)
+    assert graphs.edge_features.shape[1] == len(BOND_FEATURES) == len(BOND_FEATURE_SIZES)
+    assert graphs.molecule_smiles == ("CCO",) and graphs.failed == () and graphs.drugs_without_molecules == ()
+
+
+def test_ethanol_with_explicit_hydrogens() -> None:
+    pytest.importorskip("rdkit")
+    graphs = molecule_graphs([["CCO"]], explicit_hydrogens=True)
+    # C2H6O: 9 atoms; 2 heavy bonds + 6 C-H/O-H bonds = 8
+    assert (graphs.n_atoms, graphs.n_bonds, graphs.edge_index.shape) == (9, 8, (2, 16))
+    # hydrogens are now neighbours: degrees 4, 4, 2; the total H count is unchanged
+    assert graphs.atom_features[:3, 2].tolist() == [4, 4, 2]
+    assert graphs.atom_features[:3, 4].tolist() == [3, 2, 1]
+    assert graphs.atom_features[3:, 0].tolist() == [1] * 6 and graphs.explicit_hydrogens
+
+
+def test_benzene_bonds_are_aromatic_and_in_the_ring() -> None:
+    pytest.importorskip("rdkit")
+    graphs = molecule_graphs([["c1ccccc1"]])
+    assert (graphs.n_atoms, graphs.n_bonds) == (6, 6)
+    assert graphs.edge_features.tolist() == [[3, 1, 1]] * 12  # aromatic, conjugated, in ring
+    # every carbon: aromatic, 2 ring neighbours, 1 H, sp2 (3), in ring
+    assert graphs.atom_features.tolist() == [[6, 1, 2, 5, 1, 3, 1]] * 6
+
+
+def test_calcium_carbonate_salt_is_one_graph_with_a_bondless_ion() -> None:
+    """A02A's SMILES (reference notes pitfall 10): Ca2+ has no bond and must not crash anything."""
+    pytest.importorskip("rdkit")
+    graphs = molecule_graphs([["[Ca++].[O-]C([O-])=O"]])
+    # Ca, O-, C, O-, O: 5 atoms in one molecule; C-O-, C-O-, C=O: 3 bonds
+    assert (graphs.n_atoms, graphs.n_bonds, graphs.n_molecules) == (5, 3, 1)
+    assert graphs.atom_molecule.tolist() == [0] * 5
+    calcium = graphs.atom_features[0]
+    assert (calcium[0], calcium[2], calcium[3]) == (20, 0, 7)  # Ca, degree 0, charge +2 -> 7
+    assert 0 not in graphs.edge_index  # no edge touches the calcium
+    assert graphs.atom_features[2, 2] == 3  # the carbon has three oxygens
+    assert graphs.edge_features[::2, 0].tolist() == [0, 0, 1]  # single, single, double
+    assert graphs.atom_features[[1, 3, 4], 3].tolist() == [4, 4, 5]  # O-, O-, O
+
+
+def test_molecules_of_several_drugs_are_offset_and_ordered() -> None:
+    pytest.importorskip("rdkit")
+    graphs = molecule_graphs([["CCO", "C"], ["CC"]])
+    # drug 0: ethanol (atoms 0-2) and methane (atom 3, no bond); drug 1: ethane (atoms 4-5)
+    assert graphs.molecule_drug.tolist() == [0, 0, 1]
+    assert graphs.atom_molecule.tolist() == [0, 0, 0, 1, 2, 2]
+    assert graphs.edge_index.tolist() == [[0, 1, 1, 2, 4, 5], [1, 0, 2, 1, 5, 4]]
+    assert graphs.molecule_smiles == ("CCO", "C", "CC")
+
+
+def test_failures_are_recorded_never_raised() -> None:
+    pytest.importorskip("rdkit")
+    graphs = molecule_graphs([["not_a_smiles"], [], ["", "C"]])
+    assert graphs.failed == ((0, "not_a_smiles", "rdkit could not parse it"), (2, "", "no atoms"))
+    assert graphs.drugs_without_molecules == (0, 1)  # only a failed SMILES; none at all
+    assert graphs.molecule_drug.tolist() == [2] and graphs.n_drugs == 3
+    assert graphs.summary() == {"drugs": 3, "molecules": 1, "atoms": 1, "bonds": 0, "failed": 2,
+                                "drugs_without_molecules": 2, "explicit_hydrogens": False}
+
+
+def test_no_molecules_at_all_gives_empty_arrays_of_the_right_shape() -> None:
+    pytest.importorskip("rdkit")
+    graphs = molecule_graphs([[], ["xx"]])
+    assert graphs.atom_features.shape == (0, 7) and graphs.edge_index.shape == (2, 0)
+    assert graphs.edge_features.shape == (0, 3) and graphs.atom_molecule.shape == (0,)
+    assert graphs.molecule_drug.shape == (0,) and graphs.drugs_without_molecules == (0, 1)
+
+
+def test_graphs_built_by_hand_are_checked() -> None:
+    # no rdkit needed: one drug, one molecule of two bonded atoms
+    atoms = np.zeros((2, 7), dtype=np.int64)
+    graphs = MoleculeGraphs(atoms, np.array([[0, 1], [1, 0]]), np.zeros((2, 3)), np.array([0, 0]),
+                            np.array([0]), ("CC",), n_drugs=1)
+    assert graphs.summary()["bonds"] == 1 and graphs.edge_features.dtype == np.int64
+    assert repr(graphs).startswith("MoleculeGraphs(drugs=1, molecules=1, atoms=2, bonds=1")
+    with pytest.raises(ValueError, match="atom_features must have shape"):
+        MoleculeGraphs(atoms[:1], np.zeros((2, 0)), np.zeros((0, 3)), np.array([0, 0]), np.array([0]),
+                       ("CC",), n_drugs=1)
+    with pytest.raises(ValueError, match="refers to atoms that do not exist"):
+        MoleculeGraphs(atoms, np.array([[0, 2], [2, 0]]), np.zeros((2, 3)), np.array([0, 0]),
+                       np.array([0]), ("CC",), n_drugs=1)
+    with pytest.raises(ValueError, match="molecule_drug"):
+        MoleculeGraphs(atoms, np.zeros((2, 0)), np.zeros((0, 3)), np.array([0, 0]), np.array([1]),
+                       ("CC",), n_drugs=1)
+
+
+def test_without_rdkit_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "rdkit", None)
+    assert not rdkit_available()
+    with pytest.raises(ImportError, match=r'molecule graphs need rdkit.*pip install "medtoolkit\[chem\]"'):
+        molecule_graphs([["CCO"]])
+
+
+@pytest.mark.benchmark_data
+def test_benchmark_smiles_all_parse(safedrug_dir: Path) -> None:
+    """The 269 SafeDrug SMILES of the 112 drugs (counts measured with rdkit 2026.09.1)."""
+    pytest.importorskip("rdkit")
+    from medtoolkit.data.safe_pickle import safe_load
+
+    idx2word = safe_load(safedrug_dir / "voc_final.pkl")["med_voc"].idx2word
+    atc3_smiles = safe_load(safedrug_dir / "atc3toSMILES.pkl")
+    smiles = [atc3_smiles[idx2word[i]] for i in range(len(idx2word))]
+    summaries = [molecule_graphs(smiles, explicit_hydrogens=h).summary() for h in (False, True)]
+    assert [(s["molecules"], s["atoms"], s["bonds"], s["failed"], s["drugs_without_molecules"])
+            for s in summaries] == [(269, 6871, 7325, 0, 0), (269, 13227, 13681, 0, 0)]
+
+
+def test_drug_knowledge_names_follow_rdkit(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rdkit")
+    assert drug_knowledge_names() == {"ddi", "smiles", "substructures"}
+    assert drug_knowledge_names(with_substructures=False) == {"ddi", "smiles"}
+    monkeypatch.setitem(sys.modules, "rdkit", None)
+    assert drug_knowledge_names() == {"ddi", "smiles"}

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from torch import nn
 
 import medtoolkit.testing as kit
-from medtoolkit.components.base import Encoder, Loss, Recommender
+from medtoolkit.components.base import DrugEncoder, Encoder, Loss, Recommender
 from medtoolkit.components.encoders.gru import GRUEncoder
 from medtoolkit.components.losses.bce import BCELoss
 from medtoolkit.components.losses.ddi import DDILoss
@@ -20,6 +20,7 @@ from medtoolkit.components.recommenders.gamenet import GAMENet
 from medtoolkit.components.recommenders.logistic_regression import LogisticRegressionRecommender
 from medtoolkit.components.recommenders.previous_visit import PreviousVisitRecommender
 from medtoolkit.testing import check_component
+from medtoolkit.testing.conformance import loose_tensors
 
 BUILTINS = [
     (GRUEncoder, None),
@@ -164,7 +165,7 @@ class LeakyEncoder(Encoder):
 @pytest.mark.parametrize(
     ("toy", "check", "fragment"),
     [
-        (LooseTensor, "device", "not registered buffers"),
+        (LooseTensor, "device", "graph: Tensor (15,) is not a registered buffer/parameter (at construction)"),
         (WrongShape, "shapes", "expected output shape"),
         (UnusedParameter, "gradients", "forgotten.weight"),
         (UnseededInit, "determinism", "same seed, different initial 'scale'"),
@@ -180,6 +181,208 @@ def test_broken_components_fail_with_the_check_named(toy: type, check: str, frag
     assert fragment in str(info.value)
 
 
+# ---------------------------------------------------------------- tensors held outside parameters/buffers
+class _HeldScale(CausalToy):
+    """A causal toy whose forward multiplies by ``self.held()`` ([n_drugs] ones)."""
+
+    def held(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        return super().forward(batch) * self.held()
+
+
+class HoldsGraphBatch(_HeldScale):
+    """Keeps a torch_geometric Batch as an attribute: its tensors stay on the CPU."""
+
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        from torch_geometric.data import Batch, Data
+
+        graph = Data(x=torch.ones(schema.n_drugs, 1), edge_index=torch.tensor([[0, 1], [1, 0]]))
+        self.graph = Batch.from_data_list([graph])
+
+    def held(self) -> torch.Tensor:
+        return self.graph.x[:, 0]
+
+
+class HoldsTensorDict(_HeldScale):
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.constants = {"ones": torch.ones(schema.n_drugs)}
+
+    def held(self) -> torch.Tensor:
+        return self.constants["ones"]
+
+
+class HoldsTensorList(_HeldScale):
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.constants = [torch.zeros(1), (torch.ones(schema.n_drugs),)]
+
+    def held(self) -> torch.Tensor:
+        return self.constants[1][0]
+
+
+class CachesLazily(_HeldScale):
+    """Clean at construction; the first forward caches a tensor in a dict."""
+
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def held(self) -> torch.Tensor:
+        if "ones" not in self.cache:
+            self.cache["ones"] = torch.ones(self.schema.n_drugs)
+        return self.cache["ones"]
+
+
+class AliasesBuffer(_HeldScale):
+    """A registered buffer, but read through a plain alias that .to() would leave behind."""
+
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.register_buffer("ones", torch.ones(schema.n_drugs), persistent=False)
+        self.lookup = {"ones": self.ones}
+
+    def held(self) -> torch.Tensor:
+        return self.lookup["ones"]
+
+
+class UsesBuffers(_HeldScale):
+    """The same constants as registered (non-persistent) buffers: conforms."""
+
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        from torch_geometric.data import Batch, Data
+
+        graph = Batch.from_data_list([Data(x=torch.ones(schema.n_drugs, 1), edge_index=torch.tensor([[0, 1], [1, 0]]))])
+        self.register_buffer("x", graph.x, persistent=False)
+        self.register_buffer("edge_index", graph.edge_index, persistent=False)
+        self.n_graphs = int(graph.num_graphs)  # plain numbers are fine
+
+    def held(self) -> torch.Tensor:
+        return self.x[:, 0]
+
+
+@pytest.mark.parametrize(
+    ("toy", "path"),
+    [
+        (HoldsGraphBatch, "graph._store['x']: Tensor (15, 1) is not a registered buffer/parameter (at construction)"),
+        (HoldsTensorDict, "constants['ones']: Tensor (15,) is not a registered buffer/parameter (at construction)"),
+        (HoldsTensorList, "constants[1][0]: Tensor (15,) is not a registered buffer/parameter (at construction)"),
+        (CachesLazily, "cache['ones']: Tensor (15,) is not a registered buffer/parameter (after an eval forward)"),
+        (AliasesBuffer, "lookup['ones']: aliases buffer 'ones' (.to() replaces buffers; it goes stale)"),
+    ],
+)
+def test_tensors_outside_registered_buffers_fail_the_device_check(toy: type, path: str) -> None:
+    pytest.importorskip("torch_geometric")
+    with pytest.raises(AssertionError) as info:
+        check_component(toy)
+    message = str(info.value)
+    assert message.startswith(f"check_component({toy.__name__}) [device] {toy.__name__} holds tensors")
+    assert "not registered buffers/parameters" in message
+    assert path in message
+
+
+def test_graph_batch_findings_name_every_tensor() -> None:
+    pytest.importorskip("torch_geometric")
+    findings = loose_tensors(HoldsGraphBatch(None, kit.fake_schema()))
+    paths = sorted(f.split(":")[0] for f in findings)
+    # x [15, 1], edge_index [2, 2], batch [15], ptr [2] and the batch's slice/increment tables
+    expected = {"graph._store['x']", "graph._store['edge_index']", "graph._store['batch']", "graph._store['ptr']"}
+    assert expected <= set(paths)
+    assert any(p.startswith("graph._store._slice_dict[") for p in paths)
+
+
+def test_module_in_a_plain_list_and_nested_submodule_paths() -> None:
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cache = {"k": [torch.zeros(2)]}
+
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Inner()
+            self.heads = [nn.Linear(2, 2)]
+            self.registered = [self.inner]  # a registered submodule referenced again: fine
+            self.weights = [self.inner]
+
+    findings = loose_tensors(Outer())
+    assert findings == [
+        "heads[0]: Linear module is not a registered submodule",
+        "inner.cache['k'][0]: Tensor (2,) is not a registered buffer/parameter",
+    ]
+
+
+def test_same_module_with_buffers_passes() -> None:
+    pytest.importorskip("torch_geometric")
+    assert loose_tensors(UsesBuffers(None, kit.fake_schema())) == []
+    assert "device" in check_component(UsesBuffers)
+
+
+def test_scan_is_bounded_on_cycles() -> None:
+    module = nn.Linear(2, 2)
+    loop: list = []
+    loop.append(loop)
+    module.loop = loop  # a self-referencing list must not recurse forever
+    module.deep = [[[[[[[[torch.ones(1)]]]]]]]]  # deeper than SCAN_DEPTH: not seen (documented)
+    assert loose_tensors(module) == []
+
+
+# ---------------------------------------------------------------- drug encoders
+class ToyDrugEncoder(DrugEncoder):
+    """``[n_drugs, 4]``: a learned table mixed with a fixed drug feature held as a buffer."""
+
+    class Params(Params):
+        dim: int = 4
+
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.table = nn.Parameter(torch.randn(schema.n_drugs, self.params.dim))
+        self.mix = nn.Linear(1, self.params.dim)
+        degree = torch.as_tensor(schema.ddi_adjacency, dtype=torch.float32).sum(1, keepdim=True)
+        self.register_buffer("degree", degree, persistent=False)
+
+    @property
+    def output_dim(self) -> int:
+        return self.params.dim
+
+    def forward(self) -> torch.Tensor:
+        return self.table + self.mix(self.degree)
+
+
+class DrugEncoderWrongRows(ToyDrugEncoder):
+    def forward(self) -> torch.Tensor:
+        return super().forward()[:-1]
+
+
+class DrugEncoderHoldingGraph(ToyDrugEncoder):
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.features = {"degree": self.degree.clone()}
+
+
+def test_toy_drug_encoder_passes_every_check_but_causality() -> None:
+    assert check_component(ToyDrugEncoder) == ["params", "shapes", "state_dict", "device", "determinism", "gradients"]
+    assert check_component(ToyDrugEncoder, ToyDrugEncoder.Params(dim=3), device="cpu")[-1] == "gradients"
+
+
+@pytest.mark.parametrize(
+    ("toy", "check", "fragment"),
+    [
+        (DrugEncoderWrongRows, "shapes", "expected output shape (15, 4) ([n_drugs, output_dim]), got (14, 4)"),
+        (DrugEncoderHoldingGraph, "device", "features['degree']: Tensor (15, 1) is not a registered buffer"),
+    ],
+)
+def test_broken_drug_encoders_fail(toy: type, check: str, fragment: str) -> None:
+    with pytest.raises(AssertionError) as info:
+        check_component(toy)
+    assert f"check_component({toy.__name__}) [{check}]" in str(info.value)
+    assert fragment in str(info.value)
+
+
 # ---------------------------------------------------------------- fixtures & package
 def test_pytest_plugin_fixtures(fake_ehr_data, fake_schema, fake_batch) -> None:  # noqa: ANN001
     assert fake_ehr_data.n_patients == 12
@@ -189,5 +392,6 @@ def test_pytest_plugin_fixtures(fake_ehr_data, fake_schema, fake_batch) -> None:
 
 
 def test_package_reexports() -> None:
-    assert set(kit.__all__) == {"check_component", "fake_batch", "fake_ehr", "fake_schema"}
+    assert {"check_component", "fake_batch", "fake_ehr", "fake_schema"} <= set(kit.__all__)
+    assert all(hasattr(kit, name) for name in kit.__all__)
     assert kit.check_component is check_component

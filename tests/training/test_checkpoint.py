@@ -166,8 +166,43 @@ def test_load_reports_a_truncated_file(tmp_path: Path, keep: int) -> None:
 
 def test_load_reports_a_directory(tmp_path: Path) -> None:
     (tmp_path / "model.pt").mkdir()
-    with pytest.raises(ValueError, match=re.escape(f"cannot read checkpoint {tmp_path / 'model.pt'}: corrupt")):
+    expected = f"cannot read checkpoint {tmp_path / 'model.pt'}: not a regular file"
+    with pytest.raises(ValueError, match=re.escape(expected)):
         load_checkpoint(tmp_path / "model.pt")
+
+
+def test_load_refuses_a_fifo_instead_of_blocking_on_it(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "model.pt")
+    expected = f"cannot read checkpoint {tmp_path / 'model.pt'}: not a regular file"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_checkpoint(tmp_path / "model.pt")
+
+
+def test_a_foreign_pickle_protocol_gives_no_torch_warning(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    """torch warns (two lines on stderr) about a protocol-4 pickle: the error line must stay alone."""
+    import argparse
+    import pickle
+
+    path = tmp_path / "model.pt"
+    path.write_bytes(pickle.dumps(argparse.Namespace(a=1), protocol=4))
+    with pytest.raises(ValueError, match=re.escape(f"cannot read checkpoint {path}: corrupt or truncated file")):
+        load_checkpoint(path)
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
+def test_files_written_atomically_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        save_atomic({"model": {}}, tmp_path / "model.pt")
+        write_text_atomic("x", tmp_path / "report.md")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "model.pt").stat().st_mode & 0o777 == 0o644  # mkstemp alone gives 0600
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == 0o644
 
 
 # ---------------------------------------------------------------------------- loading weights

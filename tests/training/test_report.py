@@ -11,11 +11,13 @@ from medtoolkit.training.report import (
     MISSING,
     curve_data,
     curves_figure,
+    curves_title,
     format_best_epochs,
     format_metric,
     metrics_table,
     plot_curves,
     render_report,
+    selection_metric,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -83,6 +85,8 @@ def test_format_best_epochs() -> None:
     assert format_best_epochs({"seed0": 3, "seed1": None}) == "3 (seed0), n/a (seed1)"
     assert format_best_epochs({}) == "n/a"
     assert format_best_epochs(None) == "n/a"
+    assert format_best_epochs({"seed0": 36}, {"seed0": 40}) == "36 of 40"
+    assert format_best_epochs({"seed0": 3, "seed1": 9}, {"seed0": 15, "seed1": 15}) == "3 of 15 (seed0), 9 of 15 (seed1)"
 
 
 def test_metrics_table_without_title_starts_with_the_header() -> None:
@@ -95,11 +99,11 @@ def test_render_report_contents() -> None:
     lines = text.splitlines()
     assert lines[0] == "# tiny-gamenet"
     assert lines[2] == "`gamenet` on `mimic3`, protocol `random` (1 split: seed0)"
+    assert lines[4] == "Test metrics: mean ± std over 10 bootstrap rounds, each drawing 80% of the test patients."
     assert "| Jaccard | 0.5235 ± 0.0012 |" in lines
     assert "- model: `gamenet`, parameters: 1,234,567" in lines
     assert "- dataset: `mimic3`: 60 patients, 146 visits, 12 drugs, ground-truth DDI rate 0.0993" in lines
-    assert ("- protocol: random, 1 split: seed0; averaging per patient; 10 bootstrap rounds of 0.8 of test "
-            "patients; threshold 0.5") in lines
+    assert "- scoring: metrics averaged per patient; a drug is recommended at probability 0.5 or more" in lines
     assert "- epochs: 3, mean epoch time 2.00 s" in lines
     assert "- best epoch: 2" in lines
     assert "- wall time: 12.3 s; device: cpu" in lines
@@ -112,14 +116,37 @@ def test_render_report_names_every_split_and_its_best_epoch() -> None:
     protocol = {**metrics()["protocol"], "splits": ["seed0", "seed1"]}
     text = render_report(metrics(protocol=protocol, best_epochs={"seed0": 12, "seed1": 30}))
     assert "`gamenet` on `mimic3`, protocol `random` (2 splits: seed0, seed1)" in text
-    assert "- epochs: 3 over 2 splits, mean epoch time 2.00 s" in text
+    assert "- epochs: 3 in all over 2 splits, mean epoch time 2.00 s" in text
     assert "- best epoch: 12 (seed0), 30 (seed1)" in text
+    assert ("Test metrics: mean ± std over the 2 splits (each split's value: the mean of 10 bootstrap rounds, "
+            "each drawing 80% of its test patients).") in text
+
+
+def test_render_report_names_the_test_set_size_and_large_counts_with_separators() -> None:
+    test = {**TEST, "n_patients": 1671, "n_visits": 2140}
+    data = {**metrics()["data"], "patients": 10020, "visits": 12600}
+    text = render_report(metrics(test=test, data=data))
+    assert ("Test metrics (1,671 test patients, 2,140 visits): mean ± std over 10 bootstrap rounds, each drawing "
+            "80% of the test patients.") in text
+    assert "- dataset: `mimic3`: 10,020 patients, 12,600 visits, 12 drugs" in text
+
+
+def test_render_report_without_bootstrap_says_the_test_set_was_scored_once() -> None:
+    protocol = {**metrics()["protocol"], "bootstrap_rounds": 0}
+    text = render_report(metrics(protocol=protocol))
+    assert "Test metrics: scored once on all test patients (std 0)." in text
+
+
+def test_render_report_best_epoch_reads_of_how_many_and_by_what() -> None:
+    histories = {"seed0": {**history([0.9, 0.5, 0.4], [0.2, 0.35, 0.3], best=2), "best_score": 0.35}}
+    text = render_report(metrics(history=histories, epoch_seconds=[0.1, 0.1, 0.1]))
+    assert "- best epoch: 2 of 3 (highest validation Jaccard)\n" in text
 
 
 def test_render_report_legacy_protocol() -> None:
     protocol = {**metrics()["protocol"], "name": "legacy", "splits": ["legacy"]}
     text = render_report(metrics(protocol=protocol, best_epochs={"legacy": 12}))
-    assert "- protocol: legacy, 1 split: legacy; averaging per patient" in text
+    assert "`gamenet` on `mimic3`, protocol `legacy` (1 split: legacy)" in text
     assert "- best epoch: 12\n" in text
 
 
@@ -183,6 +210,34 @@ def test_curve_data_takes_loss_validation_jaccard_and_ddi_and_skips_missing_valu
     assert item.best_epoch == 3
 
 
+def _scored(item: dict[str, Any], score: float) -> dict[str, Any]:
+    return {**item, "best_score": score}
+
+
+def test_selection_metric_is_read_off_the_best_score() -> None:
+    h = history([0.9, 0.5, 0.4], [0.2, 0.35, 0.3], best=2)
+    h["epochs"][1]["validation"].update(prauc=0.6, f1=0.5)
+    assert selection_metric({"seed0": _scored(h, 0.35)}) == "jaccard"
+    assert selection_metric({"seed0": _scored(h, 0.6)}) == "prauc"
+    assert selection_metric({"seed0": _scored(h, 0.5)}) == "f1"
+    assert selection_metric({"seed0": _scored(h, -0.5)}) == "loss"
+    assert selection_metric({"seed0": _scored(h, 0.123)}) is None  # matches nothing
+    assert selection_metric({"seed0": h}) is None  # no best_score
+    assert selection_metric({}) is None and selection_metric(None) is None
+    other = _scored(history([0.9, 0.6], [0.5, 0.1], best=1), -0.9)  # a split that selected by loss
+    assert selection_metric({"seed0": _scored(h, 0.35), "seed1": other}) is None
+
+
+def test_curves_title_names_model_dataset_and_protocol() -> None:
+    assert curves_title(metrics()) == "tiny-gamenet: gamenet on mimic3, protocol random"
+    assert curves_title(metrics(name="gamenet")) == "gamenet on mimic3, protocol random"
+
+
+def _legend_texts(figure: Any) -> list[str]:
+    (legend,) = figure.legends
+    return [t.get_text() for t in legend.get_texts()]
+
+
 def _vertical_lines(axis: Any) -> list[float]:
     """x positions of the vertical lines (axvline) drawn on an axis."""
     xs = []
@@ -196,14 +251,20 @@ def _vertical_lines(axis: Any) -> list[float]:
 def test_curves_figure_draws_validation_ddi_and_marks_the_best_epoch() -> None:
     import matplotlib.pyplot as plt
 
-    figure = curves_figure({"seed0": history([0.9, 0.5, 0.4], [0.2, 0.3, 0.35], [0.05, 0.06, 0.07], best=2)})
+    histories = {"seed0": _scored(history([0.9, 0.5, 0.4], [0.2, 0.3, 0.35], [0.05, 0.06, 0.07], best=2), 0.3)}
+    figure = curves_figure(histories, title="gamenet on mimic3, protocol random")
     assert figure is not None
     try:
         axes = figure.get_axes()
         assert [a.get_title() for a in axes] == ["training loss", "validation Jaccard", "validation DDI rate"]
+        assert [a.get_xlabel() for a in axes] == ["epoch"] * 3
+        assert [a.get_ylabel() for a in axes] == ["loss", "Jaccard", "DDI rate"]
+        assert figure.get_suptitle() == "gamenet on mimic3, protocol random"
+        # one legend for the figure, outside the panels
+        assert all(axis.get_legend() is None for axis in axes)
+        assert _legend_texts(figure) == ["split seed0", "best epoch 2, highest validation Jaccard"]
         for axis in axes:
             assert _vertical_lines(axis) == [2.0]
-            assert "best epoch 2" in [t.get_text() for t in axis.get_legend().get_texts()]
         ddi_lines = [line for line in axes[2].get_lines() if list(line.get_ydata()) != [0, 1]]
         assert [list(line.get_ydata()) for line in ddi_lines] == [[0.05, 0.06, 0.07]]
     finally:
@@ -234,7 +295,6 @@ def test_curves_figure_marks_each_splits_best_epoch() -> None:
     try:
         loss_axis = figure.get_axes()[0]
         assert sorted(_vertical_lines(loss_axis)) == [2.0, 3.0]
-        labels = [t.get_text() for t in loss_axis.get_legend().get_texts()]
-        assert {"best epoch 2 (seed0)", "best epoch 3 (seed1)"} <= set(labels)
+        assert _legend_texts(figure) == ["split seed0", "best epoch 2 (seed0)", "split seed1", "best epoch 3 (seed1)"]
     finally:
         plt.close(figure)

@@ -152,3 +152,35 @@ def test_a_file_system_without_locks_warns_and_runs(
     expected = f"cannot lock {tmp_path} ([Errno 37] No locks available): a concurrent run into it would not be detected"
     assert expected in caplog.text
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_kept(tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.write_text("precious data\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").symlink_to(target)
+    with pytest.raises(RunDirectoryError, match=re.escape(f"{out / '.lock'} is a symbolic link")):
+        with open_run_dir(out):
+            pass
+    assert target.read_text() == "precious data\n"
+
+
+def test_a_lock_file_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    os.mkfifo(out / ".lock")
+    with pytest.raises(RunDirectoryError, match=re.escape(f"{out / '.lock'} is not a regular file")):
+        with open_run_dir(out):
+            pass
+
+
+def test_a_run_directory_that_is_a_file_or_empty_is_refused(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    with pytest.raises(RunDirectoryError, match=re.escape(f"{taken} exists and is not a directory")):
+        with open_run_dir(taken):
+            pass
+    with pytest.raises(RunDirectoryError, match="the run directory is empty"):
+        with open_run_dir(""):
+            pass

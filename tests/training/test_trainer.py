@@ -354,7 +354,7 @@ def test_resume_refuses_a_checkpoint_of_other_data_or_settings(
     data: EHRData, schema: DataSchema, tmp_path: Path, extra: dict[str, str], what: str
 ) -> None:
     run_training(data, schema, tmp_path / "run.pt", epochs=1)
-    with pytest.raises(ValueError, match=rf"cannot resume: the checkpoint's {what} differs.*new --out"):
+    with pytest.raises(ValueError, match=rf"cannot resume from .*run\.pt: the checkpoint's {what} differs.*new --out"):
         run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=2, extra=extra)
 
 
@@ -391,7 +391,8 @@ def test_resume_names_the_first_differing_setting_of_a_json_config(
     with pytest.raises(ValueError) as caught:
         run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=2, extra=other)
     assert str(caught.value) == (
-        "cannot resume: the checkpoint's config differs from this run's at model.hidden_dim (8 vs 16) "
+        f"cannot resume from {tmp_path / 'run.pt'}: the checkpoint's config differs from this run's at "
+        "model.hidden_dim (8 vs 16) "
         "(different data or settings); use a new --out directory"
     )
 

@@ -1,7 +1,8 @@
 """``ddi``: GAMENet's drug-drug-interaction penalty and its annealed switching rule.
 
-Penalty per visit: ``mean over N^2 of (sigma(o) sigma(o)^T * A_ddi)`` = ``p^T A p / N^2``,
-averaged over the real visits of the batch.
+Penalty per visit, with ``p = sigma(o)``: ``p^T A p / N^2`` (``reduction="mean"``, GAMENet's
+``mean over N^2 of (p p^T * A_ddi)``, the default) or ``p^T A p`` summed over ordered pairs
+(``reduction="sum"``, as SafeDrug and DNMDR eq. 33), averaged over the real visits of the batch.
 
 How it enters the objective (:meth:`DDILoss.combine`; the trainer folds gating losses in
 after the additive terms, e.g. ``0.9 * bce + 0.1 * multilabel_margin``):
@@ -43,18 +44,35 @@ if TYPE_CHECKING:
     from medtoolkit.data.batching import PaddedBatch
 
 
-def ddi_penalty(probabilities: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
-    """GAMENet's DDI penalty per row: ``mean_{i,j} p_i p_j A_ij = p^T A p / N^2``.
+def ddi_penalty(
+    probabilities: torch.Tensor,
+    adjacency: torch.Tensor,
+    reduction: Literal["mean", "sum"] = "mean",
+) -> torch.Tensor:
+    """DDI penalty per row: ``p^T A p``, summed over ordered pairs or averaged over ``N^2``.
+
+    * ``"mean"`` (GAMENet): ``mean_{i,j} p_i p_j A_ij = p^T A p / N^2``.
+    * ``"sum"`` (SafeDrug, DNMDR eq. 33): ``sum_{i,j} p_i p_j A_ij = p^T A p``; each
+      interacting unordered pair counts twice, once per order, since ``A`` is symmetric.
 
     Args:
         probabilities: ``[V, N]`` drug probabilities.
         adjacency: ``[N, N]`` symmetric 0/1 DDI matrix.
+        reduction: ``"mean"`` divides by ``N^2``; ``"sum"`` does not.
 
     Returns:
-        ``[V]``.
+        ``[V]`` one penalty per row.
+
+    Raises:
+        ValueError: for an unknown ``reduction``.
     """
-    n_drugs = probabilities.shape[-1]
-    return ((probabilities @ adjacency) * probabilities).sum(-1) / (n_drugs * n_drugs)
+    quadratic = ((probabilities @ adjacency) * probabilities).sum(-1)
+    if reduction == "sum":
+        return quadratic
+    if reduction == "mean":
+        n_drugs = probabilities.shape[-1]
+        return quadratic / (n_drugs * n_drugs)
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
 def visit_ddi_rates(predicted: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
@@ -75,6 +93,26 @@ def visit_ddi_rates(predicted: torch.Tensor, adjacency: torch.Tensor) -> torch.T
     return torch.where(pairs > 0, interacting / pairs.clamp(min=1), torch.zeros_like(pairs))
 
 
+def ddi_pair_counts(predicted: torch.Tensor, adjacency: torch.Tensor) -> tuple[float, float]:
+    """Interacting and all unordered drug pairs of predicted sets, summed over the rows.
+
+    Args:
+        predicted: ``[V, N]`` 0/1 predicted sets.
+        adjacency: ``[N, N]`` symmetric 0/1 DDI matrix (the diagonal is ignored).
+
+    Returns:
+        ``(interacting pairs, all pairs)``; their ratio is the pooled DDI rate.
+    """
+    predicted = predicted.to(adjacency.dtype)
+    sizes = predicted.sum(-1)
+    all_pairs = float((sizes * (sizes - 1) / 2).sum())
+    if all_pairs == 0:
+        return 0.0, 0.0
+    off_diagonal = adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
+    interacting = float(((predicted @ off_diagonal) * predicted).sum()) / 2
+    return interacting, all_pairs
+
+
 def predicted_ddi_rate(predicted: torch.Tensor, adjacency: torch.Tensor) -> float:
     """Pooled DDI rate of predicted sets (SafeDrug ``ddi_rate_score``).
 
@@ -85,14 +123,8 @@ def predicted_ddi_rate(predicted: torch.Tensor, adjacency: torch.Tensor) -> floa
     Returns:
         interacting unordered pairs / all unordered pairs over all rows (0 without pairs).
     """
-    predicted = predicted.to(adjacency.dtype)
-    sizes = predicted.sum(-1)
-    all_pairs = float((sizes * (sizes - 1) / 2).sum())
-    if all_pairs == 0:
-        return 0.0
-    off_diagonal = adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
-    interacting = float(((predicted @ off_diagonal) * predicted).sum()) / 2
-    return interacting / all_pairs
+    interacting, all_pairs = ddi_pair_counts(predicted, adjacency)
+    return interacting / all_pairs if all_pairs else 0.0
 
 
 class DDILoss(Loss):
@@ -102,7 +134,9 @@ class DDILoss(Loss):
     :meth:`combine` applies the ``additive`` or ``anneal`` rule. Attributes updated by
     :meth:`combine` for logging: ``last_rate`` (the batch's predicted DDI rate),
     ``last_switched`` (True when the penalty replaced the prediction loss), and the counters
-    ``n_penalty_steps`` / ``n_prediction_steps``.
+    ``n_penalty_steps`` / ``n_prediction_steps``. :meth:`tracked` gives the epoch's values
+    (pooled predicted DDI rate; with ``anneal``, the share of switched decisions and the
+    temperature used).
     """
 
     gating = True
@@ -117,6 +151,11 @@ class DDILoss(Loss):
         seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the annealing draws")
         granularity: Literal["batch", "visit"] = Field(
             "batch", description="anneal: decide the switch once per batch or once per visit"
+        )
+        reduction: Literal["mean", "sum"] = Field(
+            "mean",
+            description="penalty per visit: p^T A p / N^2 (mean, GAMENet) or p^T A p over ordered pairs "
+            "(sum, SafeDrug/DNMDR)",
         )
 
     params: Params
@@ -138,6 +177,7 @@ class DDILoss(Loss):
         self.last_switched = False
         self.n_penalty_steps = 0
         self.n_prediction_steps = 0
+        self.reset_tracking()
 
     def forward(self, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
         """DDI penalty averaged over the real visits (scalar)."""
@@ -145,14 +185,53 @@ class DDILoss(Loss):
         if not bool(mask.any()):
             return logits.sum() * 0.0
         probabilities = torch.sigmoid(logits[mask])
-        return ddi_penalty(probabilities, self.ddi_adjacency.to(probabilities.dtype)).mean()
+        adjacency = self.ddi_adjacency.to(probabilities.dtype)
+        return ddi_penalty(probabilities, adjacency, self.params.reduction).mean()
 
     def batch_ddi_rate(self, logits: torch.Tensor, batch: "PaddedBatch") -> float:
         """Predicted DDI rate of the batch's real visits (pooled pairs)."""
+        interacting, all_pairs = self._batch_pair_counts(logits, batch)
+        return interacting / all_pairs if all_pairs else 0.0
+
+    def _batch_pair_counts(self, logits: torch.Tensor, batch: "PaddedBatch") -> tuple[float, float]:
+        """:func:`ddi_pair_counts` of the batch's predicted sets (at ``threshold``)."""
         with torch.no_grad():
             probabilities = torch.sigmoid(logits[batch.visit_mask].float())
             predicted = (probabilities >= self.params.threshold).float()
-            return predicted_ddi_rate(predicted, self.ddi_adjacency.float())
+            return ddi_pair_counts(predicted, self.ddi_adjacency.float())
+
+    def reset_tracking(self) -> None:
+        """Forget this epoch's pair counts and switch decisions."""
+        self._interacting = 0.0
+        self._pairs = 0.0
+        self._switched = 0
+        self._decisions = 0
+        self._temperature_used: float | None = None
+
+    def _track(self, interacting: float, pairs: float, switched: int, decisions: int) -> None:
+        self._interacting += interacting
+        self._pairs += pairs
+        self._switched += switched
+        self._decisions += decisions
+
+    def tracked(self) -> dict[str, float]:
+        """This epoch's values, from the batches :meth:`combine` saw (``{}`` before any).
+
+        * ``ddi_rate``: predicted DDI rate pooled over the epoch's training visits
+          (interacting unordered pairs / all pairs, sets at ``threshold``; train mode, so
+          with dropout active).
+        * ``switched_share`` (``anneal``): share of switch decisions (batches, or visits with
+          ``granularity="visit"``) that trained on the penalty.
+        * ``temperature`` (``anneal``): the temperature ``T`` used during the epoch.
+        """
+        if self._decisions == 0:
+            return {}
+        values = {"ddi_rate": self._interacting / self._pairs if self._pairs else 0.0}
+        if self.params.mode == "anneal":
+            values["switched_share"] = self._switched / self._decisions
+            used = self._temperature_used
+            values["temperature"] = float(self.temperature if used is None else used)
+        return values
 
     def switch_probability(self, rate: float) -> float:
         """``exp((target - rate) / T)`` (1 when ``rate <= target``)."""
@@ -164,10 +243,15 @@ class DDILoss(Loss):
         """Fold the penalty into ``total`` (see the module docstring for the two rules)."""
         if self.params.mode == "additive":
             self.last_switched = False
+            interacting, pairs = self._batch_pair_counts(logits, batch)
+            self.last_rate = interacting / pairs if pairs else 0.0
+            self._track(interacting, pairs, 0, 1)
             return total + self.weight * self(logits, batch)
+        self._temperature_used = self.temperature
         if self.params.granularity == "visit":
             return self._combine_per_visit(total, logits, batch)
-        rate = self.batch_ddi_rate(logits, batch)
+        interacting, pairs = self._batch_pair_counts(logits, batch)
+        rate = interacting / pairs if pairs else 0.0
         self.last_rate = rate
         self.last_switched = False
         if rate > self.params.target:
@@ -175,8 +259,10 @@ class DDILoss(Loss):
             if draw < self.switch_probability(rate):
                 self.last_switched = True
                 self.n_penalty_steps += 1
+                self._track(interacting, pairs, 1, 1)
                 return self.weight * self(logits, batch)
         self.n_prediction_steps += 1
+        self._track(interacting, pairs, 0, 1)
         return total
 
     def _combine_per_visit(self, total: torch.Tensor, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
@@ -197,18 +283,20 @@ class DDILoss(Loss):
         with torch.no_grad():
             predicted = (probabilities.float() >= self.params.threshold).float()
             rates = visit_ddi_rates(predicted, self.ddi_adjacency.float())
-            self.last_rate = predicted_ddi_rate(predicted, self.ddi_adjacency.float())
+            interacting, pairs = ddi_pair_counts(predicted, self.ddi_adjacency.float())
+            self.last_rate = interacting / pairs if pairs else 0.0
             draws = torch.rand(n_visits, generator=self.generator).to(rates.device)
             chance = torch.exp((self.params.target - rates) / self.temperature)
             switched = (rates > self.params.target) & (draws < chance)
         n_switched = int(switched.sum())
+        self._track(interacting, pairs, n_switched, n_visits)
         self.last_switched = n_switched > 0
         self.n_penalty_steps += n_switched
         self.n_prediction_steps += n_visits - n_switched
         if n_switched == 0:
             return total
         share = n_switched / n_visits
-        penalty = ddi_penalty(probabilities[switched], adjacency).sum() / n_visits
+        penalty = ddi_penalty(probabilities[switched], adjacency, self.params.reduction).sum() / n_visits
         return (1 - share) * total + self.weight * penalty
 
     def on_epoch_end(self, epoch: int) -> None:

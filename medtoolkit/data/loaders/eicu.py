@@ -134,6 +134,14 @@ class EICUDataset(Dataset):
     params: Params
     source_name: ClassVar[str] = "eicu"
 
+    @classmethod
+    def knowledge_provided(cls, params: BaseParams) -> frozenset[str] | None:
+        """The shipped drug knowledge: ``"ddi"``, ``"smiles"``, and ``"substructures"`` when
+        rdkit is installed (:func:`medtoolkit.knowledge.drug_knowledge_names`)."""
+        from medtoolkit.knowledge import drug_knowledge_names
+
+        return drug_knowledge_names()
+
     # ------------------------------------------------------------------ public
     def load(self, progress: bool = True) -> EHRData:
         """Read the tables (or a cached build) and assemble the dataset.

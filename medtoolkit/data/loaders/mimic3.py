@@ -136,6 +136,15 @@ class MIMIC3Dataset(Dataset):
     params: Params
     source_name: ClassVar[str] = "mimic3"
 
+    @classmethod
+    def knowledge_provided(cls, params: BaseParams) -> frozenset[str] | None:
+        """The shipped drug knowledge: ``"ddi"``, ``"smiles"``, and ``"substructures"`` when
+        ``substructures`` is true and rdkit is installed
+        (:func:`medtoolkit.knowledge.drug_knowledge_names`)."""
+        from medtoolkit.knowledge import drug_knowledge_names
+
+        return drug_knowledge_names(with_substructures=bool(getattr(params, "substructures", True)))
+
     # ------------------------------------------------------------------ public
     def load(self, progress: bool = True) -> EHRData:
         """Read the tables (or a cached build) and assemble the dataset.

@@ -18,6 +18,7 @@ task rebuilds the co-occurrence graph from its training split.
 from __future__ import annotations
 
 import hashlib
+import stat
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.data.safe_pickle import PickleBudgetError, safe_load
 from medtoolkit.data.vocab import Vocabulary
+from medtoolkit.yaml_limits import short_repr
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +103,19 @@ class SafeDrugPickleDataset(Dataset):
 
     @classmethod
     def knowledge_provided(cls, params: BaseParams) -> frozenset[str] | None:
-        """``{"ddi"}``, or nothing when ``ddi_adjacency`` is null (no DDI matrix)."""
-        return frozenset({"ddi"}) if getattr(params, "ddi_adjacency", None) is not None else frozenset()
+        """``"ddi"`` unless ``ddi_adjacency`` is null (no DDI matrix); ``"smiles"`` and
+        ``"substructures"`` (the mask) when their file will be loaded: named explicitly
+        (load fails without it), or left at its default and present under ``root`` (a file
+        check, nothing is read). Molecule graphs follow from ``"smiles"`` with rdkit
+        (:mod:`medtoolkit.components.requirements`).
+        """
+        provided = {"ddi"} if getattr(params, "ddi_adjacency", None) is not None else set()
+        root = Path(getattr(params, "root", ".")).expanduser()
+        for role, name in (("smiles", "smiles"), ("substructure_mask", "substructures")):
+            file_name = getattr(params, role, None)
+            if file_name is not None and (role in params.model_fields_set or (root / file_name).is_file()):
+                provided.add(name)
+        return frozenset(provided)
 
     def load(self, progress: bool = True) -> EHRData:
         """Read, validate and convert the files.
@@ -127,11 +140,12 @@ class SafeDrugPickleDataset(Dataset):
             path = paths[role]
             if progress:
                 logger.info("safedrug_pickle: reading %s", path)
-            files[path.name] = {"role": role, "path": str(path), "sha256": _sha256(path)}
-            try:
-                return safe_load(path, max_elements=self.params.max_pickle_elements)
+            try:  # size and kind of file are checked before anything else reads it
+                payload = safe_load(path, max_elements=self.params.max_pickle_elements)
             except PickleBudgetError as error:
                 raise PickleBudgetError(f"{error}, or the dataset option max_pickle_elements=<count>") from None
+            files[path.name] = {"role": role, "path": str(path), "sha256": _sha256(path)}
+            return payload
 
         vocabularies = _read_vocabularies(read("vocabularies"), paths["vocabularies"].name)
         sizes = [len(vocabularies[name]) for _, name in _VOCAB_KEYS]
@@ -158,6 +172,11 @@ class SafeDrugPickleDataset(Dataset):
         }
 
         kept_patients = np.flatnonzero(visit_counts > 0)
+        if not len(kept_patients):
+            raise SafeDrugFormatError(
+                f"{paths['records'].name}: no visit with medications in the file ({len(visit_counts)} "
+                f"patients): there is nothing to load"
+            )
         dropped["patients_without_visits"] = int(len(visit_counts) - len(kept_patients))
         _report_drops(dropped, paths["records"].name)
         provenance: dict[str, object] = {
@@ -194,7 +213,13 @@ class SafeDrugPickleDataset(Dataset):
     # ------------------------------------------------------------------ files
     def _locate(self) -> dict[str, Path]:
         root = Path(self.params.root).expanduser()
-        if not root.is_dir():
+        try:
+            is_dir = root.is_dir()
+        except OSError as error:  # a name too long, a symlink loop, permission denied
+            raise FileNotFoundError(
+                f"safedrug_pickle: cannot use root {short_repr(str(root))}: {error.strerror or error}"
+            ) from None
+        if not is_dir:
             raise FileNotFoundError(
                 f"safedrug_pickle: root {root} is not a directory (expected the processed "
                 f"files {self.params.records}, {self.params.vocabularies}, {self.params.ddi_adjacency})"
@@ -208,6 +233,7 @@ class SafeDrugPickleDataset(Dataset):
             if path.is_file():
                 paths[role] = path
             else:
+                _refuse_odd_file(path, role)
                 missing.append(f"{path.name} ({role})")
         for role in self._OPTIONAL:
             file_name = getattr(self.params, role)
@@ -216,7 +242,9 @@ class SafeDrugPickleDataset(Dataset):
             path = root / file_name
             if path.is_file():
                 paths[role] = path
-            elif role in self.params.model_fields_set:
+                continue
+            _refuse_odd_file(path, role)
+            if role in self.params.model_fields_set:
                 missing.append(f"{path.name} ({role}, named explicitly)")
         if missing:
             present = sorted(p.name for p in root.iterdir() if p.suffix == ".pkl")
@@ -235,6 +263,23 @@ class SafeDrugPickleDataset(Dataset):
 
 
 # ---------------------------------------------------------------------- validation helpers
+def _refuse_odd_file(path: Path, role: str) -> None:
+    """Name a path that exists but is no regular file (directory, FIFO, device, symlink loop)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise SafeDrugFormatError(f"safedrug_pickle: {path} ({role}) is a broken symbolic link") from None
+        return
+    except OSError as error:  # a symlink loop, a path too long, permission denied
+        raise SafeDrugFormatError(
+            f"safedrug_pickle: cannot use {path} ({role}): {error.strerror or error}"
+        ) from None
+    kind = "a directory" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
+    if not stat.S_ISREG(info.st_mode):
+        raise SafeDrugFormatError(f"safedrug_pickle: {path} ({role}) is {kind}, expected a pickle file")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -252,13 +297,15 @@ def _read_vocabularies(payload: Any, file_name: str) -> dict[str, Vocabulary]:
     vocabularies: dict[str, Vocabulary] = {}
     for key, name in _VOCAB_KEYS:
         if key not in payload:
-            raise SafeDrugFormatError(f"{file_name}: key {key!r} missing (keys: {sorted(map(str, payload))})")
+            keys = sorted(short_repr(k, 60) for k in list(payload)[:20])
+            more = ", ..." if len(payload) > 20 else ""
+            raise SafeDrugFormatError(f"{file_name}: key {key!r} missing (keys: {', '.join(keys)}{more})")
         item = payload[key]
         idx2word = getattr(item, "idx2word", None)
         word2idx = getattr(item, "word2idx", None)
         if idx2word is None and isinstance(item, Mapping):
             idx2word, word2idx = item.get("idx2word"), item.get("word2idx")
-        if isinstance(idx2word, Sequence) and not isinstance(idx2word, str):
+        if isinstance(idx2word, (list, tuple)):
             idx2word = dict(enumerate(idx2word))
         if not isinstance(idx2word, Mapping):
             raise SafeDrugFormatError(f"{file_name}: {key} has no idx2word mapping")
@@ -266,7 +313,7 @@ def _read_vocabularies(payload: Any, file_name: str) -> dict[str, Vocabulary]:
         odd_key = next((k for k in idx2word if not _is_index_type(type(k))), None)
         if odd_key is not None:
             raise SafeDrugFormatError(
-                f"{file_name}: {key}.idx2word keys must be integers, found {odd_key!r} "
+                f"{file_name}: {key}.idx2word keys must be integers, found {short_repr(odd_key)} "
                 f"({type(odd_key).__name__})"
             )
         if sorted(idx2word) != list(range(n)):
@@ -276,7 +323,7 @@ def _read_vocabularies(payload: Any, file_name: str) -> dict[str, Vocabulary]:
         if odd_code is not None:
             raise SafeDrugFormatError(
                 f"{file_name}: {key}.idx2word holds non-string codes (index {odd_code}: "
-                f"{codes[odd_code]!r}, a {type(codes[odd_code]).__name__})"
+                f"{short_repr(codes[odd_code])}, a {type(codes[odd_code]).__name__})"
             )
         if word2idx is not None and not isinstance(word2idx, Mapping):
             raise SafeDrugFormatError(
@@ -285,7 +332,7 @@ def _read_vocabularies(payload: Any, file_name: str) -> dict[str, Vocabulary]:
         odd_word = next((w for w in (word2idx or {}) if not isinstance(w, str)), None)
         if odd_word is not None:
             raise SafeDrugFormatError(
-                f"{file_name}: {key}.word2idx keys must be code strings, found {odd_word!r} "
+                f"{file_name}: {key}.word2idx keys must be code strings, found {short_repr(odd_word)} "
                 f"({type(odd_word).__name__})"
             )
         if word2idx is not None and dict(word2idx) != {code: i for i, code in enumerate(codes)}:
@@ -388,7 +435,7 @@ def _as_index_array(
         visit = int(np.searchsorted(offsets, first, side="right") - 1)
         return SafeDrugFormatError(
             f"{file_name}: patient {where[0][visit]}, visit {where[1][visit]}: {name} code "
-            f"{values[first]!r} {problem}"
+            f"{short_repr(values[first])} {problem}"
         )
 
     bad_kinds = {kind for kind in set(map(type, values)) if not _is_index_type(kind)}
@@ -466,7 +513,8 @@ def _as_matrix(payload: Any, file_name: str) -> np.ndarray:
         shape = getattr(payload, "shape", None)
         got = f"{type(payload).__name__} {shape or ''}".rstrip()
         raise SafeDrugFormatError(f"{file_name}: expected a 2-D numpy array, got {got}")
-    if not np.issubdtype(payload.dtype, np.number) and payload.dtype != bool:
+    if not (np.issubdtype(payload.dtype, np.integer) or np.issubdtype(payload.dtype, np.floating)
+            or payload.dtype == bool):
         raise SafeDrugFormatError(f"{file_name}: expected a numeric matrix, got dtype {payload.dtype}")
     return payload
 
@@ -492,7 +540,7 @@ def _read_smiles(
         if isinstance(entry, str):
             entry = [entry]
         if not isinstance(entry, (list, tuple, set)) or not all(isinstance(s, str) for s in entry):
-            raise SafeDrugFormatError(f"{file_name}: entry {code!r} must be a list of SMILES strings")
+            raise SafeDrugFormatError(f"{file_name}: entry {short_repr(code)} must be a list of SMILES strings")
         smiles.append(list(entry))
     report = {
         "drugs_with_smiles": sum(1 for s in smiles if s),

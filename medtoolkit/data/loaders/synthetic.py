@@ -131,6 +131,15 @@ class SyntheticDataset(Dataset):
 
     params: Params
 
+    @classmethod
+    def knowledge_provided(cls, params: BaseParams) -> frozenset[str] | None:
+        """``"ddi"`` (planted, possibly without pairs), and ``"substructures"`` when
+        ``n_substructures > 0``; never SMILES (the drugs are not real molecules)."""
+        provided = {"ddi"}
+        if getattr(params, "n_substructures", 0) > 0:
+            provided.add("substructures")
+        return frozenset(provided)
+
     def load(self, progress: bool = True) -> EHRData:
         """Generate the data (``progress`` is accepted for the common interface; unused).
 

@@ -54,6 +54,30 @@ def test_penalty_two_drug_example() -> None:
     assert math.isclose(float(loss(logits, _batch(logits))), 0.2, rel_tol=1e-5)
 
 
+def test_penalty_reductions_by_hand() -> None:
+    # p = [1, 0.5, 0], A = {(0, 1), (1, 0)}: p^T A p = 1 * 0.5 + 0.5 * 1 = 1.0 (both orders);
+    # mean divides by N^2 = 9
+    adjacency = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    p = torch.tensor([[1.0, 0.5, 0.0]])
+    assert math.isclose(float(ddi_penalty(p, adjacency, reduction="sum")[0]), 1.0, rel_tol=1e-6)
+    assert math.isclose(float(ddi_penalty(p, adjacency, reduction="mean")[0]), 1 / 9, rel_tol=1e-6)
+    assert torch.equal(ddi_penalty(p, adjacency), ddi_penalty(p, adjacency, reduction="mean"))
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
+        ddi_penalty(p, adjacency, reduction="max")  # type: ignore[arg-type]
+
+
+def test_loss_reduction_param() -> None:
+    # p = [0.5, 0.8], A = {(0, 1)}: sum = 2 * 0.5 * 0.8 = 0.8, mean = 0.8 / 4 = 0.2
+    assert DDILoss.Params().reduction == "mean"
+    logits = torch.tensor([[[0.0, math.log(4.0)]]])  # sigmoid -> 0.5, 0.8
+    summed = DDILoss(DDILoss.Params(reduction="sum"), _schema(2, [(0, 1)]))
+    assert math.isclose(float(summed(logits, _batch(logits))), 0.8, rel_tol=1e-5)
+    additive = DDILoss(DDILoss.Params(mode="additive", weight=0.5, reduction="sum"), _schema(2, [(0, 1)]))
+    combined = additive.combine(torch.tensor(1.0), logits, _batch(logits))
+    assert math.isclose(float(combined), 1.0 + 0.5 * 0.8, rel_tol=1e-5)
+    assert "gradients" in check_component(DDILoss, DDILoss.Params(reduction="sum", granularity="visit"))
+
+
 def test_ddi_rates_hand_example() -> None:
     adjacency = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     predicted = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
@@ -157,6 +181,51 @@ def test_per_visit_granularity() -> None:
         else:
             assert result is total
     assert math.isclose(loss.last_rate, 1 / 4, rel_tol=1e-6)  # pooled: 1 interacting of 3 + 1 pairs
+
+
+def test_tracked_anneal_epoch_values() -> None:
+    # every step predicts {0, 1, 2} with one interacting pair: pooled rate 1 / 3 each step
+    params = DDILoss.Params(seed=11, temperature=0.4)
+    loss = DDILoss(params, _schema(3, [(0, 1)]))
+    assert loss.tracked() == {}
+    logits = torch.tensor([[[BIG, BIG, BIG]]])
+    batch = _batch(logits)
+    switched = 0
+    for _ in range(40):
+        loss.combine(torch.tensor(0.7), logits, batch)
+        switched += loss.last_switched
+    values = loss.tracked()
+    assert set(values) == {"ddi_rate", "switched_share", "temperature"}
+    assert math.isclose(values["ddi_rate"], 1 / 3, rel_tol=1e-6)
+    assert math.isclose(values["switched_share"], switched / 40)
+    assert values["temperature"] == 0.4  # the T used during the epoch, not the decayed one
+    loss.on_epoch_end(0)
+    assert loss.tracked()["temperature"] == 0.4
+    loss.reset_tracking()
+    assert loss.tracked() == {}
+    loss.combine(torch.tensor(0.7), logits, batch)
+    assert math.isclose(loss.tracked()["temperature"], 0.4 * 0.85)
+
+
+def test_tracked_pools_pairs_over_batches_in_additive_mode() -> None:
+    # batch 1 predicts {0, 1, 2}: 1 interacting of 3 pairs; batch 2 predicts {0, 1}: 1 of 1 -> 2 / 4
+    loss = DDILoss(DDILoss.Params(mode="additive"), _schema(3, [(0, 1)]))
+    for logits in (torch.tensor([[[BIG, BIG, BIG]]]), torch.tensor([[[BIG, BIG, -BIG]]])):
+        loss.combine(torch.tensor(1.0), logits, _batch(logits))
+    assert loss.tracked() == {"ddi_rate": 0.5}
+
+
+def test_tracked_per_visit_switched_share() -> None:
+    # as test_per_visit_granularity: only visit 0 (d = 1/3) can switch; 2 decisions per step
+    loss = DDILoss(DDILoss.Params(seed=2, temperature=0.4, granularity="visit"), _schema(3, [(0, 1)]))
+    logits = torch.tensor([[[BIG, BIG, BIG], [BIG, -BIG, BIG]]])
+    probability = math.exp((0.06 - 1 / 3) / 0.4)
+    draws = torch.rand(60, generator=torch.Generator().manual_seed(2)).view(30, 2)
+    for _ in range(30):
+        loss.combine(torch.tensor(0.7), logits, _batch(logits))
+    values = loss.tracked()
+    assert math.isclose(values["ddi_rate"], 1 / 4, rel_tol=1e-6)
+    assert math.isclose(values["switched_share"], int((draws[:, 0] < probability).sum()) / 60)
 
 
 def test_refuses_a_dataset_without_ddi_matrix() -> None:

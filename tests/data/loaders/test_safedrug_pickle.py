@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import pickle
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -359,3 +362,110 @@ def test_pickle_element_budget_option(tmp_path: Path) -> None:
     with pytest.raises(PickleTooLargeError, match=r"records_final\.pkl: it expands to more than 53 elements"):
         _load(root, max_pickle_elements=53)
     assert _load(root, max_pickle_elements=54).n_visits == 6
+
+
+# ----------------------------------------------------------------------------- hostile review (issue 8)
+_CLI_RUNNER = """
+import contextlib, io, json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+from medtoolkit.cli import main
+outcomes = {}
+for name, root in json.loads(sys.stdin.read()).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["data", "info", "safedrug_pickle", "-o", "root=" + root])
+    outcomes[name] = [code, err.getvalue()]
+print(json.dumps(outcomes))
+"""
+
+
+def _deep_code_list(depth: int) -> bytes:
+    """records ``[[[<depth nested lists>, [0], [0]]]]`` as raw opcodes (too deep for pickle.dumps)."""
+    nested = pickle.EMPTY_LIST * depth + pickle.APPEND * (depth - 1)
+    visit = pickle.EMPTY_LIST + nested + pickle.APPEND + (pickle.EMPTY_LIST + pickle.BININT1 + b"\x00" + pickle.APPEND
+                                                          + pickle.APPEND) * 2
+    return pickle.PROTO + b"\x04" + pickle.EMPTY_LIST * 2 + visit + pickle.APPEND * 2 + pickle.STOP
+
+
+def _colliding_records(count: int) -> bytes:
+    """A dict of ``count`` integers that all hash to 0 (quadratic to insert)."""
+    items = b"".join(pickle.LONG1 + bytes([10]) + (k * (2**61 - 1)).to_bytes(10, "little") + pickle.NONE
+                     for k in range(1, count + 1))
+    return pickle.PROTO + b"\x04" + pickle.EMPTY_DICT + pickle.MARK + items + pickle.SETITEMS + pickle.STOP
+
+
+def test_hostile_dataset_files_end_in_one_error_line(tmp_path: Path) -> None:
+    """Hostile files through the real CLI, in a child limited to 1.5 GB and 120 s: one line each."""
+    roots: dict[str, Path] = {}
+
+    def case(name: str, **files: Any) -> Path:
+        roots[name] = root = _write(tmp_path / name, **{k: v for k, v in files.items() if not callable(v)})
+        for file_name, make in files.items():
+            if callable(make):
+                make(root / file_name)
+        return root
+
+    def raw(data: bytes) -> Any:
+        return lambda path: path.write_bytes(data)
+
+    def remove_then(make: Any) -> Any:
+        def run(path: Path) -> None:
+            path.unlink()
+            make(path)
+        return run
+
+    def sparse(path: Path) -> None:
+        with path.open("wb") as handle:
+            handle.write(pickle.PROTO + b"\x04")
+            handle.truncate(2 * 10**9)
+
+    voc_huge_key = {k: v for k, v in _voc_payload().items() if k != "med_voc"}
+    voc_huge_key[10**5000] = 1
+    case("huge-int-code", **{"records_final.pkl": [[[[10**5000], [0], [0]]]]})
+    case("deep-code-list", **{"records_final.pkl": raw(_deep_code_list(200_000))})
+    case("huge-int-vocabulary-key", **{"voc_final.pkl": voc_huge_key})
+    case("range-idx2word", **{"voc_final.pkl": raw(pickle.dumps({"diag_voc": {"idx2word": range(10**12)}}))})
+    case("complex-ddi", **{"ddi_A_final.pkl": _ddi().astype(complex)})
+    case("ddi-directory", **{"ddi_A_final.pkl": remove_then(lambda p: p.mkdir())})
+    case("ddi-fifo", **{"ddi_A_final.pkl": remove_then(os.mkfifo)})
+    case("ddi-symlink-loop", **{"ddi_A_final.pkl": remove_then(lambda p: p.symlink_to(p))})
+    case("records-sparse-2GB", **{"records_final.pkl": sparse})
+    case("records-empty", **{"records_final.pkl": []})
+    case("records-colliding-keys", **{"records_final.pkl": raw(_colliding_records(20_000))})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    for name in ("MEDTOOLKIT_PICKLE_MAX_ELEMENTS", "MEDTOOLKIT_PICKLE_MAX_BYTES", "MEDTOOLKIT_DEBUG"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-c", _CLI_RUNNER], input=json.dumps({k: str(v) for k, v in roots.items()}),
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = json.loads(done.stdout)
+    r = {name: str(root) for name, root in roots.items()}
+    expected = {
+        "huge-int-code": "records_final.pkl: patient 0, visit 0: diagnoses code <an integer of 16,610 bits> "
+                         "does not fit a 64-bit integer",
+        "deep-code-list": f"safedrug_pickle: PickleTooLargeError: refusing to load {r['deep-code-list']}/"
+                          f"records_final.pkl: its containers nest deeper than 10000 levels (medication data nests "
+                          f"a few levels)",
+        "huge-int-vocabulary-key": "voc_final.pkl: key 'med_voc' missing (keys: 'diag_voc', 'pro_voc', "
+                                   "<an integer of 16,610 bits>)",
+        "range-idx2word": "voc_final.pkl: diag_voc has no idx2word mapping",
+        "complex-ddi": "ddi_A_final.pkl: expected a numeric matrix, got dtype complex128",
+        "ddi-directory": f"safedrug_pickle: {r['ddi-directory']}/ddi_A_final.pkl (ddi_adjacency) is a directory, "
+                         f"expected a pickle file",
+        "ddi-fifo": f"safedrug_pickle: {r['ddi-fifo']}/ddi_A_final.pkl (ddi_adjacency) is not a regular file "
+                    f"(a device, FIFO or socket), expected a pickle file",
+        "ddi-symlink-loop": f"safedrug_pickle: cannot use {r['ddi-symlink-loop']}/ddi_A_final.pkl (ddi_adjacency): "
+                            f"Too many levels of symbolic links",
+        "records-sparse-2GB": f"safedrug_pickle: PickleTooLargeError: refusing to load {r['records-sparse-2GB']}/"
+                              f"records_final.pkl: the file has 2000000000 bytes, more than the limit of 1073741824; "
+                              f"if the file is genuine, raise it with the environment variable "
+                              f"MEDTOOLKIT_PICKLE_MAX_BYTES=<bytes>",
+        "records-empty": "records_final.pkl: no visit with medications in the file (0 patients): there is nothing "
+                         "to load",
+        "records-colliding-keys": f"safedrug_pickle: PickleTooLargeError: refusing to load "
+                                  f"{r['records-colliding-keys']}/records_final.pkl: it holds more than 5000 integers "
+                                  f"of 2**55 or more (such integers can be chosen to collide in a dict and make "
+                                  f"loading take hours); the file is hostile or not a medication dataset",
+    }
+    for name, line in expected.items():
+        assert outcomes[name] == [1, f"error: {line}\n"], (name, outcomes[name])
