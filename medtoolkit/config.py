@@ -41,6 +41,12 @@ MAX_MESSAGE = 2000
 MAX_ECHO_PATH = 300
 
 
+_PROGRESS_WORDS: dict[str, str] = {
+    "off": "none", "no": "none", "false": "none", "on": "auto", "yes": "auto", "true": "auto",
+}
+"""Switch words accepted for :attr:`TrainerParams.progress` and the mode each one means."""
+
+
 class TrainerParams(BaseModel):
     """Settings of :class:`medtoolkit.training.Trainer`."""
 
@@ -66,7 +72,13 @@ class TrainerParams(BaseModel):
     @field_validator("progress", mode="before")
     @classmethod
     def _progress_from_bool(cls, value: Any) -> Any:
-        """YAML 1.1 reads ``off``/``no``/``false`` as False (-> ``none``) and ``on``/``yes`` as True (-> ``auto``)."""
+        """Map switch words to a progress mode: off/no/false -> ``none``, on/yes/true -> ``auto``.
+
+        YAML 1.1 reads ``off``/``no``/``false`` as False and ``on``/``yes`` as True; the same
+        words written as strings (a Python dict, a quoted YAML value) mean the same.
+        """
+        if isinstance(value, str) and value.strip().lower() in _PROGRESS_WORDS:
+            return _PROGRESS_WORDS[value.strip().lower()]
         if value is False:
             return "none"
         if value is True:

@@ -11,9 +11,10 @@ The message is collapsed to one line (newlines and runs of spaces become one spa
 capped at :data:`MAX_MESSAGE` characters. When the exception carries a file name
 (:class:`OSError`) the name is put in front unless the text already has it. Messages of
 :class:`ValueError` and :class:`OSError` (and registry errors) are written for users and
-printed as they are; any other exception is shown with its type name and, unless it names
-it already, the command's *subject* (the run file or run directory the user passed) in
-front: ``error: runs/x: KeyError: 'model'``.
+printed as they are, and so are the pickle errors of :mod:`medtoolkit.data.safe_pickle`
+(they name the file: ``error: refusing to load /data/x.pkl: ...``); any other exception
+is shown with its type name and, unless it names it already, the command's *subject* (the
+run file or run directory the user passed) in front: ``error: runs/x: KeyError: 'model'``.
 
 A :class:`medtoolkit.config.ConfigValidationError` with one mistake is one line like any
 other (``error: run.yaml: model.dropout: ...``); with several, the command line prints one
@@ -51,6 +52,9 @@ nothing heavy); :class:`NotImplementedError` is a :class:`RuntimeError` but coun
 
 # Types whose own message is written for users: printed as is, without the type name.
 _SELF_DESCRIBING: tuple[type[BaseException], ...] = (ValueError, OSError)
+
+# Module whose pickle errors name the file they are about (see _is_safe_pickle_error).
+_SAFE_PICKLE_MODULE = "medtoolkit.data.safe_pickle"
 
 
 def is_expected(error: BaseException) -> bool:
@@ -126,7 +130,7 @@ def _self_describing(error: BaseException) -> bool:
     """
     if isinstance(error, OSError) and error.filename is None and error.errno is not None:
         return False
-    return isinstance(error, _SELF_DESCRIBING) or _is_registry_error(error)
+    return isinstance(error, _SELF_DESCRIBING) or _is_registry_error(error) or _is_safe_pickle_error(error)
 
 
 def _collapse(text: str) -> str:
@@ -170,6 +174,24 @@ def error_details(error: BaseException) -> str:
 def _is_config_error(error: BaseException) -> bool:
     return any(klass.__name__ == "ConfigValidationError" and klass.__module__ == "medtoolkit.config"
                for klass in type(error).__mro__)
+
+
+def _is_safe_pickle_error(error: BaseException) -> bool:
+    """True for a pickle error of :mod:`medtoolkit.data.safe_pickle`: its message names the file.
+
+    That is an :class:`~medtoolkit.data.safe_pickle.UnsafePickleError` (refused globals,
+    :class:`~medtoolkit.data.safe_pickle.PickleTooLargeError`, ...) wherever it is raised,
+    or a plain :class:`pickle.UnpicklingError` raised by that module
+    (``cannot read <file> as a pickle: ...``); a bare ``invalid load key`` from elsewhere is not.
+    """
+    if not isinstance(error, pickle.UnpicklingError):
+        return False
+    if any(klass.__module__ == _SAFE_PICKLE_MODULE for klass in type(error).__mro__):
+        return True
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback is not None and traceback.tb_frame.f_globals.get("__name__") == _SAFE_PICKLE_MODULE
 
 
 def _is_registry_error(error: BaseException) -> bool:

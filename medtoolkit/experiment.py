@@ -13,6 +13,7 @@ of :mod:`medtoolkit.training.pipeline`, shared with :func:`medtoolkit.fit.fit_ev
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import sys
 import time
@@ -47,12 +48,21 @@ log = logging.getLogger("medtoolkit")
 
 
 def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
-    """A raw config mapping from a mapping, a YAML path or a preset name, and its source name."""
+    """A raw config mapping from a mapping, a YAML path or a preset name, and its source name.
+
+    Raises:
+        OSError: ``config`` names a path (a link too, even a dangling or looping one) that
+            cannot be read; the message names it and the OS error.
+        FileNotFoundError: ``config`` is neither an existing path nor a preset; the message
+            lists the presets and the plugins kept out by ``MEDTOOLKIT_DISABLE_PLUGINS`` /
+            ``MEDTOOLKIT_LOAD_PLUGINS`` (see :meth:`~medtoolkit.plugins.PluginHost.not_loaded_note`).
+        ValueError: the path is not a regular file (a FIFO, socket or device).
+    """
     if isinstance(config, Mapping):
         return dict(config), "config"
     text = str(config)
     path = Path(text)
-    if path.exists():
+    if os.path.lexists(path):  # a dangling link or a link loop: stat() below names the file and the OS error
         _check_readable_file(path, "run file")
         return load_yaml(path), str(path)
     if text in host.registry("preset"):
@@ -61,9 +71,9 @@ def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
         return preset_config(text, host=host), f"preset {text!r}"
     if text.endswith((".yaml", ".yml")):
         raise FileNotFoundError(f"run file not found: {text}")
-    raise FileNotFoundError(
-        f"{text!r} is neither a run file nor a preset; presets: {', '.join(host.registry('preset').names())}"
-    )
+    message = f"{text!r} is neither a run file nor a preset; presets: {', '.join(host.registry('preset').names())}"
+    note = host.not_loaded_note() if callable(getattr(host, "not_loaded_note", None)) else ""
+    raise FileNotFoundError(f"{message} {note}" if note else message)
 
 
 def _check_readable_file(path: Path, what: str) -> None:

@@ -72,9 +72,14 @@ def fit_evaluate(
         The metrics (``metrics.json`` content), the report directory and the trained model.
 
     Raises:
+        TypeError: ``model``, ``losses``, ``data``, ``task``, ``trainer``, ``eval`` or
+            ``dataset`` is not what it should be (a class where an object is expected, a
+            single loss instead of a list, ...); the message says which and how to fix it.
+        ValueError: ``losses`` is empty.
         medtoolkit.training.run_dir.RunDirectoryError: ``out_dir`` holds a run and neither
             ``resume`` nor ``overwrite`` is set, or another process is writing it.
     """
+    _check_inputs(model, losses, data, task, trainer, eval, dataset)
     started = time.perf_counter()
     if host is None:
         from medtoolkit.plugins import default_host
@@ -108,3 +113,59 @@ def fit_evaluate(
         return run(None)
     with open_run_dir(out_dir, resume=resume, overwrite=overwrite) as out:
         return run(out)
+
+
+def _check_inputs(model: Any, losses: Any, data: Any, task: Any, trainer: Any, eval: Any, dataset: Any) -> None:
+    """Refuse arguments of the wrong type with a message that says how to fix them.
+
+    Raises:
+        TypeError: an argument is of the wrong type (a class passed instead of an object...).
+        ValueError: ``losses`` is empty.
+    """
+    _require(model, Recommender, "model")
+    if isinstance(losses, (Loss, type, str, bytes)) or not isinstance(losses, Sequence):
+        if isinstance(losses, Loss) or (isinstance(losses, type) and issubclass(losses, Loss)):
+            raise TypeError(f"losses must be a list of Loss objects, got {_what(losses)}; pass [loss]")
+        raise TypeError(f"losses must be a list of Loss objects, got {_what(losses)}")
+    if not losses:
+        raise ValueError("losses is empty: pass at least one Loss object (e.g. BCELoss(BCELoss.Params(), schema))")
+    for index, loss in enumerate(losses):
+        _require(loss, Loss, f"losses[{index}]")
+    _require(data, EHRData, "data", hint="load it with dataset.load()")
+    _require(task, Task, "task")
+    if trainer is not None:
+        _require(trainer, TrainerParams, "trainer", hint="e.g. TrainerParams(epochs=10)")
+    if eval is not None:
+        _require(eval, EvalParams, "eval", hint="e.g. EvalParams(bootstrap_rounds=0)")
+    if dataset is not None:
+        _require(dataset, Dataset, "dataset")
+
+
+def _require(value: Any, expected: type, name: str, hint: str = "") -> None:
+    """Raise a :class:`TypeError` naming ``name`` unless ``value`` is an ``expected`` object.
+
+    A component class passed where its object is expected gets the way to build it:
+    ``losses[0] is the class BCELoss; build it: BCELoss(BCELoss.Params(...), schema)``.
+    """
+    if isinstance(value, expected):
+        return
+    if isinstance(value, type) and issubclass(value, expected):
+        klass = value.__name__
+        how = f"{klass}(...)" if not hasattr(value, "Params") else f"{klass}({klass}.Params(...), schema)"
+        if issubclass(value, (Dataset, Task)):
+            how = f"{klass}({klass}.Params(...))"
+        raise TypeError(f"{name} is the class {klass}; build it: {how}")
+    message = f"{name} must be {_article(expected.__name__)} {expected.__name__} object, got {_what(value)}"
+    raise TypeError(f"{message} ({hint})" if hint else message)
+
+
+def _what(value: Any) -> str:
+    """``the class X`` or ``a X object`` for a message."""
+    if isinstance(value, type):
+        return f"the class {value.__name__}"
+    name = type(value).__name__
+    return f"{_article(name)} {name} object"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

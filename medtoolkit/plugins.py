@@ -331,6 +331,22 @@ class PluginHost:
     def broken(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.status == "broken"]
 
+    def not_loaded_note(self) -> str:
+        """Why some installed plugins are missing, for a message about an unknown name.
+
+        Returns:
+            ``"(plugins disabled by MEDTOOLKIT_DISABLE_PLUGINS: medtoolkit-algnet)"`` (one
+            group per reason, ``; ``-separated, including ``not in MEDTOOLKIT_LOAD_PLUGINS``),
+            or ``""`` when every installed plugin was allowed to load.
+        """
+        groups: dict[str, list[str]] = {}
+        for info in self.plugins:
+            if info.status == "disabled":
+                groups.setdefault(info.error or "disabled", []).append(info.name)
+        if not groups:
+            return ""
+        return "(" + "; ".join(f"plugins {reason}: {', '.join(names)}" for reason, names in groups.items()) + ")"
+
 
 @functools.lru_cache(maxsize=1)
 def default_host() -> PluginHost:

@@ -198,6 +198,33 @@ def test_unknown_preset_name(command: str, capsys: Capture) -> None:
     assert {"gamenet", "logistic_regression", "previous_visit"} <= set(err.split("presets: ")[1].split(", "))
 
 
+@pytest.mark.parametrize("command", ["validate", "train"])
+def test_a_run_file_that_is_a_symlink_loop_names_the_os_error(
+    tmp_path: Path, capsys: Capture, command: str
+) -> None:
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    assert main([command, str(loop)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {loop}: Too many levels of symbolic links"
+
+
+def test_a_dangling_run_file_link_names_the_file(tmp_path: Path, capsys: Capture) -> None:
+    dangling = tmp_path / "run.yaml"
+    dangling.symlink_to(tmp_path / "gone.yaml")
+    assert main(["validate", str(dangling)]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {dangling}: No such file or directory"
+
+
+def test_invalid_dataset_options_of_a_preset_do_not_echo_pydantic_details(capsys: Capture) -> None:
+    assert main(["train", "gamenet", "-o", "dataset.min_visits=abc"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: preset 'gamenet': dataset.min_visits: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'abc') [medtoolkit]"
+    )
+    assert "input_value" not in err and "errors.pydantic.dev" not in err
+
+
 def test_missing_run_file(capsys: Capture) -> None:
     assert main(["validate", "nowhere/run.yaml"]) == 1
     assert "error: run file not found: nowhere/run.yaml" in capsys.readouterr().err
@@ -669,4 +696,18 @@ def test_data_info_with_an_invalid_dataset_option_is_a_short_line(capsys: Captur
     assert error_line(capsys.readouterr().err) == (
         "error: dataset 'mimic3': invalid Params: min_visits: Input should be a valid integer, "
         "unable to parse string as an integer"
+    )
+
+
+def test_a_refused_pickle_is_one_line_naming_the_file(
+    tmp_path: Path, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("records_final.pkl", "voc_final.pkl", "ddi_A_final.pkl"):
+        (tmp_path / name).write_bytes(pickle.dumps([1, 2, 3]))
+    monkeypatch.setenv("MEDTOOLKIT_PICKLE_MAX_BYTES", "5")
+    assert main(["data", "info", "safedrug_pickle", "-o", f"root={tmp_path}"]) == 1
+    size = (tmp_path / "voc_final.pkl").stat().st_size
+    assert capsys.readouterr().err.strip() == (
+        f"error: refusing to load {tmp_path / 'voc_final.pkl'}: the file has {size} bytes, more than the limit "
+        "of 5; if the file is genuine, raise it with the environment variable MEDTOOLKIT_PICKLE_MAX_BYTES=<bytes>"
     )

@@ -779,6 +779,25 @@ def test_progress_off_in_yaml_means_none(tmp_path: Path, host: PluginHost, text:
     assert config.trainer.progress == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [("off", "none"), ("No", "none"), ("false", "none"),
+                                                ("on", "auto"), ("YES", "auto"), ("true", "auto"), ("bar", "bar")])
+def test_progress_switch_words_from_python_mean_the_same_as_in_yaml(text: str, expected: str) -> None:
+    from medtoolkit.config import TrainerParams
+
+    assert TrainerParams(progress=text).progress == expected  # type: ignore[arg-type]
+    assert TrainerParams.model_validate({"progress": text}).progress == expected
+
+
+def test_an_unknown_progress_word_is_still_refused() -> None:
+    from pydantic import ValidationError
+
+    from medtoolkit.config import TrainerParams
+
+    with pytest.raises(ValidationError) as refused:
+        TrainerParams(progress="sometimes")  # type: ignore[arg-type]
+    assert refused.value.errors()[0]["msg"] == "Input should be 'auto', 'bar', 'log' or 'none'"
+
+
 def test_integer_too_long_to_build_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("seed: " + "9" * 5000 + "\n", encoding="utf-8")

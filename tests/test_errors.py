@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 import yaml
@@ -94,3 +95,26 @@ def test_detail_lines_stay_one_line_per_mistake() -> None:
     error = ConfigValidationError([ConfigError("a", "first\nsecond"), ConfigError("b", "third")], "run.yaml")
     assert error_details(error).splitlines() == ["  - a: first second", "  - b: third"]
     assert error_message(error) == "run.yaml: 2 errors (listed above)"
+
+
+def test_safe_pickle_errors_name_their_file_and_are_printed_as_they_are(tmp_path: Path) -> None:
+    from medtoolkit.data.safe_pickle import PickleBudgetError, PickleTooLargeError, UnsafePickleError, safe_load
+
+    for kind in (UnsafePickleError, PickleTooLargeError, PickleBudgetError):
+        error = kind("refusing to load /data/records.pkl: it is too large")
+        assert error_message(error, "safedrug_pickle") == "refusing to load /data/records.pkl: it is too large"
+    corrupt = tmp_path / "corrupt.pkl"
+    corrupt.write_bytes(b"x not a pickle")
+    with pytest.raises(pickle.UnpicklingError) as raised:
+        safe_load(corrupt)
+    assert error_message(raised.value, "safedrug_pickle") == (
+        f"cannot read {corrupt} as a pickle: UnpicklingError: invalid load key, 'x'."
+    )
+
+
+def test_pydantic_errors_do_not_echo_the_input_or_the_help_url() -> None:
+    with pytest.raises(ValueError) as invalid:
+        Width(width="secret-value")  # type: ignore[arg-type]
+    text = error_message(invalid.value, "run.yaml")
+    assert "input_value" not in text and "secret-value" not in text and "errors.pydantic.dev" not in text
+    assert "For further information" not in text

@@ -167,3 +167,42 @@ def test_a_run_directory_is_guarded_as_for_medtoolkit_train(parts: Any, tmp_path
                           resume=True, **{**SETTINGS, "trainer": TrainerParams(epochs=2, progress="none")})
     assert [e["epoch"] for e in longer.metrics["history"]["seed0"]["epochs"]] == [1, 2]
     assert evaluate_run(tmp_path)["test"] == longer.metrics["test"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.update(losses=[BCELoss]),
+         "losses[0] is the class BCELoss; build it: BCELoss(BCELoss.Params(...), schema)"),
+        (lambda a: a.update(losses=a["losses"][0]),
+         "losses must be a list of Loss objects, got a BCELoss object; pass [loss]"),
+        (lambda a: a.update(model=LogisticRegressionRecommender),
+         "model is the class LogisticRegressionRecommender; build it: "
+         "LogisticRegressionRecommender(LogisticRegressionRecommender.Params(...), schema)"),
+        (lambda a: a.update(model="gamenet"), "model must be a Recommender object, got a str object"),
+        (lambda a: a.update(data={}), "data must be an EHRData object, got a dict object (load it with dataset.load())"),
+        (lambda a: a.update(task=MedicationRecommendationTask),
+         "task is the class MedicationRecommendationTask; build it: "
+         "MedicationRecommendationTask(MedicationRecommendationTask.Params(...))"),
+        (lambda a: a.update(trainer={"epochs": 1}),
+         "trainer must be a TrainerParams object, got a dict object (e.g. TrainerParams(epochs=10))"),
+    ],
+)
+def test_wrong_inputs_are_refused_with_how_to_fix_them(parts: Any, change: Any, message: str) -> None:
+    _, data, task, split = parts
+    model, losses = logistic(parts)
+    arguments: dict[str, Any] = {"model": model, "losses": losses, "data": data, "task": task, **SETTINGS}
+    change(arguments)
+    with pytest.raises(TypeError) as refused:
+        fit_evaluate(arguments.pop("model"), arguments.pop("losses"), arguments.pop("data"), **arguments)
+    assert str(refused.value) == message
+
+
+def test_no_loss_is_refused(parts: Any) -> None:
+    _, data, task, _ = parts
+    model, _ = logistic(parts)
+    with pytest.raises(ValueError) as refused:
+        fit_evaluate(model, [], data, task=task, **SETTINGS)
+    assert str(refused.value) == (
+        "losses is empty: pass at least one Loss object (e.g. BCELoss(BCELoss.Params(), schema))"
+    )

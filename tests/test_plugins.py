@@ -645,3 +645,30 @@ def test_a_distribution_without_name_or_version_is_listed_not_a_crash(
     assert main(["plugins"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("nameless"))
     assert row.split()[:2] == ["nameless", "broken"]  # LossPlugin's names are taken by "loss": still listed
+
+
+def test_an_unknown_run_name_says_which_plugins_the_environment_kept_out(
+    entry_points: dict[str, FakeEntryPoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medtoolkit.experiment import resolve_raw_config
+
+    monkeypatch.setenv("MEDTOOLKIT_DISABLE_PLUGINS", "good")
+    monkeypatch.setenv("MEDTOOLKIT_LOAD_PLUGINS", "good,broken")
+    host = PluginHost()
+    note = ("(plugins disabled by MEDTOOLKIT_DISABLE_PLUGINS: medtoolkit-good; "
+            "plugins not in MEDTOOLKIT_LOAD_PLUGINS: loss)")
+    assert host.not_loaded_note() == note
+    with pytest.raises(FileNotFoundError) as unknown:
+        resolve_raw_config("toy_run", host)
+    presets = ", ".join(host.registry("preset").names())
+    assert str(unknown.value) == f"'toy_run' is neither a run file nor a preset; presets: {presets} {note}"
+
+
+def test_no_note_when_every_plugin_may_load(entry_points: dict[str, FakeEntryPoint]) -> None:
+    from medtoolkit.experiment import resolve_raw_config
+
+    host = PluginHost()
+    assert host.not_loaded_note() == ""  # a broken plugin is not kept out by the environment
+    with pytest.raises(FileNotFoundError) as unknown:
+        resolve_raw_config("toy_run", host)
+    assert str(unknown.value).endswith(f"presets: {', '.join(host.registry('preset').names())}")

@@ -57,7 +57,7 @@ class Component:
             params = self.Params()
         if not isinstance(params, self.Params):
             raise TypeError(
-                f"{type(self).__name__} expects {self.Params.__qualname__}, got {type(params).__name__}"
+                f"{type(self).__name__} expects {self.Params.__qualname__}, got {type(params).__qualname__}"
             )
         self.params = params
         self.schema = schema

@@ -7,9 +7,10 @@ drug encoder); :func:`slot_mismatch` gives the one message for a child in the wr
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 if TYPE_CHECKING:
     from medtoolkit.components.base import DrugEncoder
@@ -24,6 +25,33 @@ class Params(BaseModel):
     """Base of every component's nested ``Params``: unknown keys are rejected, values frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    @model_validator(mode="after")
+    def _check_slots(self) -> "Params":
+        """Refuse a resolved child of the wrong kind, or one its slot does not take (Python path).
+
+        A node made by :meth:`Node.of` knows its component class: a memory in an encoder
+        slot, or a visit encoder in a drug-encoder slot, is refused here with the message
+        ``medtoolkit validate`` gives. Unresolved nodes (``Node(type="gru")``) are checked
+        when they are resolved.
+
+        Raises:
+            ValueError: one line per slot that holds a component it does not take.
+        """
+        problems = []
+        for field_name in type(self).model_fields:
+            kind = slot_kind(type(self), field_name)
+            node = getattr(self, field_name)
+            if kind is None or not isinstance(node, Node) or node._component is None:
+                continue
+            problem = _kind_mismatch(kind, node._component)
+            if problem is None:
+                problem = slot_mismatch(type(self), field_name, node._component)
+            if problem is not None:
+                problems.append(f"{field_name}: {problem}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class Node(BaseModel):
@@ -41,12 +69,48 @@ class Node(BaseModel):
     _params: Any = PrivateAttr(default=None)
     _path: str = PrivateAttr(default="")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_components(cls, value: Any) -> Any:
+        """Refuse a component class or object where a node is expected, saying how to make one.
+
+        Raises:
+            ValueError: ``value`` is a class (``encoder=GRUEncoder``) or a built component
+                (``encoder=GRUEncoder(...)``): a slot holds a node, built by its parent.
+        """
+        if not _is_component(value):
+            return value
+        klass = value if isinstance(value, type) else type(value)
+        what = f"the class {klass.__name__}" if isinstance(value, type) else f"a built {klass.__name__} object"
+        raise ValueError(
+            f"got {what}; use Node.of({klass.__name__}, ...) for a slot (the parent builds its children from nodes)"
+        )
+
     @classmethod
     def of(cls, component: type, **params: Any) -> "Node":
-        """A resolved node for ``component`` (a class with a nested ``Params``)."""
+        """A resolved node for ``component`` (a class with a nested ``Params``).
+
+        Args:
+            component: the component class (``GRUEncoder``), not an object.
+            **params: its parameters, validated by ``component.Params`` now.
+
+        Raises:
+            TypeError: ``component`` is not a class with a nested ``Params`` model.
+            ValueError: the parameters are invalid; the message names the class
+                (``GRUEncoder.Params: hiden_dim: unknown key; did you mean 'hidden_dim'? ...``).
+        """
+        params_class = getattr(component, "Params", None)
+        if not isinstance(component, type) or not isinstance(params_class, type) or not issubclass(
+            params_class, BaseModel
+        ):
+            raise TypeError(f"Node.of() takes a component class with a nested Params, got {_describe_value(component)}")
         name = getattr(component, "registered_name", None) or component.__name__
+        try:
+            validated = params_class(**params)
+        except ValidationError as error:
+            raise ValueError(_params_error(params_class, error)) from None
         node = cls(type=name, **params)
-        node.bind(component, component.Params(**params))
+        node.bind(component, validated)
         return node
 
     def bind(self, component: type, params: Params, path: str = "") -> None:
@@ -147,6 +211,46 @@ class Node(BaseModel):
             bare_key = isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str)
             message = (error.args[0] if bare_key else str(error)).strip() or type(error).__name__
             raise ComponentBuildError(f"{where}: {message}") from error
+
+
+def _is_component(value: Any) -> bool:
+    """True for a component class or object (anything with a ``kind`` and a nested ``Params``)."""
+    params_class = getattr(value, "Params", None)
+    return isinstance(getattr(value, "kind", None), str) and isinstance(params_class, type) and issubclass(
+        params_class, BaseModel
+    )
+
+
+def _describe_value(value: Any) -> str:
+    return f"the class {value.__qualname__}" if isinstance(value, type) else f"a {type(value).__qualname__} object"
+
+
+def _params_error(params_class: type[BaseModel], error: ValidationError) -> str:
+    """``GRUEncoder.Params: hiden_dim: unknown key ...; ...`` for a failed ``Params(**values)``."""
+    items = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()))
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        if item.get("type") == "extra_forbidden":
+            fields = list(params_class.model_fields)
+            close = difflib.get_close_matches(str(item["loc"][-1]), fields, n=1, cutoff=0.6) if item["loc"] else []
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            message = f"unknown key{hint} (valid keys: {', '.join(fields) or 'none'})"
+        items.append(f"{location}: {message}" if location else message)
+    return f"{params_class.__qualname__}: " + "; ".join(items)
+
+
+def _kind_mismatch(kind: str, component: type) -> str | None:
+    """The message for a component of another kind in a slot of ``kind`` (None if the kinds match)."""
+    component_kind = getattr(component, "kind", None)
+    if not isinstance(component_kind, str) or not component_kind or component_kind == kind:
+        return None
+    name = getattr(component, "registered_name", None) or component.__name__
+    return f"{name!r} is {_article(component_kind)} {component_kind}; this slot takes {_article(kind)} {kind}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 #: What an encoder slot accepts when it declares nothing: encoders of visits.
@@ -253,7 +357,7 @@ def _consumes_mismatch(kind: str, accepted: tuple[str, ...], component: type, ho
     elif accepted == DRUG_INPUTS and kind == "encoder":
         wanted = "a drug encoder"
     else:
-        wanted = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+        wanted = f"{_article(kind)} {kind}"
     message = f"{kind} {name!r} {what}; this slot takes {wanted} (consumes {' or '.join(accepted)})"
     if host is not None:
         fitting = [e.name for e in host.registry(kind) if getattr(e.obj, "consumes", None) in accepted]

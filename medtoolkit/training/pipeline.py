@@ -22,7 +22,7 @@ from medtoolkit.config import EvalParams, TrainerParams
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import save_atomic, write_text_atomic
 from medtoolkit.training.predict import predict
-from medtoolkit.training.report import plot_curves, render_report
+from medtoolkit.training.report import curves_title, plot_curves, render_report
 from medtoolkit.training.trainer import Trainer, TrainingHistory
 
 METRIC_KEYS = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
@@ -58,11 +58,16 @@ class SplitResult:
         test: the task's test metrics of the split.
         history: per-epoch records and the best epoch.
         model: the trained model.
+        select_metric: how the best epoch was chosen (the trainer's ``select_metric``).
+        molecules: the split schema's ``molecule_summary()`` after training (None when no
+            component asked for molecules).
     """
 
     test: dict[str, Any]
     history: TrainingHistory
     model: Recommender
+    select_metric: str | None = None
+    molecules: dict[str, Any] | None = None
 
     @property
     def n_params(self) -> int:
@@ -126,7 +131,8 @@ def train_split(
     if out is not None:
         save_atomic({"model": trainer.model.state_dict(), "config": saved.get("config"), **common},
                     out / f"model_{split.name}.pt")
-    return SplitResult(test=test, history=history, model=trainer.model)
+    return SplitResult(test=test, history=history, model=trainer.model,
+                       select_metric=trainer_params.select_metric, molecules=schema.molecule_summary())
 
 
 def combine_splits(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -158,8 +164,15 @@ def run_metrics(
     plugins: dict[str, str],
     wall_seconds: float,
 ) -> dict[str, Any]:
-    """The ``metrics.json`` content of a run (keys: :ref:`metrics.json keys <cli-metrics-json>`)."""
+    """The ``metrics.json`` content of a run (keys: :ref:`metrics.json keys <cli-metrics-json>`).
+
+    ``data.molecules`` is the molecule summary of the first split that built molecules
+    (SMILES rdkit could not parse, drugs without a parsed molecule, ...; None when none
+    did) and ``protocol.select_metric`` the trainer's ``select_metric`` (None without splits).
+    """
     statistics = data.statistics()
+    molecules = next((r.molecules for r in results.values() if r.molecules is not None), None)
+    select_metric = next((r.select_metric for r in results.values()), None)
     metrics: dict[str, Any] = {
         "name": name,
         "model": model_type,
@@ -173,6 +186,7 @@ def run_metrics(
             "visits": statistics["visits"],
             "n_drugs": statistics["n_drugs"],
             "ground_truth_ddi_rate": statistics["ground_truth_ddi_rate"],
+            "molecules": molecules,
         },
         "data_fingerprint": data.fingerprint(),
         "protocol": {
@@ -182,6 +196,7 @@ def run_metrics(
             "bootstrap_rounds": eval_params.bootstrap_rounds,
             "bootstrap_fraction": eval_params.bootstrap_fraction,
             "threshold": eval_params.threshold,
+            "select_metric": select_metric,
         },
         "device": str(device),
         "plugins": plugins,
@@ -219,4 +234,4 @@ def write_report(metrics: dict[str, Any], out: Path) -> None:
     """``metrics.json``, ``report.md`` and (for models that trained) ``curves.png``."""
     write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
     write_text_atomic(render_report(metrics), out / "report.md")
-    plot_curves(metrics["history"], out / "curves.png")
+    plot_curves(metrics["history"], out / "curves.png", title=curves_title(metrics))

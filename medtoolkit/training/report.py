@@ -174,6 +174,35 @@ def _test_caption(test: dict[str, Any], protocol: dict[str, Any], n_splits: int)
     return f"Test metrics{size}: mean ± std over {rounds} bootstrap rounds, each drawing {share} the test patients."
 
 
+def format_molecules(summary: dict[str, Any]) -> str:
+    """The molecule knowledge a run used, in words (``report.md``'s ``molecules`` line).
+
+    Args:
+        summary: ``data.molecules`` of ``metrics.json`` (``DataSchema.molecule_summary()``):
+            the counts ``drugs``, ``molecules``, ``atoms``, ``bonds``, ``failed`` (SMILES
+            rdkit could not parse) and ``drugs_without_molecules``, and ``substructures``
+            (mask columns); each may be absent.
+
+    Returns:
+        E.g. ``"131 drugs, 190 molecules (3,012 atoms, 3,200 bonds); 2 SMILES rdkit could
+        not parse; 3 drugs without a parsed molecule; 491 substructures"``; the parts whose
+        counts are absent are left out (``n/a`` when none is there).
+    """
+    parts = []
+    if "molecules" in summary:
+        graph = f"{_count(summary.get('drugs'))} drugs, {_count(summary.get('molecules'))} molecules"
+        if "atoms" in summary:
+            graph += f" ({_count(summary.get('atoms'))} atoms, {_count(summary.get('bonds'))} bonds)"
+        parts.append(graph)
+    if "failed" in summary:
+        parts.append(f"{_count(summary['failed'])} SMILES rdkit could not parse")
+    if "drugs_without_molecules" in summary:
+        parts.append(f"{_count(summary['drugs_without_molecules'])} drugs without a parsed molecule")
+    if "substructures" in summary:
+        parts.append(f"{_count(summary['substructures'])} substructures")
+    return "; ".join(parts) if parts else MISSING
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """The full ``report.md`` text for a run's ``metrics.json`` content.
 
@@ -181,8 +210,9 @@ def render_report(metrics: dict[str, Any]) -> str:
     (``protocol.name`` and its splits); a caption says what the table's ``mean ± std`` is
     taken over (bootstrap rounds of how many test patients, or the splits); the table holds
     the test metrics; the list below it the data counts, scoring settings, best epoch per
-    split (of how many trained, and the selection metric when the histories tell it) and
-    timings.
+    split (of how many trained, and the selection metric: ``protocol.select_metric``, or
+    what the histories tell for an older ``metrics.json``), the molecules used (when
+    ``data.molecules`` is there, see :func:`format_molecules`) and timings.
 
     Args:
         metrics: the run's metrics (the ``metrics.json`` mapping); only ``test`` is required.
@@ -211,14 +241,16 @@ def render_report(metrics: dict[str, Any]) -> str:
         f"- scoring: metrics averaged per {protocol.get('averaging', '?')}; a drug is recommended at "
         f"probability {protocol.get('threshold', '?')} or more",
     ]
+    if data.get("molecules"):
+        lines.append(f"- molecules: {format_molecules(data['molecules'])}")
     seconds = metrics.get("epoch_seconds", [])
     if seconds:
         over = f" in all over {len(splits)} splits" if len(splits) > 1 else ""
         lines.append(f"- epochs: {len(seconds)}{over}, mean epoch time {sum(seconds) / len(seconds):.2f} s")
         histories = metrics.get("history") or {}
         epochs_run = {name: len(h.get("epochs", [])) for name, h in histories.items() if h.get("epochs")}
-        selected = selection_metric(histories)
-        by = f" ({SELECTION_LABELS[selected]})" if selected else ""
+        selected = protocol.get("select_metric") or selection_metric(histories)
+        by = f" ({SELECTION_LABELS[selected]})" if selected in SELECTION_LABELS else ""
         lines.append(f"- best epoch: {format_best_epochs(metrics.get('best_epochs'), epochs_run)}{by}")
     if metrics.get("wall_seconds") is not None:
         lines.append(f"- wall time: {metrics['wall_seconds']:.1f} s; device: {metrics.get('device', '?')}")
@@ -247,6 +279,19 @@ def curves_title(metrics: dict[str, Any]) -> str:
 
 
 @dataclass
+class Series:
+    """One value per epoch.
+
+    Attributes:
+        epochs: epoch numbers (1-based) that have a value.
+        values: the values, one per epoch in ``epochs``.
+    """
+
+    epochs: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+@dataclass
 class Curves:
     """What the curves figure draws for one split.
 
@@ -257,6 +302,10 @@ class Curves:
         val_ddi_epochs / val_ddi_rate: epochs with a validation DDI rate (missing values
             are left out), and its values.
         best_epoch: the selected epoch (a vertical line), or None.
+        tracked: the values the loss terms tracked per epoch (the records' ``losses``),
+            keyed ``"<loss label> <value name>"`` (``"1.ddi ddi_rate"``), in order of first
+            appearance; a ``target`` is not a series (see ``targets``).
+        targets: ``{loss label: target}``, the last ``target`` each loss term recorded.
     """
 
     epochs: list[int] = field(default_factory=list)
@@ -266,6 +315,8 @@ class Curves:
     val_ddi_epochs: list[int] = field(default_factory=list)
     val_ddi_rate: list[float] = field(default_factory=list)
     best_epoch: int | None = None
+    tracked: dict[str, Series] = field(default_factory=dict)
+    targets: dict[str, float] = field(default_factory=dict)
 
 
 def curve_data(histories: dict[str, dict[str, Any]]) -> dict[str, Curves]:
@@ -273,7 +324,8 @@ def curve_data(histories: dict[str, dict[str, Any]]) -> dict[str, Curves]:
 
     Args:
         histories: ``{split name: TrainingHistory.to_json()}`` (``epochs`` records with
-            ``epoch``, ``train_loss`` and a ``validation`` metrics mapping; ``best_epoch``).
+            ``epoch``, ``train_loss``, a ``validation`` metrics mapping and, when the loss
+            terms tracked values, ``losses``; ``best_epoch``).
 
     Returns:
         ``{split name: Curves}``; missing values (None, NaN) are left out of their series.
@@ -293,17 +345,33 @@ def curve_data(histories: dict[str, dict[str, Any]]) -> dict[str, Curves]:
             if not _is_missing(validation.get("ddi_rate")):
                 item.val_ddi_epochs.append(epoch)
                 item.val_ddi_rate.append(validation["ddi_rate"])
+            for label, values in (record.get("losses") or {}).items():
+                for name, value in values.items():
+                    if _is_missing(value):
+                        continue
+                    if name == "target":
+                        item.targets[label] = value
+                        continue
+                    series = item.tracked.setdefault(f"{label} {name}", Series())
+                    series.epochs.append(epoch)
+                    series.values.append(value)
         curves[split_name] = item
     return curves
 
 
 def curves_figure(histories: dict[str, dict[str, Any]], title: str | None = None) -> "Figure | None":
-    """The curves figure: training loss, validation Jaccard and validation DDI rate per epoch.
+    """The curves figure: training loss, validation Jaccard, validation DDI rate and loss terms per epoch.
 
     One line per split (labelled ``split <name>``); a dashed vertical line marks each
     split's best epoch on every panel, its legend entry naming the selection metric when the
     histories tell it (:func:`selection_metric`). One legend, below the panels, serves them
     all. The DDI panel is left out when no epoch has a validation DDI rate.
+
+    The last panel, "loss terms (training)", draws every value the loss terms tracked
+    (:attr:`Curves.tracked`, one line per value, split and loss; several splits differ by
+    line style) and a dashed horizontal line at each loss term's ``target``, in the colour
+    of its ``ddi_rate`` line; its own legend names them. It is left out when no epoch has a
+    tracked value.
 
     Args:
         histories: ``{split name: TrainingHistory.to_json()}``.
@@ -321,14 +389,18 @@ def curves_figure(histories: dict[str, dict[str, Any]], title: str | None = None
     import matplotlib.pyplot as plt
 
     with_ddi = any(c.val_ddi_rate for c in curves.values())
+    with_tracked = any(series.values for c in curves.values() for series in c.tracked.values())
     selected = selection_metric(histories)
     criterion = f", {SELECTION_LABELS[selected]}" if selected else ""
-    figure, axes = plt.subplots(1, 3 if with_ddi else 2, figsize=(15 if with_ddi else 10, 4))
+    n_panels = 2 + int(with_ddi) + int(with_tracked)
+    figure, axes = plt.subplots(1, n_panels, figsize=(5 * n_panels, 4))
     loss_axis, jaccard_axis = axes[0], axes[1]
     loss_axis.set(title="training loss", xlabel="epoch", ylabel="loss")
     jaccard_axis.set(title="validation Jaccard", xlabel="epoch", ylabel="Jaccard")
     if with_ddi:
         axes[2].set(title="validation DDI rate", xlabel="epoch", ylabel="DDI rate")
+    if with_tracked:
+        _draw_tracked(axes[-1], curves)
     for split_name, item in curves.items():
         (line,) = loss_axis.plot(item.epochs, item.train_loss, label=f"split {split_name}")
         color = line.get_color()
@@ -351,6 +423,29 @@ def curves_figure(histories: dict[str, dict[str, Any]], title: str | None = None
         figure.suptitle(title)
     figure.tight_layout(rect=(0, min(0.055 * rows + 0.02, 0.4), 1, 1))
     return figure
+
+
+def _draw_tracked(axis: Any, curves: dict[str, Curves]) -> None:
+    """The "loss terms (training)" panel: tracked values per epoch, targets as dashed lines, a legend."""
+    import matplotlib.pyplot as plt
+
+    axis.set(title="loss terms (training)", xlabel="epoch", ylabel="value")
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
+    names = list(dict.fromkeys(name for c in curves.values() for name in c.tracked))
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    styles = ("-", ":", "-.", (0, (5, 1)))
+    handles = []
+    for i, (split_name, item) in enumerate(curves.items()):
+        suffix = f" ({split_name})" if len(curves) > 1 else ""
+        for name, series in item.tracked.items():
+            (line,) = axis.plot(series.epochs, series.values, color=colors[name],
+                                linestyle=styles[i % len(styles)], marker=".", label=name + suffix)
+            handles.append(line)
+        for label, target in item.targets.items():
+            color = colors.get(f"{label} ddi_rate", "grey")
+            handles.append(axis.axhline(target, color=color, linestyle="--", linewidth=1,
+                                        label=f"{label} target {target:g}{suffix}"))
+    axis.legend(handles=handles, fontsize="x-small")
 
 
 def plot_curves(histories: dict[str, dict[str, Any]], path: Path, title: str | None = None) -> bool:

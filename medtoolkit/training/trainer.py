@@ -34,16 +34,98 @@ log = logging.getLogger("medtoolkit.training")
 
 @dataclass
 class EpochRecord:
-    """What one epoch produced."""
+    """What one epoch produced.
+
+    Attributes:
+        epoch: the epoch number (1-based).
+        train_loss: mean training loss per batch.
+        seconds: training time of the epoch (validation excluded).
+        validation: validation metrics (empty without validation patients).
+        losses: the values each loss term tracked during the epoch (:meth:`Loss.tracked`),
+            keyed by :func:`loss_label` (e.g. ``"1.ddi"``); terms that tracked nothing are
+            left out. A term whose params have a numeric ``target`` also carries it (``target``).
+    """
 
     epoch: int
     train_loss: float
     seconds: float
     validation: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The record as plain data (``TrainingHistory.to_json``'s ``epochs`` items)."""
         return {"epoch": self.epoch, "train_loss": self.train_loss, "seconds": self.seconds,
-                "validation": self.validation}
+                "validation": self.validation, "losses": self.losses}
+
+    @classmethod
+    def from_json(cls, payload: Mapping[str, Any]) -> "EpochRecord":
+        """Read :meth:`to_json`'s output back; a record written before ``losses`` existed gets ``{}``.
+
+        Raises:
+            KeyError: ``epoch``, ``train_loss`` or ``seconds`` is missing.
+        """
+        return cls(
+            epoch=payload["epoch"],
+            train_loss=payload["train_loss"],
+            seconds=payload["seconds"],
+            validation=dict(payload.get("validation") or {}),
+            losses={str(label): dict(values) for label, values in (payload.get("losses") or {}).items()},
+        )
+
+
+def loss_label(index: int, loss: Loss) -> str:
+    """The stable key of a loss term in the history: its position in the run's list and its name.
+
+    Args:
+        index: 0-based position of the term in the trainer's losses.
+        loss: the term.
+
+    Returns:
+        ``"<index>.<registered name>"`` (the class name for an unregistered class), e.g. ``"1.ddi"``.
+    """
+    return f"{index}.{type(loss).registered_name or type(loss).__name__}"
+
+
+def tracked_values(losses: list[Loss]) -> dict[str, dict[str, float]]:
+    """What each loss term tracked during the epoch just finished, as plain floats.
+
+    A term whose params have a numeric ``target`` (and that tracked something) also gets
+    ``target``, unless it reports one itself, so that the curves can draw it.
+
+    Args:
+        losses: the trainer's loss terms, in order.
+
+    Returns:
+        ``{loss_label: {name: value}}`` for the terms whose :meth:`Loss.tracked` is not empty.
+    """
+    recorded: dict[str, dict[str, float]] = {}
+    for index, loss in enumerate(losses):
+        values = {str(name): float(value) for name, value in loss.tracked().items()}
+        if not values:
+            continue
+        target = getattr(getattr(loss, "params", None), "target", None)
+        if isinstance(target, (int, float)) and not isinstance(target, bool):
+            values.setdefault("target", float(target))
+        recorded[loss_label(index, loss)] = values
+    return recorded
+
+
+def format_tracked(losses: dict[str, dict[str, float]]) -> str:
+    """The tracked values for the per-epoch log line, e.g. ``"1.ddi: ddi_rate=0.0712 temperature=2"``.
+
+    Args:
+        losses: an :class:`EpochRecord`'s ``losses``.
+
+    Returns:
+        One ``label: name=value ...`` group per term (4 significant digits; the constant
+        ``target`` left out), joined by ``"; "``; ``""`` when there is none.
+    """
+    groups = []
+    for label, values in losses.items():
+        shown = " ".join(f"{name}={value:.4g}" for name, value in values.items() if name != "target")
+        if shown:
+            groups.append(f"{label}: {shown}")
+    return "; ".join(groups)
 
 
 @dataclass
@@ -63,7 +145,7 @@ class TrainingHistory:
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> "TrainingHistory":
         history = cls(
-            epochs=[EpochRecord(**e) for e in payload.get("epochs", [])],
+            epochs=[EpochRecord.from_json(e) for e in payload.get("epochs", [])],
             best_epoch=payload.get("best_epoch"),
             best_score=payload["best_score"] if payload.get("best_score") is not None else -math.inf,
             stopped_early=bool(payload.get("stopped_early", False)),
@@ -256,9 +338,12 @@ class Trainer:
 
                 bar = tqdm(total=len(train), desc=f"epoch {epoch + 1}/{self.params.epochs}",
                            unit="patient", leave=False)
+            for loss_term in self.losses:
+                loss_term.reset_tracking()
             started = time.perf_counter()
             train_loss = self.train_epoch(data, train, bar)
             seconds = time.perf_counter() - started
+            tracked = tracked_values(self.losses)  # once per epoch, before the schedules move on
             for loss_term in self.losses:
                 loss_term.on_epoch_end(epoch + 1)
             # a fresh, recorded shuffling seed per epoch makes --resume reproducible
@@ -267,7 +352,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             validation = self.validate(data, val, ddi_adjacency) if len(val) else {}
-            record = EpochRecord(epoch + 1, train_loss, seconds, validation)
+            record = EpochRecord(epoch + 1, train_loss, seconds, validation, tracked)
             history.epochs.append(record)
             score = -train_loss if self.params.select_metric == "loss" or not validation else validation[
                 self.params.select_metric]
@@ -282,6 +367,9 @@ class Trainer:
                 summary = " ".join(f"{k}={'n/a' if v is None else f'{v:.4f}'}" for k, v in validation.items())
                 message = (f"epoch {epoch + 1}/{self.params.epochs} loss={train_loss:.4f} "
                            f"({seconds:.1f}s) val: {summary}{' *' if improved else ''}")
+                tracked_text = format_tracked(tracked)
+                if tracked_text:
+                    message += f" | {tracked_text}"
                 if use_bar:
                     from tqdm.auto import tqdm
 

@@ -355,7 +355,13 @@ def test_build_drug_encoder_refuses_a_molecule_encoder_that_is_not_a_drug_encode
 
 
 def test_a_mismatch_in_a_constructor_names_the_parent() -> None:
-    node = Node.of(ToyDrugMemory, drug_encoder=Node.of(ToyVisitEncoder))
+    with pytest.raises(ValueError) as refused:
+        Node.of(ToyDrugMemory, drug_encoder=Node.of(ToyVisitEncoder))  # refused at once in Python
+    assert str(refused.value) == (
+        f"ToyDrugMemory.Params: drug_encoder: encoder 'toy_visits' consumes visits; {IN_DRUG_SLOT}"
+    )
+    node = Node(type="toy_drug_memory")  # params made without validation: the constructor still checks
+    node.bind(ToyDrugMemory, ToyDrugMemory.Params.model_construct(drug_encoder=Node.of(ToyVisitEncoder)))
     with pytest.raises(ComponentBuildError) as caught:
         node.build(None)  # the fitting names come from the default host: not compared
     prefix = f"component 'toy_drug_memory': encoder 'toy_visits' consumes visits; {IN_DRUG_SLOT}: "

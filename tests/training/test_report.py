@@ -14,6 +14,7 @@ from medtoolkit.training.report import (
     curves_title,
     format_best_epochs,
     format_metric,
+    format_molecules,
     metrics_table,
     plot_curves,
     render_report,
@@ -298,3 +299,114 @@ def test_curves_figure_marks_each_splits_best_epoch() -> None:
         assert _legend_texts(figure) == ["split seed0", "best epoch 2 (seed0)", "split seed1", "best epoch 3 (seed1)"]
     finally:
         plt.close(figure)
+
+
+def tracked_history() -> dict[str, Any]:
+    """Two epochs of a controllable DDI term (beta, ddi_rate, target) and a BCE term that tracked nothing."""
+    item = history([0.9, 0.5, 0.4], [0.2, 0.3, 0.35], [0.05, 0.06, 0.07], best=2)
+    item["epochs"][0]["losses"] = {"0.controllable_ddi": {"beta": 0.9, "ddi_rate": 0.08, "target": 0.06}}
+    item["epochs"][1]["losses"] = {"0.controllable_ddi": {"beta": 1.0, "ddi_rate": None, "target": 0.06}}
+    # epoch 3 written before values were tracked: no "losses"
+    return item
+
+
+def test_curve_data_takes_the_tracked_loss_values_and_their_targets() -> None:
+    item = curve_data({"seed0": tracked_history()})["seed0"]
+    assert list(item.tracked) == ["0.controllable_ddi beta", "0.controllable_ddi ddi_rate"]
+    assert (item.tracked["0.controllable_ddi beta"].epochs, item.tracked["0.controllable_ddi beta"].values) == (
+        [1, 2], [0.9, 1.0])
+    # a missing value is left out; the target is not a series
+    assert (item.tracked["0.controllable_ddi ddi_rate"].epochs,
+            item.tracked["0.controllable_ddi ddi_rate"].values) == ([1], [0.08])
+    assert item.targets == {"0.controllable_ddi": 0.06}
+    plain = curve_data({"seed0": history([0.9], [0.2])})["seed0"]
+    assert plain.tracked == {} and plain.targets == {}
+
+
+def test_curves_figure_draws_the_loss_terms_panel_with_a_target_line() -> None:
+    import matplotlib.pyplot as plt
+
+    figure = curves_figure({"seed0": tracked_history()})
+    assert figure is not None
+    try:
+        axes = figure.get_axes()
+        assert [a.get_title() for a in axes] == ["training loss", "validation Jaccard", "validation DDI rate",
+                                                 "loss terms (training)"]
+        panel = axes[3]
+        assert _vertical_lines(panel) == [2.0]  # the best epoch, as on every panel
+        drawn = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()), line.get_linestyle())
+                 for line in panel.get_lines() if list(line.get_ydata()) != [0, 1]}
+        assert drawn == {
+            "0.controllable_ddi beta": ([1, 2], [0.9, 1.0], "-"),
+            "0.controllable_ddi ddi_rate": ([1], [0.08], "-"),
+            "0.controllable_ddi target 0.06": ([0, 1], [0.06, 0.06], "--"),
+        }
+        lines = {line.get_label(): line for line in panel.get_lines()}
+        assert lines["0.controllable_ddi target 0.06"].get_color() == lines["0.controllable_ddi ddi_rate"].get_color()
+        assert [t.get_text() for t in panel.get_legend().get_texts()] == [
+            "0.controllable_ddi beta", "0.controllable_ddi ddi_rate", "0.controllable_ddi target 0.06"]
+        # the figure's legend below the panels is unchanged
+        assert _legend_texts(figure) == ["split seed0", "best epoch 2"]
+    finally:
+        plt.close(figure)
+
+
+def test_curves_figure_names_the_split_of_each_loss_term_line_with_several_splits() -> None:
+    import matplotlib.pyplot as plt
+
+    figure = curves_figure({"seed0": tracked_history(), "seed1": tracked_history()})
+    assert figure is not None
+    try:
+        panel = figure.get_axes()[-1]
+        assert [t.get_text() for t in panel.get_legend().get_texts()] == [
+            "0.controllable_ddi beta (seed0)", "0.controllable_ddi ddi_rate (seed0)",
+            "0.controllable_ddi target 0.06 (seed0)", "0.controllable_ddi beta (seed1)",
+            "0.controllable_ddi ddi_rate (seed1)", "0.controllable_ddi target 0.06 (seed1)"]
+        styles = {line.get_label(): line.get_linestyle() for line in panel.get_lines()}
+        assert (styles["0.controllable_ddi beta (seed0)"], styles["0.controllable_ddi beta (seed1)"]) == ("-", ":")
+    finally:
+        plt.close(figure)
+
+
+def test_curves_figure_has_no_loss_terms_panel_without_tracked_values() -> None:
+    import matplotlib.pyplot as plt
+
+    item = history([0.9, 0.5], [0.2, 0.3], [0.05, 0.06])
+    for record in item["epochs"]:
+        record["losses"] = {}  # what the trainer writes when no term tracks anything
+    item["epochs"][0]["losses"] = {"1.ddi": {"target": 0.06}}  # a target alone draws nothing
+    figure = curves_figure({"seed0": item})
+    assert figure is not None
+    try:
+        assert [a.get_title() for a in figure.get_axes()] == ["training loss", "validation Jaccard",
+                                                              "validation DDI rate"]
+    finally:
+        plt.close(figure)
+
+
+def test_plot_curves_writes_a_png_with_the_loss_terms_panel(tmp_path: Path) -> None:
+    path = tmp_path / "curves.png"
+    assert plot_curves({"seed0": tracked_history()}, path, title="t") is True
+    assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_render_report_counts_the_molecules_and_their_failures() -> None:
+    summary = {"drugs": 131, "molecules": 190, "atoms": 3012, "bonds": 3200, "failed": 2,
+               "drugs_without_molecules": 3, "explicit_hydrogens": False, "substructures": 491}
+    data = {**metrics()["data"], "molecules": summary}
+    assert ("- molecules: 131 drugs, 190 molecules (3,012 atoms, 3,200 bonds); 2 SMILES rdkit could not parse; "
+            "3 drugs without a parsed molecule; 491 substructures") in render_report(metrics(data=data)).splitlines()
+    only_mask = {**metrics()["data"], "molecules": {"substructures": 12}}
+    assert "- molecules: 12 substructures" in render_report(metrics(data=only_mask)).splitlines()
+    for without in ({**metrics()["data"], "molecules": None}, metrics()["data"]):
+        assert "molecules" not in render_report(metrics(data=without))
+
+
+def test_format_molecules_without_counts_is_na() -> None:
+    assert format_molecules({"explicit_hydrogens": True}) == MISSING
+
+
+def test_render_report_takes_the_selection_metric_from_the_protocol() -> None:
+    protocol = {**metrics()["protocol"], "select_metric": "prauc"}
+    text = render_report(metrics(protocol=protocol))
+    assert "- best epoch: 2 (highest validation PRAUC)" in text.splitlines()

@@ -19,7 +19,7 @@ from medtoolkit.components.encoders.gru import GRUEncoder
 from medtoolkit.components.losses.bce import BCELoss
 from medtoolkit.components.losses.ddi import DDILoss
 from medtoolkit.components.memories.gcn import GCNMemory
-from medtoolkit.components.params import Node
+from medtoolkit.components.params import Node, Params
 from medtoolkit.components.recommenders.gamenet import GAMENet
 from medtoolkit.components.recommenders.logistic_regression import LogisticRegressionRecommender
 from medtoolkit.components.recommenders.previous_visit import PreviousVisitRecommender
@@ -30,7 +30,14 @@ from medtoolkit.data.ehr import EHRData
 from medtoolkit.testing import fake_batch, fake_ehr, fake_schema
 from medtoolkit.training.checkpoint import load_checkpoint, save_atomic
 from medtoolkit.training.device import seed_everything
-from medtoolkit.training.trainer import EpochRecord, Trainer, TrainingHistory, compute_loss
+from medtoolkit.training.trainer import (
+    EpochRecord,
+    Trainer,
+    TrainingHistory,
+    compute_loss,
+    format_tracked,
+    loss_label,
+)
 
 CPU = torch.device("cpu")
 TRAIN = np.arange(0, 28)
@@ -474,3 +481,115 @@ def test_progress_log_lines_go_to_stderr(data: EHRData, schema: DataSchema, caps
     lines = [line for line in captured.err.splitlines() if line.startswith("epoch ")]
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2 loss=") and "val: jaccard=" in lines[0]
 
+
+
+# ---------------------------------------------------------------------------- tracked loss values
+class EpochTracker(Loss):
+    """An additive zero term that tracks the epoch it is in and the training steps it saw in it."""
+
+    registered_name: ClassVar[str | None] = "epoch_tracker"
+
+    class Params(Params):
+        target: float = 0.25
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resets = 0
+        self.steps = 0
+
+    def forward(self, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            self.steps += 1
+        return logits.sum() * 0.0
+
+    def reset_tracking(self) -> None:
+        self.resets += 1
+        self.steps = 0
+
+    def tracked(self) -> dict[str, float]:
+        return {"epoch": self.resets, "steps": self.steps}
+
+
+def test_loss_label_is_the_position_and_the_registered_or_class_name() -> None:
+    assert loss_label(2, EpochTracker()) == "2.epoch_tracker"
+    assert loss_label(0, ConstantLoss(1.0)) == "0.ConstantLoss"
+
+
+def test_tracked_values_land_in_each_epoch_record_with_the_target(data: EHRData, schema: DataSchema) -> None:
+    tracker = EpochTracker()
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema), tracker], params(epochs=3), CPU)
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    # reset before each of the 3 epochs; 28 training patients in batches of 8: 4 steps per epoch;
+    # BCE tracks nothing and is left out
+    assert tracker.resets == 3
+    assert [e.losses for e in history.epochs] == [
+        {"1.epoch_tracker": {"epoch": float(k), "steps": 4.0, "target": 0.25}} for k in (1, 2, 3)
+    ]
+    assert history.to_json()["epochs"][1]["losses"] == {"1.epoch_tracker": {"epoch": 2.0, "steps": 4.0,
+                                                                            "target": 0.25}}
+
+
+def test_tracked_values_are_appended_to_the_log_line(
+    data: EHRData, schema: DataSchema, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema), EpochTracker()],
+                      params(epochs=2, progress="log"), CPU)
+    trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    # the constant target is left out of the line
+    assert [line.split(" | ", 1)[1] for line in lines] == ["1.epoch_tracker: epoch=1 steps=4",
+                                                          "1.epoch_tracker: epoch=2 steps=4"]
+
+
+def test_format_tracked_groups_values_per_loss_term() -> None:
+    assert format_tracked({}) == ""
+    assert format_tracked({"1.ddi": {"ddi_rate": 0.071234, "temperature": 1.7, "target": 0.06},
+                           "2.x": {"target": 0.5}, "3.y": {"beta": 1.0}}) == (
+        "1.ddi: ddi_rate=0.07123 temperature=1.7; 3.y: beta=1"
+    )
+
+
+def test_ddi_loss_values_are_checkpointed_and_resumed(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, reference = run_training(data, schema, tmp_path / "reference.pt", epochs=3)
+    label = loss_label(1, DDILoss(DDILoss.Params(), schema))
+    tracked = [e.losses for e in reference.epochs]
+    assert all(set(values) == {label} for values in tracked)
+    assert all(set(values[label]) == {"ddi_rate", "switched_share", "temperature", "target"} for values in tracked)
+    # the temperature used in epoch k is T0 * decay^(k-1); the target is the loss's
+    assert [values[label]["temperature"] for values in tracked] == pytest.approx([2.0, 1.7, 1.445])
+    assert {values[label]["target"] for values in tracked} == {0.0}
+    assert load_checkpoint(tmp_path / "reference.pt")["history"]["epochs"][2]["losses"] == tracked[2]
+
+    with monkeypatch.context() as patch:
+        interrupt_during_epoch(patch, 3)
+        with pytest.raises(Interrupt):
+            run_training(data, schema, tmp_path / "run.pt", epochs=3)
+    _, resumed = run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=3)
+    assert [e.losses for e in resumed.epochs] == tracked
+
+
+def test_a_checkpoint_written_before_tracked_values_existed_resumes(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        interrupt_during_epoch(patch, 3)
+        with pytest.raises(Interrupt):
+            run_training(data, schema, tmp_path / "run.pt", epochs=3)
+    state = load_checkpoint(tmp_path / "run.pt")
+    for record in state["history"]["epochs"]:
+        del record["losses"]
+    save_atomic(state, tmp_path / "run.pt")
+    _, resumed = run_training(data, schema, tmp_path / "run.pt", resume=True, epochs=3)
+    assert [bool(e.losses) for e in resumed.epochs] == [False, False, True]
+
+
+def test_an_older_history_without_loss_values_loads() -> None:
+    payload = {"epochs": [{"epoch": 1, "train_loss": 0.5, "seconds": 0.1, "validation": {"jaccard": 0.2}}],
+               "best_epoch": 1, "best_score": 0.2, "stopped_early": False}
+    history = TrainingHistory.from_json(payload)
+    assert history.epochs == [EpochRecord(1, 0.5, 0.1, {"jaccard": 0.2}, {})]
+    assert history.to_json()["epochs"][0]["losses"] == {}
+    with_values = TrainingHistory([EpochRecord(1, 0.5, 0.1, {}, {"0.ddi": {"ddi_rate": 0.07}})], best_epoch=1)
+    assert TrainingHistory.from_json(json.loads(json.dumps(with_values.to_json()))) == with_values

@@ -62,6 +62,22 @@ def knowledge_resources() -> list[Path]:
     return sorted(p for p in Path(RESOURCE_DIR).glob("*") if p.is_file() and not p.name.startswith("LICENSE"))
 
 
+def dataset_name(source: str, directory: str | Path | None) -> str:
+    """The name of a raw-table dataset (``EHRData.name``, shown in reports and ``data info``).
+
+    Args:
+        source: the loader's source name (``"mimic3"``, ``"mimic4"``, ``"eicu"``).
+        directory: the user's table directory, or None for the shipped demo.
+
+    Returns:
+        ``"<source>-demo"`` for the shipped demo, ``"<source>:<directory name>"`` otherwise.
+    """
+    if directory is None:
+        return f"{source}-demo"
+    path = Path(directory)
+    return f"{source}:{path.name or path.resolve().name}"  # root=. is named after the working directory
+
+
 def cached_raw_build(
     params: BaseModel,
     loader: str,
@@ -69,6 +85,7 @@ def cached_raw_build(
     inputs: Sequence[Path],
     build: Callable[[], EHRData],
     unhashed: Sequence[str] = (),
+    name: str | None = None,
 ) -> EHRData:
     """Load a raw-table dataset through the cache (see :func:`medtoolkit.data.cache.cached_build`).
 
@@ -83,6 +100,8 @@ def cached_raw_build(
         inputs: the table files read.
         build: builds the dataset on a cache miss.
         unhashed: further parameter names left out of the options key.
+        name: the dataset's name, set after the cache lookup: ``root`` is not in the key, so
+            a cached entry may have been built from another directory with the same tables.
     """
     from medtoolkit.data.cache import cached_build
 
@@ -92,13 +111,16 @@ def cached_raw_build(
         "loader_version": loader_version,
         **{k: v for k, v in params.model_dump(mode="json").items() if k not in skipped},
     }
-    return cached_build(
+    data = cached_build(
         inputs=[*inputs, *knowledge_resources()],
         options=options,
         build=build,
         cache_dir=getattr(params, "cache_dir"),
         enabled=getattr(params, "cache"),
     )
+    if name is not None:
+        data.name = name
+    return data
 
 
 def file_line(frame: pd.DataFrame, position: int) -> int:

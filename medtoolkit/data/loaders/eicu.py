@@ -78,6 +78,7 @@ from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.loaders._raw import (
     cached_raw_build,
+    dataset_name,
     drug_knowledge_factory,
     examples,
     locate_tables,
@@ -162,6 +163,7 @@ class EICUDataset(Dataset):
         return cached_raw_build(
             self.params, self.source_name, LOADER_VERSION, list(paths.values()),
             build=lambda: self._build(directory, paths, progress),
+            name=dataset_name(self.source_name, None if self.params.root is None else directory),
         )
 
     # ------------------------------------------------------------------ files
@@ -245,7 +247,7 @@ class EICUDataset(Dataset):
                 {kind: frame[frame["VISIT"].isin(current["VISIT"])] for kind, frame in events.items()},
                 current[["PATIENT", "VISIT", "TIME", "HOSPITAL"]],
                 drug_knowledge_factory(p.atc_level),
-                name="eicu-demo" if p.root is None else f"eicu:{directory.name}",
+                name=dataset_name(self.source_name, None if p.root is None else directory),
                 report=trial,
                 min_visits=p.min_visits,
                 top_n=top_n,

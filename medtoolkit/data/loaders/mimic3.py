@@ -46,7 +46,7 @@ from pydantic import Field
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
-from medtoolkit.data.loaders._raw import cached_raw_build, check_icd_zeros, raw_root
+from medtoolkit.data.loaders._raw import cached_raw_build, check_icd_zeros, dataset_name, raw_root
 from medtoolkit.data.report import DataReport
 from medtoolkit.data.tables import DataFormatError, find_table, read_table
 
@@ -167,6 +167,7 @@ class MIMIC3Dataset(Dataset):
         return cached_raw_build(
             self.params, self.source_name, LOADER_VERSION, inputs,
             build=lambda: self._build(paths, progress), unhashed=("drug_map_dir",),
+            name=dataset_name(self.source_name, self.params.root),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -227,7 +228,7 @@ class MIMIC3Dataset(Dataset):
         return assemble_ehr(
             events, visits,
             lambda codes: build_drug_knowledge(codes, atc_level=p.atc_level, with_substructures=p.substructures),
-            name="mimic3" if p.root is None else f"mimic3:{Path(p.root).name}",
+            name=dataset_name(self.source_name, p.root),
             report=report, min_visits=p.min_visits,
             top_n={DIAGNOSES: p.top_diagnoses, PROCEDURES: p.top_procedures},
             provenance={

@@ -60,6 +60,7 @@ from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.loaders._raw import (
     cached_raw_build,
     check_icd_zeros,
+    dataset_name,
     drug_knowledge_factory,
     examples,
     file_line,
@@ -149,7 +150,13 @@ class MIMIC4Dataset(Dataset):
         return cached_raw_build(
             self.params, self.source_name, LOADER_VERSION, list(paths.values()),
             build=lambda: self._build(hosp, paths, progress),
+            name=self._name(hosp),
         )
+
+    def _name(self, hosp: Path) -> str:
+        """``mimic4-demo``, or ``mimic4:<root>`` named after the directory holding ``hosp/``."""
+        directory = None if self.params.root is None else (hosp.parent if hosp.parent.name else hosp)
+        return dataset_name(self.source_name, directory)
 
     # ------------------------------------------------------------------ files
     def _locate(self) -> tuple[Path, dict[str, Path]]:
@@ -216,7 +223,7 @@ class MIMIC4Dataset(Dataset):
             events,
             visits[["PATIENT", "VISIT", "TIME"]],
             drug_knowledge_factory(p.atc_level),
-            name="mimic4-demo" if p.root is None else f"mimic4:{hosp.parent.name or hosp.name}",
+            name=self._name(hosp),
             report=report,
             min_visits=p.min_visits,
             top_n=top_n,

@@ -82,7 +82,7 @@ def demo(cache_root: Path) -> EHRData:
 
 
 def test_demo_loads_offline_without_a_path(demo: EHRData) -> None:
-    assert demo.name == "mimic3" and demo.provenance["builtin_demo"] is True
+    assert demo.name == "mimic3-demo" and demo.provenance["builtin_demo"] is True
     assert Path(demo.provenance["directory"]) == demo_path("mimic3")
     assert (demo_path("mimic3").parent / "ATTRIBUTION.md").is_file()
     assert (demo_path("mimic3") / "LICENSE.txt").is_file()
@@ -189,6 +189,14 @@ def test_cache_hit_and_rebuilds(copy: Path, tmp_path: Path) -> None:
     assert rebuilt.provenance["cache"]["hit"] is False and rebuilt.fingerprint() == changed.fingerprint()
 
 
+def test_the_name_follows_the_directory_even_on_a_cache_hit(copy: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"  # root is not in the cache key: the demo and its copy share an entry
+    assert load(cache, min_visits=1).name == "mimic3-demo"
+    from_copy = load(cache, root=copy, min_visits=1)
+    assert from_copy.provenance["cache"]["hit"] is True and from_copy.name == "mimic3:mimic3"
+    assert load(cache, min_visits=1).name == "mimic3-demo"
+
+
 def test_first_day_medications(cache_root: Path, demo: EHRData) -> None:
     first_day = load(cache_root, min_visits=1, first_day_medications=True)
     stats, base = first_day.statistics(), demo.statistics()
@@ -253,4 +261,4 @@ def test_cli_data_info(cache_root: Path, capsys: pytest.CaptureFixture[str]) -> 
     payload = json.loads(capsys.readouterr().out)
     assert payload["statistics"]["patients"] == 82 and payload["cache"]["hit"] is True
     assert main(["data", "info", "mimic3", "-o", "atc_level=7"]) == 1
-    assert "invalid options" in capsys.readouterr().err
+    assert "error: dataset 'mimic3': invalid Params: atc_level: " in capsys.readouterr().err
