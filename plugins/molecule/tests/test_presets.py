@@ -113,3 +113,15 @@ def test_one_epoch_on_the_demo(name: str, host: PluginHost, tmp_path: Path) -> N
     assert test["ddi_rate"]["mean"] is not None
     assert len(result.metrics["epoch_seconds"]) == 1
 
+
+
+def test_algnet_preset_only_with_the_algnet_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> Any:
+        return None if name == "medtoolkit_algnet" else real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert sorted(preset_sources()) == ["gamenet_controllable_ddi", "safedrug", "safedrug_frozen_mpnn"]

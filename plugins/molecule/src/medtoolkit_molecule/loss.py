@@ -75,8 +75,8 @@ class ControllableDDILoss(Loss):
 
     :meth:`tracked` reports, for the training steps since :meth:`reset_tracking`: ``beta``
     (mean over visits), ``ddi_rate`` (predicted DDI rate pooled over the visits' pairs, in
-    train mode, i.e. with dropout), ``share_beta_below_1`` and the visit means of ``bce``,
-    ``margin`` and ``ddi`` (the weighted DDI term ``L_ddi,t``). Only calls with gradients
+    train mode, i.e. with dropout), ``share_beta_below_1`` and the constant ``target``. All
+    lie in ``[0, 1]``, so they share one panel of ``curves.png``. Only calls with gradients
     enabled are counted, so evaluation under ``torch.no_grad()`` does not mix in.
     """
 
@@ -166,7 +166,6 @@ class ControllableDDILoss(Loss):
         self._below_one = 0
         self._interacting = 0.0
         self._pairs = 0.0
-        self._sums = {"bce": 0.0, "margin": 0.0, "ddi": 0.0}
 
     def _track(self, terms: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
@@ -176,16 +175,14 @@ class ControllableDDILoss(Loss):
             self._below_one += int((beta < 1).sum())
             self._interacting += float((terms["rate"] * terms["pairs"]).sum())
             self._pairs += float(terms["pairs"].sum())
-            for key in self._sums:
-                self._sums[key] += float(terms[key].detach().float().sum())
 
     def tracked(self) -> dict[str, float]:
-        """This epoch's mean ``beta``, pooled predicted ``ddi_rate``, ``share_beta_below_1`` and term means.
+        """This epoch's mean ``beta``, pooled predicted ``ddi_rate`` and ``share_beta_below_1``.
 
         Returns:
             ``{}`` before any training visit was seen; otherwise ``beta``, ``ddi_rate``,
-            ``share_beta_below_1``, ``bce``, ``margin``, ``ddi`` and the ``target`` (constant,
-            drawn as a reference line next to ``ddi_rate``).
+            ``share_beta_below_1`` and the ``target`` (constant; the report draws it as a dashed
+            line next to ``ddi_rate``).
         """
         if self._visits == 0:
             return {}
@@ -194,6 +191,5 @@ class ControllableDDILoss(Loss):
             "ddi_rate": self._interacting / self._pairs if self._pairs > 0 else 0.0,
             "share_beta_below_1": self._below_one / self._visits,
         }
-        values.update({key: total / self._visits for key, total in self._sums.items()})
         values["target"] = float(self.params.target)
         return values
