@@ -16,7 +16,10 @@ rounds of 80 %, patient-averaged, threshold 0.5). ``--reuse`` takes the runs tha
 ``mimic3_legacy.py`` already made at the presets' own target (0.06) for the same seed instead
 of training them again. The figure plots test Jaccard against test DDI rate, one line per
 preset, each point labelled with its target; the ground-truth DDI rate of the test split is
-drawn for reference.
+drawn for reference. ``--reference PRESET=JSON`` adds a model trained with its own loss (e.g. plain
+``gamenet`` or ``algnet``) as a single marker: its test figures for ``--seed`` from a
+``mimic3_legacy.py`` result file, or the mean over that file's seeds where it kept no per-seed
+figures (the entry records which).
 """
 
 from __future__ import annotations
@@ -64,6 +67,32 @@ def reused_run(path: str, preset: str, target: float, seed: int) -> dict[str, An
     return None
 
 
+def reference_run(spec: str, seed: int) -> dict[str, Any]:
+    """A reference point ``PRESET=JSON``: the preset's test figures for ``seed``, else its seed mean."""
+    preset, path = spec.split("=", 1)
+    entry = json.loads(Path(path).read_text(encoding="utf-8"))["models"][preset]
+    run: dict[str, Any] = {"preset": preset, "reference": True, "target": None, "source": path,
+                           "ground_truth_ddi_rate": entry.get("ground_truth_ddi_rate")}
+    rows = [row for row in entry.get("per_seed_test", []) if row["seed"] == seed]
+    if rows:
+        index = entry["seeds"].index(seed)
+        (validation,) = entry["validation_at_best_epoch"][index].values() if "validation_at_best_epoch" in entry \
+            else ({},)
+        run.update(seed=seed, seeds=[seed], test={k: rows[0][k] for k in METRICS}, validation=validation)
+    else:
+        summary = entry["summary"]
+        run.update(seed=None, seeds=entry["seeds"], test={k: summary[k]["mean"] for k in METRICS},
+                   test_seed_std={k: summary[k].get("seed_std") for k in METRICS}, validation={},
+                   note=f"mean over seeds {entry['seeds']}: {path} keeps no per-seed test figures")
+    return run
+
+
+def _label(run: dict[str, Any]) -> str:
+    if run["seed"] is not None:
+        return f"{run['preset']} (own loss, seed {run['seed']})"
+    return f"{run['preset']} (own loss, mean of {len(run['seeds'])} seeds)"
+
+
 def train_run(data: str, preset: str, target: float, seed: int, overrides: list[str]) -> dict[str, Any]:
     """Train ``preset`` with ``losses.0.target=target`` and return its test and validation figures."""
     experiment = mt.build(preset, overrides=[
@@ -90,22 +119,32 @@ def plot(runs: list[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(6.4, 4.4))
-    for preset in sorted({run["preset"] for run in runs}):
-        rows = sorted((run for run in runs if run["preset"] == preset), key=lambda run: run["target"])
+    figure, axes = plt.subplots(figsize=(7.2, 5.6))
+    swept = [run for run in runs if not run.get("reference")]
+    # one colour per model family: a reference (e.g. gamenet) shares its swept variant's colour
+    families = sorted({run["preset"].removesuffix("_controllable_ddi") for run in runs})
+    colour = {family: f"C{i}" for i, family in enumerate(families)}
+    for preset in sorted({run["preset"] for run in swept}):
+        rows = sorted((run for run in swept if run["preset"] == preset), key=lambda run: run["target"])
         x = [run["test"]["ddi_rate"] for run in rows]
         y = [run["test"]["jaccard"] for run in rows]
-        axes.plot(x, y, marker="o", label=preset)
+        axes.plot(x, y, marker="o", color=colour[preset.removesuffix("_controllable_ddi")],
+                  label=f"{preset} (target τ swept)")
         for run, xi, yi in zip(rows, x, y):
             axes.annotate(f"τ={run['target']:.2f}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for run, marker in zip((run for run in runs if run.get("reference")), "*PXD"):
+        axes.plot([run["test"]["ddi_rate"]], [run["test"]["jaccard"]], linestyle="none", marker=marker,
+                  markersize=12, markeredgecolor="black", color=colour[run["preset"]], label=_label(run))
     truth = [run.get("ground_truth_ddi_rate") for run in runs if run.get("ground_truth_ddi_rate") is not None]
     if truth:
         axes.axvline(truth[0], color="grey", linestyle=":", label=f"ground truth (all data) {truth[0]:.4f}")
-    axes.set_xlabel("test DDI rate")
-    axes.set_ylabel("test Jaccard")
-    axes.set_title("controllable DDI loss: target sweep (MIMIC-III, legacy protocol)")
+    seeds = sorted({run["seed"] for run in swept if run.get("seed") is not None})
+    axes.set_xlabel("test DDI rate (lower is safer)")
+    axes.set_ylabel("test Jaccard (higher is better)")
+    axes.set_title("Jaccard vs DDI rate, controllable DDI loss target τ swept\n"
+                   f"(MIMIC-III, legacy protocol, test split, seed {', '.join(map(str, seeds))})", fontsize=10)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -115,9 +154,10 @@ def plot(runs: list[dict[str, Any]], path: str) -> None:
 def table(runs: list[dict[str, Any]]) -> str:
     lines = [f"{'preset':<28} {'target':>6} {'jaccard':>8} {'ddi':>7} {'f1':>7} {'prauc':>7} {'drugs':>6} "
              f"{'val jac':>8} {'val ddi':>8}"]
-    for run in sorted(runs, key=lambda r: (r["preset"], r["target"])):
+    for run in sorted(runs, key=lambda r: (r["preset"], r["target"] if r["target"] is not None else -1)):
         t, v = run["test"], run["validation"]
-        lines.append(f"{run['preset']:<28} {run['target']:>6.2f} {t['jaccard']:>8.4f} {t['ddi_rate']:>7.4f} "
+        target = "ref" if run["target"] is None else f"{run['target']:.2f}"
+        lines.append(f"{run['preset']:<28} {target:>6} {t['jaccard']:>8.4f} {t['ddi_rate']:>7.4f} "
                      f"{t['f1']:>7.4f} {t['prauc']:>7.4f} {t['avg_drugs']:>6.2f} "
                      f"{v.get('jaccard') or float('nan'):>8.4f} {v.get('ddi_rate') or float('nan'):>8.4f}")
     return "\n".join(lines)
@@ -132,6 +172,8 @@ def main() -> None:
     parser.add_argument("--reuse", default=None, help="a mimic3_legacy.py result file whose runs to reuse")
     parser.add_argument("-o", "--override", action="append", default=[])
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON", help="combine result files, no training")
+    parser.add_argument("--reference", nargs="+", default=[], metavar="PRESET=JSON",
+                        help="single reference points from mimic3_legacy.py result files (e.g. gamenet=...)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--png", default=None)
     args = parser.parse_args()
@@ -139,7 +181,7 @@ def main() -> None:
     if args.merge:
         parts = [json.loads(Path(path).read_text(encoding="utf-8")) for path in args.merge]
         results = {"machine": parts[0]["machine"], "merged_from": args.merge,
-                   "runs": [run for part in parts for run in part["runs"]]}
+                   "runs": [run for part in parts for run in part["runs"] if not run.get("reference")]}
     else:
         if args.data is None:
             parser.error("--data is required (unless --merge)")
@@ -152,6 +194,7 @@ def main() -> None:
                 results["runs"].append(run)
                 print(f"{preset} target {target}: jaccard {run['test']['jaccard']:.4f} "
                       f"ddi {run['test']['ddi_rate']:.4f}", flush=True)
+    results["runs"] += [reference_run(spec, args.seed) for spec in args.reference]
     print(table(results["runs"]))
     if args.out:
         write_json(results, args.out)

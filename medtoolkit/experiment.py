@@ -71,9 +71,13 @@ def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
         return preset_config(text, host=host), f"preset {text!r}"
     if text.endswith((".yaml", ".yml")):
         raise FileNotFoundError(f"run file not found: {text}")
+    from medtoolkit.registry import name_install_hint
+
     message = f"{text!r} is neither a run file nor a preset; presets: {', '.join(host.registry('preset').names())}"
     note = host.not_loaded_note() if callable(getattr(host, "not_loaded_note", None)) else ""
-    raise FileNotFoundError(f"{message} {note}" if note else message)
+    hint = name_install_hint(text)
+    message = f"{message} {note}" if note else message
+    raise FileNotFoundError(f"{message}. {hint}" if hint else message)
 
 
 def _check_readable_file(path: Path, what: str) -> None:

@@ -212,6 +212,18 @@ def test_build_rejects_an_unknown_name() -> None:
         medtoolkit.build("missing.yaml")
 
 
+def test_a_plugin_preset_missing_from_this_install_says_how_to_install_it() -> None:
+    from medtoolkit.plugins import PluginHost
+
+    core_only = PluginHost(load_entry_points=False)  # as after `pip install medtoolkit` alone
+    with pytest.raises(FileNotFoundError) as caught:
+        Experiment.from_config("safedrug", host=core_only)
+    assert str(caught.value).endswith(
+        "previous_visit. It is provided by a plugin: pip install \"medtoolkit[molecule]\" "
+        "(from a checkout: pip install -e \".[molecule]\" -e plugins/molecule)."
+    )
+
+
 def test_override_switching_a_type_is_noted() -> None:
     experiment = medtoolkit.build(tiny(), ["model.type=logistic_regression"])
     assert experiment.config.model.type == "logistic_regression"
