@@ -92,8 +92,11 @@ def fingerprint(inputs: Sequence[Path], options: Mapping[str, Any]) -> str:
     """SHA-256 of input names, sizes and contents, the options and the format version."""
     digest = hashlib.sha256()
     digest.update(f"medtoolkit-cache-v{FORMAT_VERSION}\n".encode())
-    for path in sorted(Path(p) for p in inputs):
-        digest.update(f"{path.name}\x1f{path.stat().st_size}\x1f{file_digest(path)}\n".encode())
+    # ordered by file name (then size and content), not by full path: the same tables in
+    # another directory give the same key wherever that directory sorts
+    entries = sorted((path.name, path.stat().st_size, file_digest(path)) for path in map(Path, inputs))
+    for name, size, content in entries:
+        digest.update(f"{name}\x1f{size}\x1f{content}\n".encode())
     digest.update(json.dumps(_jsonable(options), sort_keys=True).encode())
     return digest.hexdigest()
 

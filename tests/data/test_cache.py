@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medtoolkit.data.cache import CacheError, cached_build, default_cache_dir, load_ehr, save_ehr
+from medtoolkit.data.cache import CacheError, cached_build, default_cache_dir, fingerprint, load_ehr, save_ehr
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.data.vocab import Vocabulary
@@ -231,3 +231,19 @@ def test_default_cache_dir_without_a_home_directory(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("MEDTOOLKIT_CACHE_DIR", raising=False)
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
     assert default_cache_dir() == Path(tempfile.gettempdir()) / "medtoolkit-cache"
+
+
+def test_fingerprint_does_not_depend_on_where_the_tables_are(tmp_path: Path) -> None:
+    # a directory that sorts before the other inputs and one that sorts after give one key
+    shared = tmp_path / "m" / "shared.csv"
+    shared.parent.mkdir()
+    shared.write_text("s\n", encoding="utf-8")
+    keys = []
+    for folder in ("a_first", "z_last"):
+        table = tmp_path / folder / "table.csv"
+        table.parent.mkdir()
+        table.write_text("x\n1\n", encoding="utf-8")
+        keys.append(fingerprint([table, shared], {"k": 1}))
+    assert keys[0] == keys[1]
+    table.write_text("x\n2\n", encoding="utf-8")
+    assert fingerprint([table, shared], {"k": 1}) != keys[0]
