@@ -31,7 +31,7 @@ the generator state are part of ``state_dict()`` so a resumed run continues the 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -127,7 +127,32 @@ def predicted_ddi_rate(predicted: torch.Tensor, adjacency: torch.Tensor) -> floa
     return interacting / all_pairs if all_pairs else 0.0
 
 
-class DDILoss(Loss):
+class DDIMatrixLoss(Loss):
+    """Base of losses that read the data's DDI matrix: needs ``"ddi"``, holds it as a buffer.
+
+    The constructor refuses a schema without a DDI matrix (naming the loss) and registers
+    ``ddi_adjacency`` ``[N, N]`` float32 as a non-persistent buffer, so ``.to(device)`` moves it.
+    Subclasses set :attr:`name` (their registered name) for that message.
+    """
+
+    #: the loss's name in messages (its registered name)
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def knowledge_needed(cls, params: Params) -> frozenset[str]:
+        """The DDI matrix, always."""
+        return frozenset({"ddi"})
+
+    def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
+        super().__init__(params, schema)
+        name = self.name or self.registered_name or type(self).__name__
+        if schema is None:
+            raise ValueError(f"{type(self).__name__} needs a DataSchema (the DDI adjacency)")
+        adjacency = torch.as_tensor(schema.require_ddi(f"loss {name!r}"), dtype=torch.float32)
+        self.register_buffer("ddi_adjacency", adjacency.clone(), persistent=False)
+
+
+class DDILoss(DDIMatrixLoss):
     """GAMENet's DDI penalty with simulated-annealing switching (a gating loss).
 
     ``forward(logits [B, T, N], batch) -> scalar`` is the penalty averaged over real visits;
@@ -140,6 +165,7 @@ class DDILoss(Loss):
     """
 
     gating = True
+    name = "ddi"
 
     class Params(Params):
         weight: float = Field(1.0, ge=0.0, description="weight of the penalty")
@@ -160,17 +186,8 @@ class DDILoss(Loss):
 
     params: Params
 
-    @classmethod
-    def knowledge_needed(cls, params: Params) -> frozenset[str]:
-        """The DDI matrix, always."""
-        return frozenset({"ddi"})
-
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         super().__init__(params, schema)
-        if schema is None:
-            raise ValueError("DDILoss needs a DataSchema (the DDI adjacency)")
-        adjacency = torch.as_tensor(schema.require_ddi("loss 'ddi'"), dtype=torch.float32)
-        self.register_buffer("ddi_adjacency", adjacency.clone(), persistent=False)
         self.temperature = float(self.params.temperature)
         self.generator = torch.Generator().manual_seed(self.params.seed)
         self.last_rate = 0.0

@@ -33,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from medtoolkit.components.base import Loss
-from medtoolkit.components.losses.ddi import ddi_penalty, visit_ddi_rates
+from medtoolkit.components.losses.ddi import DDIMatrixLoss, ddi_penalty, visit_ddi_rates
 from medtoolkit.components.losses.margin import multilabel_margin
 from medtoolkit.components.params import Params
 
@@ -61,7 +60,7 @@ def controller_beta(rates: torch.Tensor, target: float, kp: float) -> torch.Tens
     return (1.0 - (rates - target) / kp).clamp(0.0, 1.0)
 
 
-class ControllableDDILoss(Loss):
+class ControllableDDILoss(DDIMatrixLoss):
     """SafeDrug's controllable loss (E6-E9): per visit, the DDI rate steers prediction vs. DDI terms.
 
     ``forward(logits [B, T, N], batch) -> scalar``: the mean over real visits of
@@ -79,6 +78,8 @@ class ControllableDDILoss(Loss):
     lie in ``[0, 1]``, so they share one panel of ``curves.png``. Only calls with gradients
     enabled are counted, so evaluation under ``torch.no_grad()`` does not mix in.
     """
+
+    name = "controllable_ddi"
 
     class Params(Params):
         alpha: float = Field(0.95, ge=0.0, le=1.0, description="BCE share of the prediction loss (margin: 1 - alpha)")
@@ -100,17 +101,8 @@ class ControllableDDILoss(Loss):
 
     params: Params
 
-    @classmethod
-    def knowledge_needed(cls, params: Params) -> frozenset[str]:
-        """The DDI matrix, always."""
-        return frozenset({"ddi"})
-
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         super().__init__(params, schema)
-        if schema is None:
-            raise ValueError("ControllableDDILoss needs a DataSchema (the DDI adjacency)")
-        adjacency = torch.as_tensor(schema.require_ddi("loss 'controllable_ddi'"), dtype=torch.float32)
-        self.register_buffer("ddi_adjacency", adjacency.clone(), persistent=False)
         self.reset_tracking()
 
     # ------------------------------------------------------------------ per visit
