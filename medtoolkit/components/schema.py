@@ -105,8 +105,10 @@ class DataSchema:
         """Molecule graphs of the drugs, for a component that cannot work without them.
 
         Built from :attr:`smiles` with rdkit on first use and kept (once per value of
-        ``explicit_hydrogens``); :attr:`molecules` is returned instead when it was given with
-        the same ``explicit_hydrogens``.
+        ``explicit_hydrogens``), in memory and on disk
+        (:func:`~medtoolkit.knowledge.molecules.cached_molecule_graphs` under
+        ``$MEDTOOLKIT_CACHE_DIR``, so later runs skip rdkit); :attr:`molecules` is returned
+        instead when it was given with the same ``explicit_hydrogens``.
 
         Args:
             component: what needs the graphs, as the user configured it (e.g.
@@ -134,9 +136,10 @@ class DataSchema:
                                  f"(smiles is none or empty{given}); remove that component or load a "
                                  f"dataset with SMILES")
             self._check_rdkit(component, "molecule graphs")
-            from medtoolkit.knowledge.molecules import molecule_graphs
+            from medtoolkit.knowledge.molecules import cached_molecule_graphs
 
-            graphs = molecule_graphs(self._check_smiles_length(component), explicit_hydrogens=explicit_hydrogens)
+            graphs = cached_molecule_graphs(self._check_smiles_length(component),
+                                            explicit_hydrogens=explicit_hydrogens)
         if graphs.n_drugs != self.n_drugs:
             raise ValueError(f"{component}: the molecule graphs cover {graphs.n_drugs} drugs but the "
                              f"dataset has {self.n_drugs}")

@@ -6,7 +6,7 @@ Public API (stable; loaders call it):
 * :class:`DrugMapper`, :class:`MappingCoverage` (``mapping``)
 * :func:`ddi_pairs`, :func:`ddi_adjacency` (``ddi``)
 * :func:`smiles_for`, :func:`brics_mask`, :func:`brics_decompose`, :func:`molecule_graphs`,
-  :class:`MoleculeGraphs` (``molecules``)
+  :func:`cached_molecule_graphs`, :class:`MoleculeGraphs` (``molecules``)
 * :func:`build_drug_knowledge`, :func:`drug_knowledge_names` (here)
 """
 
@@ -27,6 +27,7 @@ from medtoolkit.knowledge.molecules import (
     MoleculeGraphs,
     brics_decompose,
     brics_mask,
+    cached_molecule_graphs,
     molecule_graphs,
     rdkit_available,
     smiles_for,
@@ -47,6 +48,7 @@ __all__ = [
     "brics_decompose",
     "brics_mask",
     "build_drug_knowledge",
+    "cached_molecule_graphs",
     "ddi_adjacency",
     "ddi_classes",
     "ddi_pairs",

@@ -7,14 +7,22 @@ BRICS fragments are computed with rdkit (optional extra ``medtoolkit[chem]``), a
 columns are **sorted** (SafeDrug's ``list(set(...))`` order is not reproducible).
 :func:`molecule_graphs` turns the SMILES into plain numpy atom/bond arrays
 (:class:`MoleculeGraphs`) for drug encoders; it needs rdkit too, and never needs torch.
+:func:`cached_molecule_graphs` keeps them on disk (one ``.npz`` of plain arrays per SMILES
+vocabulary, loaded with ``allow_pickle=False``) so rdkit runs once per vocabulary, not per run.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +31,11 @@ import pandas as pd
 from medtoolkit.knowledge._resources import resource_path
 
 __all__ = ["ATOM_FEATURES", "ATOM_FEATURE_SIZES", "BOND_FEATURES", "BOND_FEATURE_SIZES",
-           "BricsDecomposition", "MoleculeGraphs", "SMILES_PROVENANCE", "brics_decompose", "brics_mask",
-           "molecule_graphs", "rdkit_available", "smiles_for"]
+           "BricsDecomposition", "MOLECULE_CACHE_VERSION", "MoleculeGraphs", "SMILES_PROVENANCE",
+           "brics_decompose", "brics_mask", "cached_molecule_graphs", "molecule_cache_path", "molecule_graphs",
+           "rdkit_available", "smiles_for"]
+
+logger = logging.getLogger(__name__)
 
 SMILES_PROVENANCE = (
     "atc3_to_smiles.csv (shipped, MIT, LICENSE.atc3_to_smiles): up to 3 SMILES per ATC3 class, "
@@ -378,3 +389,154 @@ def molecule_graphs(smiles_lists: Sequence[Sequence[str]], explicit_hydrogens: b
         explicit_hydrogens=bool(explicit_hydrogens),
         rdkit_version=str(rdkit.__version__),
     )
+
+
+# ---------------------------------------------------------------------------- on-disk cache
+
+#: bump when the layout of a cache file or the features of :func:`molecule_graphs` change
+MOLECULE_CACHE_VERSION = 1
+_ARRAY_FIELDS = ("atom_features", "edge_index", "edge_features", "atom_molecule", "molecule_drug")
+
+
+def _cache_key(smiles_lists: Sequence[Sequence[str]], explicit_hydrogens: bool, rdkit_version: str) -> str:
+    """SHA-256 of the format version, the SMILES lists, ``explicit_hydrogens`` and the rdkit version."""
+    payload = {"format": MOLECULE_CACHE_VERSION, "smiles": [[str(s) for s in lst] for lst in smiles_lists],
+               "explicit_hydrogens": bool(explicit_hydrogens), "rdkit": str(rdkit_version)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
+def molecule_cache_path(smiles_lists: Sequence[Sequence[str]], explicit_hydrogens: bool = False,
+                        cache_dir: Path | str | None = None) -> Path:
+    """Where :func:`cached_molecule_graphs` keeps the graphs of ``smiles_lists``.
+
+    Args:
+        smiles_lists: per drug, its SMILES.
+        explicit_hydrogens: as for :func:`molecule_graphs`.
+        cache_dir: cache root; None = :func:`medtoolkit.data.cache.default_cache_dir`
+            (``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``).
+
+    Returns:
+        ``<cache_dir>/molecules/<sha256>.npz``.
+
+    Raises:
+        ImportError: rdkit is missing (its version is part of the key).
+    """
+    _import_rdkit("molecule graphs")
+    import rdkit
+
+    if cache_dir is None:
+        from medtoolkit.data.cache import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    key = _cache_key(smiles_lists, explicit_hydrogens, str(rdkit.__version__))
+    return Path(cache_dir) / "molecules" / f"{key}.npz"
+
+
+def _save_graphs(graphs: MoleculeGraphs, key: str, handle: Any) -> None:
+    meta = {"format": MOLECULE_CACHE_VERSION, "key": key, "n_drugs": int(graphs.n_drugs),
+            "molecule_smiles": list(graphs.molecule_smiles),
+            "failed": [[int(d), str(s), str(r)] for d, s, r in graphs.failed],
+            "drugs_without_molecules": [int(d) for d in graphs.drugs_without_molecules],
+            "explicit_hydrogens": bool(graphs.explicit_hydrogens), "rdkit_version": str(graphs.rdkit_version)}
+    arrays = {name: np.asarray(getattr(graphs, name), dtype=np.int64) for name in _ARRAY_FIELDS}
+    arrays["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=True).encode("ascii"), dtype=np.uint8)
+    np.savez(handle, **arrays)
+
+
+def _load_graphs(path: Path, key: str) -> MoleculeGraphs:
+    """Read a cache file, checking everything; any problem raises ``ValueError``."""
+    if path.is_symlink():
+        raise ValueError("is a symlink (cache entries are plain files)")
+    if not path.is_file():
+        raise ValueError("is not a regular file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            if names != {*_ARRAY_FIELDS, "meta"}:
+                raise ValueError(f"unexpected arrays {sorted(names)}")
+            arrays = {name: npz[name] for name in names}
+        for name in _ARRAY_FIELDS:
+            if arrays[name].dtype != np.int64:
+                raise ValueError(f"{name} has dtype {arrays[name].dtype}, expected int64")
+        if arrays["meta"].dtype != np.uint8 or arrays["meta"].ndim != 1:
+            raise ValueError("meta is not a byte array")
+        meta = json.loads(arrays["meta"].tobytes().decode("ascii"))
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not an object")
+        if meta.get("format") != MOLECULE_CACHE_VERSION or meta.get("key") != key:
+            raise ValueError(f"format {meta.get('format')!r} / key do not match this entry")
+        failed = tuple((int(d), str(s), str(r)) for d, s, r in meta["failed"])
+        if not (isinstance(meta["n_drugs"], int) and isinstance(meta["explicit_hydrogens"], bool)
+                and isinstance(meta["rdkit_version"], str)
+                and all(isinstance(s, str) for s in meta["molecule_smiles"])
+                and all(isinstance(d, int) for d in meta["drugs_without_molecules"])):
+            raise ValueError("meta fields have the wrong types")
+        return MoleculeGraphs(
+            **{name: arrays[name] for name in _ARRAY_FIELDS},
+            molecule_smiles=tuple(meta["molecule_smiles"]),
+            n_drugs=meta["n_drugs"],
+            failed=failed,
+            drugs_without_molecules=tuple(meta["drugs_without_molecules"]),
+            explicit_hydrogens=meta["explicit_hydrogens"],
+            rdkit_version=meta["rdkit_version"],
+        )
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any decoding problem (bad zip, CRC, JSON, keys) means "rebuild"
+        raise ValueError(f"cannot decode ({type(error).__name__}: {error})") from None
+
+
+def cached_molecule_graphs(smiles_lists: Sequence[Sequence[str]], explicit_hydrogens: bool = False,
+                           cache_dir: Path | str | None = None) -> MoleculeGraphs:
+    """:func:`molecule_graphs`, kept on disk so rdkit builds them once per SMILES vocabulary.
+
+    The graphs are stored as one ``.npz`` of plain arrays (the SMILES, failures and drugs
+    without molecules as a JSON byte array inside it; read with ``allow_pickle=False``) at
+    :func:`molecule_cache_path`, keyed by a SHA-256 of :data:`MOLECULE_CACHE_VERSION`, the
+    SMILES lists, ``explicit_hydrogens`` and the rdkit version. The file is written to a
+    temporary file and moved into place (``os.replace``), so readers never see half a file.
+    A corrupt, malformed or symlinked entry is rebuilt with a ``RuntimeWarning`` (a symlink
+    loses the link only, never its target); an unwritable cache is logged and skipped.
+
+    Args:
+        smiles_lists: per drug (vocabulary order), its SMILES.
+        explicit_hydrogens: as for :func:`molecule_graphs`.
+        cache_dir: cache root; None = :func:`medtoolkit.data.cache.default_cache_dir`
+            (``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``).
+
+    Returns:
+        the graphs, equal field by field to ``molecule_graphs(smiles_lists, explicit_hydrogens)``.
+
+    Raises:
+        ImportError: rdkit is missing (``pip install "medtoolkit[chem]"``).
+    """
+    path = molecule_cache_path(smiles_lists, explicit_hydrogens, cache_dir)
+    key = path.stem
+    if path.is_symlink() or path.exists():
+        try:
+            graphs = _load_graphs(path, key)
+        except ValueError as error:
+            warnings.warn(f"molecule graph cache entry {path} is corrupt, rebuilding: {error}",
+                          RuntimeWarning, stacklevel=2)
+            if path.is_symlink() or path.is_file():
+                path.unlink(missing_ok=True)
+        else:
+            if graphs.n_drugs == len(smiles_lists):
+                return graphs
+            warnings.warn(f"molecule graph cache entry {path} covers {graphs.n_drugs} drugs, not "
+                          f"{len(smiles_lists)}; rebuilding", RuntimeWarning, stacklevel=2)
+    graphs = molecule_graphs(smiles_lists, explicit_hydrogens=explicit_hydrogens)
+    temporary: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{key[:12]}-", suffix=".tmp", dir=path.parent)
+        with os.fdopen(descriptor, "wb") as handle:
+            _save_graphs(graphs, key, handle)
+        os.replace(temporary, path)
+        temporary = None
+    except OSError as error:  # an unwritable cache must not stop the run
+        logger.warning("could not write molecule graph cache %s: %s", path, error)
+    finally:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+    return graphs

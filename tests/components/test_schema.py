@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,12 @@ from medtoolkit.testing.fake import (
     FAKE_DRUG_WITHOUT_SUBSTRUCTURES,
     fake_schema,
 )
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Molecule graphs cached by default go to a temporary directory, never the user's cache."""
+    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(tmp_path_factory.mktemp("medtoolkit-cache")))
 
 
 def test_require_ddi_returns_the_matrix_or_names_the_component() -> None:
@@ -39,9 +46,11 @@ def molecule_schema(**fields: object) -> DataSchema:
     return DataSchema(vocab_sizes={"medications": 3}, n_drugs=3, ddi_adjacency=None, **values)
 
 
-def test_require_molecules_builds_once_per_option(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_require_molecules_builds_once_per_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     pytest.importorskip("rdkit")
     import medtoolkit.knowledge.molecules as molecules
+
+    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(tmp_path))  # never the user's cache
 
     calls: list[bool] = []
     original = molecules.molecule_graphs
@@ -66,6 +75,15 @@ def test_require_molecules_builds_once_per_option(monkeypatch: pytest.MonkeyPatc
     assert schema == molecule_schema() and "_lazy" not in repr(schema)
     assert schema.molecule_summary() == {"drugs": 3, "molecules": 3, "atoms": 26, "bonds": 24, "failed": 0,
                                          "drugs_without_molecules": 1, "explicit_hydrogens": True}
+    # a new schema (a later run) loads both from the disk cache under $MEDTOOLKIT_CACHE_DIR: no rdkit
+    assert len(list((tmp_path / "molecules").glob("*.npz"))) == 2
+    later = molecule_schema()
+    again = later.require_molecules("encoder 'mpnn'")
+    again_h = later.require_molecules("encoder 'mpnn'", explicit_hydrogens=True)
+    assert calls == [False, True]
+    assert again is not graphs and again.summary() == graphs.summary()
+    assert again.molecule_smiles == graphs.molecule_smiles and np.array_equal(again.edge_index, graphs.edge_index)
+    assert again_h.summary() == with_h.summary()
 
 
 def test_prebuilt_molecules_are_used_when_the_option_matches() -> None:

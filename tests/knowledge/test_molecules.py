@@ -19,11 +19,18 @@ from medtoolkit.knowledge import (
     brics_decompose,
     brics_mask,
     build_drug_knowledge,
+    cached_molecule_graphs,
     drug_knowledge_names,
     molecule_graphs,
     rdkit_available,
     smiles_for,
 )
+
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Molecule graphs cached by default go to a temporary directory, never the user's cache."""
+    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(tmp_path_factory.mktemp("medtoolkit-cache")))
 
 
 def test_smiles_sorted_capped_and_atc4_prefix() -> None:
@@ -230,3 +237,160 @@ def test_drug_knowledge_names_follow_rdkit(monkeypatch: pytest.MonkeyPatch) -> N
     assert drug_knowledge_names(with_substructures=False) == {"ddi", "smiles"}
     monkeypatch.setitem(sys.modules, "rdkit", None)
     assert drug_knowledge_names() == {"ddi", "smiles"}
+
+
+# ---------------------------------------------------------------------------- on-disk cache
+_CACHE_SMILES = [["CCO"], ["c1ccccc1", "C", "not_a_smiles"], [], ["[Na+].[Cl-]"]]
+
+
+def _counting_builder(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    import medtoolkit.knowledge.molecules as molecules
+
+    calls: list[bool] = []
+    original = molecules.molecule_graphs
+
+    def counting(smiles_lists, explicit_hydrogens=False):  # type: ignore[no-untyped-def]
+        calls.append(explicit_hydrogens)
+        return original(smiles_lists, explicit_hydrogens=explicit_hydrogens)
+
+    monkeypatch.setattr(molecules, "molecule_graphs", counting)
+    return calls
+
+
+def _assert_same_graphs(left: MoleculeGraphs, right: MoleculeGraphs) -> None:
+    for name in ("atom_features", "edge_index", "edge_features", "atom_molecule", "molecule_drug"):
+        assert getattr(left, name).dtype == getattr(right, name).dtype == np.int64, name
+        np.testing.assert_array_equal(getattr(left, name), getattr(right, name), err_msg=name)
+    for name in ("molecule_smiles", "n_drugs", "failed", "drugs_without_molecules", "explicit_hydrogens",
+                 "rdkit_version"):
+        assert getattr(left, name) == getattr(right, name), name
+        assert type(getattr(left, name)) is type(getattr(right, name)), name
+
+
+@pytest.mark.parametrize("explicit_hydrogens", [False, True])
+def test_cached_graphs_second_call_is_a_hit_and_equal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      explicit_hydrogens: bool) -> None:
+    pytest.importorskip("rdkit")
+    calls = _counting_builder(monkeypatch)
+    built = cached_molecule_graphs(_CACHE_SMILES, explicit_hydrogens, cache_dir=tmp_path)
+    assert calls == [explicit_hydrogens]
+    entries = list((tmp_path / "molecules").iterdir())
+    assert len(entries) == 1 and entries[0].suffix == ".npz" and len(entries[0].stem) == 64  # no temp files left
+    with np.load(entries[0], allow_pickle=False) as npz:  # plain arrays only
+        assert all(npz[name].dtype != object for name in npz.files)
+    loaded = cached_molecule_graphs(_CACHE_SMILES, explicit_hydrogens, cache_dir=tmp_path)
+    assert calls == [explicit_hydrogens]  # rdkit not called again
+    assert loaded is not built
+    _assert_same_graphs(loaded, built)
+    _assert_same_graphs(loaded, molecule_graphs(_CACHE_SMILES, explicit_hydrogens=explicit_hydrogens))
+    assert loaded.failed == ((1, "not_a_smiles", "rdkit could not parse it"),)
+    assert loaded.drugs_without_molecules == (2,)
+
+
+def test_cached_graphs_key_depends_on_smiles_and_hydrogens(tmp_path: Path) -> None:
+    pytest.importorskip("rdkit")
+    from medtoolkit.knowledge.molecules import molecule_cache_path
+
+    base = molecule_cache_path([["CCO"], ["C"]], cache_dir=tmp_path)
+    assert base == molecule_cache_path([["CCO"], ["C"]], cache_dir=tmp_path)
+    others = {molecule_cache_path([["CCO"], ["CC"]], cache_dir=tmp_path),
+              molecule_cache_path([["CCO", "C"]], cache_dir=tmp_path),  # same SMILES, other drugs
+              molecule_cache_path([["C"], ["CCO"]], cache_dir=tmp_path),
+              molecule_cache_path([["CCO"], ["C"]], explicit_hydrogens=True, cache_dir=tmp_path)}
+    assert len(others) == 4 and base not in others
+    cached_molecule_graphs([["CCO"], ["C"]], cache_dir=tmp_path)
+    other = cached_molecule_graphs([["CCO"], ["CC"]], cache_dir=tmp_path)
+    assert other.molecule_smiles == ("CCO", "CC")
+    assert len(list((tmp_path / "molecules").glob("*.npz"))) == 2
+
+
+def test_cached_graphs_use_the_cache_dir_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rdkit")
+    from medtoolkit.knowledge.molecules import molecule_cache_path
+
+    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(tmp_path / "env"))
+    cached_molecule_graphs([["CCO"]])
+    path = molecule_cache_path([["CCO"]])
+    assert path.parent == tmp_path / "env" / "molecules" and path.is_file()
+
+
+def _corrupt_truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _corrupt_garbage(path: Path) -> None:
+    path.write_bytes(b"not an npz at all")
+
+
+def _corrupt_pickle(path: Path) -> None:
+    with open(path, "wb") as handle:  # an object array needs pickles: must be refused, not loaded
+        np.savez(handle, meta=np.array([{"evil": 1}], dtype=object))
+
+
+def _corrupt_meta(path: Path) -> None:
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["meta"] = np.frombuffer(b'{"format": 1, "key": "x"}', dtype=np.uint8)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _corrupt_shapes(path: Path) -> None:
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["edge_index"] = arrays["edge_index"][:, :-1]
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+@pytest.mark.parametrize("corrupt", [_corrupt_truncated, _corrupt_garbage, _corrupt_pickle, _corrupt_meta,
+                                     _corrupt_shapes])
+def test_corrupt_cache_entry_is_rebuilt_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       corrupt) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("rdkit")
+    from medtoolkit.knowledge.molecules import molecule_cache_path
+
+    calls = _counting_builder(monkeypatch)
+    built = cached_molecule_graphs(_CACHE_SMILES, cache_dir=tmp_path)
+    path = molecule_cache_path(_CACHE_SMILES, cache_dir=tmp_path)
+    corrupt(path)
+    with pytest.warns(RuntimeWarning, match="corrupt, rebuilding"):
+        rebuilt = cached_molecule_graphs(_CACHE_SMILES, cache_dir=tmp_path)
+    assert calls == [False, False]
+    _assert_same_graphs(rebuilt, built)
+    loaded = cached_molecule_graphs(_CACHE_SMILES, cache_dir=tmp_path)  # the rewritten entry is good again
+    assert calls == [False, False]
+    _assert_same_graphs(loaded, built)
+
+
+def test_symlinked_cache_entry_is_rebuilt_and_its_target_kept(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rdkit")
+    from medtoolkit.knowledge.molecules import molecule_cache_path
+
+    calls = _counting_builder(monkeypatch)
+    cached_molecule_graphs(_CACHE_SMILES, cache_dir=tmp_path / "elsewhere")  # a valid file as the target
+    target = molecule_cache_path(_CACHE_SMILES, cache_dir=tmp_path / "elsewhere")
+    path = molecule_cache_path(_CACHE_SMILES, cache_dir=tmp_path / "cache")
+    path.parent.mkdir(parents=True)
+    path.symlink_to(target)
+    content = target.read_bytes()
+    with pytest.warns(RuntimeWarning, match="symlink"):
+        cached_molecule_graphs(_CACHE_SMILES, cache_dir=tmp_path / "cache")
+    assert calls == [False, False]
+    assert not path.is_symlink() and path.is_file() and target.read_bytes() == content
+
+
+def test_unwritable_cache_does_not_stop_the_build(tmp_path: Path) -> None:
+    pytest.importorskip("rdkit")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    graphs = cached_molecule_graphs([["CCO"]], cache_dir=blocker)
+    assert graphs.n_atoms == 3 and blocker.read_text().startswith("a file")
+
+
+def test_cached_graphs_without_rdkit_name_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "rdkit", None)
+    with pytest.raises(ImportError, match=r'pip install "medtoolkit\[chem\]"'):
+        cached_molecule_graphs([["CCO"]], cache_dir=tmp_path)
+    assert not (tmp_path / "molecules").exists()

@@ -1,6 +1,7 @@
 """The plugin's presets: ``safedrug`` (a YAML file) and the presets derived from it or from others.
 
-* ``safedrug``: SafeDrug with the public code's settings (``presets/safedrug.yaml``).
+* ``safedrug``: SafeDrug with the paper's model settings (``presets/safedrug.yaml``); batch, learning
+  rate, ``ddi_weight`` and ``target`` chosen on the validation split for batched training.
 * ``safedrug_frozen_mpnn``: ``safedrug`` with ``model.drug_encoder.trainable=false``, the public
   code's behaviour (its MPNN is a fixed random projection, reference notes §4.2 and pitfall 17).
 * ``gamenet_controllable_ddi``: the core ``gamenet`` preset with its three loss terms (0.9 BCE,
