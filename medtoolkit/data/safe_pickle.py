@@ -811,16 +811,28 @@ def element_budget(file_bytes: int, max_elements: int | None = None) -> int:
     """
     if max_elements is not None:
         return int(max_elements)
-    override = os.environ.get(MAX_ELEMENTS_ENV, "").strip()
-    if override:
-        try:
-            value = int(override.replace("_", ""))
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise ValueError(f"{MAX_ELEMENTS_ENV}={override!r} must be a positive integer")
-        return value
+    override = _positive_int_env(MAX_ELEMENTS_ENV)
+    if override is not None:
+        return override
     return max(_MIN_ELEMENT_BUDGET, _ELEMENTS_PER_BYTE * file_bytes)
+
+
+def _positive_int_env(name: str) -> int | None:
+    """The positive integer in environment variable ``name`` (``_`` allowed), or None when unset.
+
+    Raises:
+        ValueError: the variable is set but is not a positive integer.
+    """
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{name}={text[:50]!r} must be a positive integer")
+    return value
 
 
 #: deepest nesting of containers accepted (genuine files nest about 5 levels)
@@ -990,16 +1002,8 @@ def max_file_bytes() -> int:
     Raises:
         ValueError: the environment variable is not a positive integer.
     """
-    override = os.environ.get(MAX_BYTES_ENV, "").strip()
-    if not override:
-        return _DEFAULT_MAX_BYTES
-    try:
-        value = int(override.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(f"{MAX_BYTES_ENV}={override[:50]!r} must be a positive integer")
-    return value
+    override = _positive_int_env(MAX_BYTES_ENV)
+    return _DEFAULT_MAX_BYTES if override is None else override
 
 
 def _read_file(path: Path) -> bytes:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from medtoolkit.components.schema import DataSchema
     from medtoolkit.data.batching import PaddedBatch
     from medtoolkit.data.ehr import EHRData
@@ -52,6 +53,20 @@ def fake_batch(fake_ehr_data: "EHRData") -> "PaddedBatch":
     from medtoolkit.testing.fake import fake_batch as make_batch
 
     return make_batch(fake_ehr_data)
+
+
+@pytest.fixture
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> "Path":
+    """``MEDTOOLKIT_CACHE_DIR`` pointed at a fresh temporary directory for one test.
+
+    Whatever the test caches by default (datasets, molecule graphs) goes there, never to the
+    user's cache. Returns the directory.
+    """
+    from pathlib import Path
+
+    directory = Path(tmp_path_factory.mktemp("medtoolkit-cache"))
+    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(directory))
+    return directory
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,8 @@ from medtoolkit.testing.fake import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Molecule graphs cached by default go to a temporary directory, never the user's cache."""
-    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(tmp_path_factory.mktemp("medtoolkit-cache")))
+# molecule graphs cached by default go to a temporary directory, never the user's cache
+pytestmark = pytest.mark.usefixtures("private_cache_dir")
 
 
 def test_require_ddi_returns_the_matrix_or_names_the_component() -> None:

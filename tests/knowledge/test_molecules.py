@@ -27,10 +27,8 @@ from medtoolkit.knowledge import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Molecule graphs cached by default go to a temporary directory, never the user's cache."""
-    monkeypatch.setenv("MEDTOOLKIT_CACHE_DIR", str(tmp_path_factory.mktemp("medtoolkit-cache")))
+# molecule graphs cached by default go to a temporary directory, never the user's cache
+pytestmark = pytest.mark.usefixtures("private_cache_dir")
 
 
 def test_smiles_sorted_capped_and_atc4_prefix() -> None:
