@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from medtoolkit.components.params import Node, slot_kind, slot_mismatch
+from medtoolkit.files import FileTooLargeError, NotARegularFileError, read_regular_file
 from medtoolkit.registry import UnknownComponentError
 from medtoolkit.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_ECHO, YAMLLimitError, check_yaml_limits, clip, short_repr
 
@@ -458,28 +457,19 @@ _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float", _UniqueKeyLoader.con
 def _read_text(path: Path) -> str:
     """The file's text: at most :data:`MAX_BYTES` bytes of UTF-8, else an error naming the file."""
     source = str(path)
-    try:  # non-blocking: a FIFO (or a device) named as the run file must not hang the command
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-        try:
-            mode = os.fstat(descriptor).st_mode
-            if not stat.S_ISREG(mode):
-                kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
-                raise ConfigValidationError([ConfigError("", f"cannot read the run file: it is {kind}")], source)
-            handle = os.fdopen(descriptor, "rb")
-        except BaseException:
-            os.close(descriptor)
-            raise
-        with handle:
-            data = handle.read(MAX_BYTES + 1)
+    try:  # a FIFO (or a device) named as the run file must not hang the command
+        data = read_regular_file(path, MAX_BYTES)
     except FileNotFoundError:
         raise FileNotFoundError(f"run file not found: {path}") from None
+    except NotARegularFileError as error:
+        raise ConfigValidationError([ConfigError("", f"cannot read the run file: it is {error.kind}")], source) from None
+    except FileTooLargeError:
+        raise ConfigValidationError(
+            [ConfigError("", f"the run file is larger than {MAX_BYTES:,} bytes (the limit for a run file)")], source
+        ) from None
     except OSError as error:
         message = f"cannot read the run file: {error.strerror or error}"
         raise ConfigValidationError([ConfigError("", message)], source) from None
-    if len(data) > MAX_BYTES:
-        raise ConfigValidationError(
-            [ConfigError("", f"the run file is larger than {MAX_BYTES:,} bytes (the limit for a run file)")], source
-        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

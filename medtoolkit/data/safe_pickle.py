@@ -58,7 +58,6 @@ from __future__ import annotations
 import _compat_pickle
 import builtins
 import collections
-import contextlib
 import copyreg
 import contextvars
 import io
@@ -66,7 +65,6 @@ import os
 import pickle
 import pickletools
 import re
-import stat
 from os import PathLike
 from pathlib import Path
 from collections.abc import Sequence
@@ -74,6 +72,8 @@ from itertools import chain
 from typing import Any, BinaryIO
 
 import numpy as np
+
+from medtoolkit.files import FileTooLargeError, NotARegularFileError, read_regular_file
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _np_multiarray
@@ -1009,48 +1009,24 @@ def max_file_bytes() -> int:
 def _read_file(path: Path) -> bytes:
     """The bytes of the regular file ``path`` (never blocks on a FIFO, never reads past the limit)."""
     limit = max_file_bytes()
+    hint = f"if the file is genuine, raise the limit with the environment variable {MAX_BYTES_ENV}=<bytes>"
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        return read_regular_file(path, limit)
     except FileNotFoundError:
         raise
+    except NotARegularFileError as error:
+        raise UnsafePickleError(f"refusing to load {path}: it is {error.kind}") from None
+    except FileTooLargeError as error:
+        if error.size is not None:
+            raise PickleTooLargeError(
+                f"refusing to load {path}: the file has {error.size} bytes, more than the limit of "
+                f"{limit}; if the file is genuine, raise it with the environment variable {MAX_BYTES_ENV}=<bytes>"
+            ) from None
+        raise PickleTooLargeError(f"refusing to load {path}: the file has more than {limit} bytes; {hint}") from None
+    except MemoryError:
+        raise PickleTooLargeError(f"refusing to load {path}: out of memory while reading it") from None
     except OSError as error:
         raise OSError(error.errno, f"cannot open the pickle: {error.strerror}", str(path)) from None
-    try:
-        info = os.fstat(descriptor)
-        handle = os.fdopen(descriptor, "rb") if stat.S_ISREG(info.st_mode) else None
-    except BaseException:
-        os.close(descriptor)
-        raise
-    if handle is None:
-        os.close(descriptor)
-    with handle or contextlib.nullcontext():
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, FIFO or socket)"
-            raise UnsafePickleError(f"refusing to load {path}: it is {kind}")
-        if info.st_size > limit:
-            raise PickleTooLargeError(
-                f"refusing to load {path}: the file has {info.st_size} bytes, more than the limit of "
-                f"{limit}; if the file is genuine, raise it with the environment variable {MAX_BYTES_ENV}=<bytes>"
-            )
-        chunks: list[bytes] = []
-        total = 0
-        try:  # in blocks: read(limit + 1) would reserve the whole limit up front
-            while total <= limit:
-                block = handle.read(min(1 << 24, limit + 1 - total))
-                if not block:
-                    break
-                chunks.append(block)
-                total += len(block)
-            data = b"".join(chunks)
-        except MemoryError:
-            raise PickleTooLargeError(f"refusing to load {path}: out of memory while reading it") from None
-        del chunks
-    if len(data) > limit:
-        raise PickleTooLargeError(
-            f"refusing to load {path}: the file has more than {limit} bytes; if the file is genuine, "
-            f"raise the limit with the environment variable {MAX_BYTES_ENV}=<bytes>"
-        )
-    return data
 
 
 def _load(data: bytes, source: str, max_elements: int | None) -> Any:
