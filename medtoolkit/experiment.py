@@ -120,7 +120,7 @@ class Experiment:
         return self.config.dataset.build(None).load(progress=progress)
 
     def plugin_versions(self) -> dict[str, str]:
-        return {p.name: p.version for p in self.host.plugins if p.status == "ok"}
+        return self.host.versions()
 
     def _build_model(self, schema: Any) -> tuple[Recommender, list[Any]]:
         model = self.config.model.build(schema)

@@ -90,7 +90,7 @@ def fit_evaluate(
     model_type = registered_name(type(model), host) or type(model).__name__
     config, valid = python_run_config(name=name or model_type, seed=seed, device=device, dataset=dataset,
                                       task=task, model=model, losses=losses, trainer=trainer, eval=eval, host=host)
-    plugins = {p.name: p.version for p in host.plugins if p.status == "ok"}
+    plugins = host.versions()
     saved = {"config": config, "resume_key": resume_key(config), "data_fingerprint": data.fingerprint(),
              "plugins": plugins}
     torch_device = resolve_device(device)

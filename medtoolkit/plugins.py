@@ -327,6 +327,10 @@ class PluginHost:
         """The registered object ``name`` of ``kind``."""
         return self.registry(kind).get(name).obj
 
+    def versions(self) -> dict[str, str]:
+        """``{distribution: version}`` of every plugin that loaded (what a checkpoint records)."""
+        return {p.name: p.version for p in self.plugins if p.status == "ok"}
+
     @property
     def broken(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.status == "broken"]
