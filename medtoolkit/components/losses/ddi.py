@@ -75,6 +75,29 @@ def ddi_penalty(
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
+def visit_pair_counts(predicted: torch.Tensor, adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interacting and all unordered drug pairs of each predicted set.
+
+    Args:
+        predicted: ``[V, N]`` 0/1 predicted sets.
+        adjacency: ``[N, N]`` symmetric 0/1 DDI matrix (the diagonal is ignored).
+
+    Returns:
+        ``([V] interacting pairs, [V] all pairs)`` in ``adjacency``'s dtype.
+    """
+    predicted = predicted.to(adjacency.dtype)
+    sizes = predicted.sum(-1)
+    pairs = sizes * (sizes - 1) / 2
+    off_diagonal = adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
+    interacting = ((predicted @ off_diagonal) * predicted).sum(-1) / 2
+    return interacting, pairs
+
+
+def rates_from_counts(interacting: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """``[V]`` interacting / all pairs per set, 0 for sets with fewer than two drugs."""
+    return torch.where(pairs > 0, interacting / pairs.clamp(min=1), torch.zeros_like(pairs))
+
+
 def visit_ddi_rates(predicted: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
     """DDI rate of each predicted set on its own (``ddi_rate_score`` of a single visit).
 
@@ -85,12 +108,7 @@ def visit_ddi_rates(predicted: torch.Tensor, adjacency: torch.Tensor) -> torch.T
     Returns:
         ``[V]`` interacting pairs / pairs per row (0 for rows with fewer than two drugs).
     """
-    predicted = predicted.to(adjacency.dtype)
-    sizes = predicted.sum(-1)
-    pairs = sizes * (sizes - 1) / 2
-    off_diagonal = adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
-    interacting = ((predicted @ off_diagonal) * predicted).sum(-1) / 2
-    return torch.where(pairs > 0, interacting / pairs.clamp(min=1), torch.zeros_like(pairs))
+    return rates_from_counts(*visit_pair_counts(predicted, adjacency))
 
 
 def ddi_pair_counts(predicted: torch.Tensor, adjacency: torch.Tensor) -> tuple[float, float]:
@@ -103,14 +121,8 @@ def ddi_pair_counts(predicted: torch.Tensor, adjacency: torch.Tensor) -> tuple[f
     Returns:
         ``(interacting pairs, all pairs)``; their ratio is the pooled DDI rate.
     """
-    predicted = predicted.to(adjacency.dtype)
-    sizes = predicted.sum(-1)
-    all_pairs = float((sizes * (sizes - 1) / 2).sum())
-    if all_pairs == 0:
-        return 0.0, 0.0
-    off_diagonal = adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
-    interacting = float(((predicted @ off_diagonal) * predicted).sum()) / 2
-    return interacting, all_pairs
+    interacting, pairs = visit_pair_counts(predicted, adjacency)
+    return float(interacting.sum()), float(pairs.sum())
 
 
 def predicted_ddi_rate(predicted: torch.Tensor, adjacency: torch.Tensor) -> float:
@@ -299,8 +311,9 @@ class DDILoss(DDIMatrixLoss):
         adjacency = self.ddi_adjacency.to(probabilities.dtype)
         with torch.no_grad():
             predicted = (probabilities.float() >= self.params.threshold).float()
-            rates = visit_ddi_rates(predicted, self.ddi_adjacency.float())
-            interacting, pairs = ddi_pair_counts(predicted, self.ddi_adjacency.float())
+            visit_interacting, visit_pairs = visit_pair_counts(predicted, self.ddi_adjacency.float())
+            rates = rates_from_counts(visit_interacting, visit_pairs)
+            interacting, pairs = float(visit_interacting.sum()), float(visit_pairs.sum())
             self.last_rate = interacting / pairs if pairs else 0.0
             draws = torch.rand(n_visits, generator=self.generator).to(rates.device)
             chance = torch.exp((self.params.target - rates) / self.temperature)

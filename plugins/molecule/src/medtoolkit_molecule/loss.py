@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from medtoolkit.components.losses.ddi import DDIMatrixLoss, ddi_penalty, visit_ddi_rates
+from medtoolkit.components.losses.ddi import DDIMatrixLoss, ddi_penalty, rates_from_counts, visit_pair_counts
 from medtoolkit.components.losses.margin import multilabel_margin
 from medtoolkit.components.params import Params
 
@@ -126,13 +126,12 @@ class ControllableDDILoss(DDIMatrixLoss):
         ddi = p.ddi_weight * ddi_penalty(probabilities, adjacency, p.reduction)
         with torch.no_grad():
             predicted = (probabilities.detach().float() >= p.threshold).float()
-            rates = visit_ddi_rates(predicted, self.ddi_adjacency.float())
-            sizes = predicted.sum(-1)
-            pairs = sizes * (sizes - 1) / 2
+            interacting, pairs = visit_pair_counts(predicted, self.ddi_adjacency.float())
+            rates = rates_from_counts(interacting, pairs)
             # the rate that steers beta: the visit's own, or the batch's pooled rate
             decision = rates
             if p.granularity == "batch":
-                decision = ((rates * pairs).sum() / pairs.sum().clamp(min=1)).expand_as(rates)
+                decision = (interacting.sum() / pairs.sum().clamp(min=1)).expand_as(rates)
             beta = controller_beta(decision, p.target, p.kp).to(logits.dtype)
             below = (decision <= p.target).to(logits.dtype)
         loss = beta * (p.alpha * bce + (1 - p.alpha) * margin) + (1 - beta) * ddi
