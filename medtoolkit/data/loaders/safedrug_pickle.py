@@ -17,7 +17,6 @@ task rebuilds the co-occurrence graph from its training split.
 
 from __future__ import annotations
 
-import hashlib
 import stat
 import logging
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from pydantic import Field, field_validator
 
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
+from medtoolkit.data.cache import file_digest
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.data.safe_pickle import PickleBudgetError, safe_load
@@ -144,7 +144,7 @@ class SafeDrugPickleDataset(Dataset):
                 payload = safe_load(path, max_elements=self.params.max_pickle_elements)
             except PickleBudgetError as error:
                 raise PickleBudgetError(f"{error}, or the dataset option max_pickle_elements=<count>") from None
-            files[path.name] = {"role": role, "path": str(path), "sha256": _sha256(path)}
+            files[path.name] = {"role": role, "path": str(path), "sha256": file_digest(path)}
             return payload
 
         vocabularies = _read_vocabularies(read("vocabularies"), paths["vocabularies"].name)
@@ -278,14 +278,6 @@ def _refuse_odd_file(path: Path, role: str) -> None:
     kind = "a directory" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
     if not stat.S_ISREG(info.st_mode):
         raise SafeDrugFormatError(f"safedrug_pickle: {path} ({role}) is {kind}, expected a pickle file")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_vocabularies(payload: Any, file_name: str) -> dict[str, Vocabulary]:
