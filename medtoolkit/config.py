@@ -394,9 +394,10 @@ def validate_config(
         errors.extend(_pydantic_errors(error, "", None, RunConfig, skip))
         config = None
     if config is not None:
-        from medtoolkit.components.requirements import knowledge_errors
+        from medtoolkit.components.requirements import knowledge_errors, statistics_errors
 
         errors.extend(knowledge_errors(config))
+        errors.extend(statistics_errors(config))
     if errors:
         raise ConfigValidationError(errors, source)
     assert config is not None

@@ -52,6 +52,21 @@ class Component:
         """
         return frozenset()
 
+    @classmethod
+    def statistics_needed(cls, params: Params) -> frozenset[str]:
+        """Training-split count statistics this component reads with ``params``.
+
+        Names are built with :func:`~medtoolkit.components.statistics.code_counts` and
+        :func:`~medtoolkit.components.statistics.pair_counts` (e.g.
+        ``pair_counts("diagnoses", "medications")``). ``medtoolkit validate`` refuses a
+        malformed name before any data is read; the component reads each value in its
+        constructor with :meth:`DataSchema.require_statistic
+        <medtoolkit.components.schema.DataSchema.require_statistic>`, which computes it
+        from the split's training visits on first use. A statistic no component asks for
+        is never computed. Default: nothing.
+        """
+        return frozenset()
+
     def _store(self, params: Params | None, schema: "DataSchema | None") -> None:
         if params is None:
             params = self.Params()

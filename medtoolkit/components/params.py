@@ -429,3 +429,27 @@ def _default_host() -> Any:
     from medtoolkit.plugins import default_host
 
     return default_host()
+
+
+def check_input_vocabularies(vocabularies: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse ``medications`` among the code vocabularies a visit model reads at visit t.
+
+    A visit's medication codes are its prediction target; a model may read earlier visits'
+    medications only (``batch.medications`` at visits ``< t``, or the codes shifted by one
+    visit). Use it as a pydantic field validator of a ``vocabularies`` parameter.
+
+    Args:
+        vocabularies: the configured vocabulary names.
+
+    Returns:
+        ``vocabularies`` unchanged.
+
+    Raises:
+        ValueError: ``medications`` is among them, or a name repeats.
+    """
+    if "medications" in vocabularies:
+        raise ValueError("'medications' cannot be an input vocabulary: a visit's medication codes are its "
+                         "target (earlier visits' medications reach a model through its memory)")
+    if len(set(vocabularies)) != len(vocabularies):
+        raise ValueError(f"vocabularies must be distinct, got {list(vocabularies)}")
+    return vocabularies

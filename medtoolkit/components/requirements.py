@@ -9,6 +9,11 @@ the data is loaded, naming the component and its config path. A dataset that can
 before loading returns ``None`` and the check falls back to the component's constructor
 (:meth:`~medtoolkit.components.schema.DataSchema.require_ddi`).
 
+Components also declare the training-split count statistics they read with
+:meth:`~medtoolkit.components.base.Component.statistics_needed`; :func:`statistics_errors`
+refuses a malformed statistic name before any data is read (whether the data has the
+named vocabularies is only known once it is loaded: the schema checks that).
+
 Knowledge names: :data:`KNOWLEDGE_NAMES`. Molecule graphs and a BRICS substructure mask are
 built from SMILES with rdkit (the ``chem`` extra), so they count as provided when the dataset
 provides ``"smiles"`` and rdkit is installed; without rdkit the refusal names the extra.
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from medtoolkit.components.params import Node
+from medtoolkit.components.statistics import parse_statistic
 
 if TYPE_CHECKING:
     from medtoolkit.config import ConfigError, RunConfig
@@ -63,6 +69,19 @@ def walk_nodes(node: Node, path: str) -> Iterator[tuple[str, Node]]:
             if isinstance(child, Node) and child._params is not None:
                 child_path = f"{path}.{name}" if not isinstance(value, (list, tuple)) else f"{path}.{name}.{index}"
                 yield from walk_nodes(child, child_path)
+
+
+def component_nodes(config: "RunConfig") -> list[tuple[str, Node]]:
+    """Every resolved node of the model and the losses, with its dotted config path.
+
+    Args:
+        config: a validated run config.
+
+    Returns:
+        ``(path, node)`` pairs: ``model`` and its sub-nodes, then ``losses.<i>`` and theirs.
+    """
+    roots = [("model", config.model)] + [(f"losses.{i}", node) for i, node in enumerate(config.losses)]
+    return [(path, node) for root_path, root in roots for path, node in walk_nodes(root, root_path)]
 
 
 def _needed(node: Node) -> frozenset[str]:
@@ -114,8 +133,7 @@ def knowledge_errors(config: "RunConfig") -> list["ConfigError"]:
 
     provided_by = getattr(config.dataset.component, "knowledge_provided", None)
     declared: Any = provided_by(config.dataset.params) if provided_by is not None else None
-    roots = [("model", config.model)] + [(f"losses.{i}", node) for i, node in enumerate(config.losses)]
-    needed = [(path, node, _needed(node)) for root_path, root in roots for path, node in walk_nodes(root, root_path)]
+    needed = [(path, node, _needed(node)) for path, node in component_nodes(config)]
     if declared is None and not any(needs & NEEDS_RDKIT for _, _, needs in needed):
         return []
     rdkit = rdkit_available() if any(needs & FROM_SMILES for _, _, needs in needed) else True
@@ -130,4 +148,37 @@ def knowledge_errors(config: "RunConfig") -> list["ConfigError"]:
             errors.append(ConfigError(
                 path, _message(node.component.kind, node.type, missing, config.dataset.type, provided, rdkit),
             ))
+    return errors
+
+
+def statistics_errors(config: "RunConfig") -> list["ConfigError"]:
+    """A :class:`ConfigError` for every malformed statistic name a component declares.
+
+    Walks the model and loss nodes like :func:`knowledge_errors` and parses what each
+    component's :meth:`~medtoolkit.components.base.Component.statistics_needed` returns
+    with :func:`~medtoolkit.components.statistics.parse_statistic`.
+
+    Args:
+        config: a validated run config.
+
+    Returns:
+        One error per malformed name (path: the component's config path); empty when
+        every name is well formed.
+    """
+    from medtoolkit.config import ConfigError
+
+    errors: list[ConfigError] = []
+    for path, node in component_nodes(config):
+        declare = getattr(node.component, "statistics_needed", None)
+        if declare is None:
+            continue
+        names = declare(node.params)
+        for name in sorted(names, key=repr):
+            try:
+                parse_statistic(name)
+            except ValueError as error:
+                errors.append(ConfigError(
+                    path, f"{node.component.kind} {node.type!r} declares a statistic it needs that "
+                          f"cannot be computed: {error}",
+                ))
     return errors

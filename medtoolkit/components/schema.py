@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from medtoolkit.components.statistics import parse_statistic
+from medtoolkit.data.ehr import MEDICATIONS
 
 if TYPE_CHECKING:
     from medtoolkit.knowledge.molecules import MoleculeGraphs
@@ -34,6 +38,14 @@ class DataSchema:
         molecules: prebuilt molecule graphs (optional; e.g. built by hand in tests without
             rdkit). :meth:`require_molecules` returns them when their ``explicit_hydrogens``
             matches, and otherwise builds graphs from :attr:`smiles`.
+        statistics: precomputed training-split statistics by name (optional; e.g. built by
+            hand in tests), returned by :meth:`require_statistic` before
+            :attr:`statistics_source` is asked. Not compared, not shown in ``repr``.
+        statistics_source: computes one statistic by name from the training split
+            (``name -> float32 array``; set by the task, see
+            :mod:`medtoolkit.components.statistics`); called at most once per name, by
+            :meth:`require_statistic`, so nothing is computed that no component asked for.
+            None: only :attr:`statistics` are available. Not compared, not shown in ``repr``.
     """
 
     vocab_sizes: dict[str, int]
@@ -46,7 +58,9 @@ class DataSchema:
     n_hospitals: int = 0
     drug_frequency: np.ndarray | None = field(default=None)
     molecules: "MoleculeGraphs | None" = None
-    # what require_molecules / require_substructures built, built once per option
+    statistics: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    statistics_source: Callable[[str], np.ndarray] | None = field(default=None, compare=False, repr=False)
+    # what require_molecules / require_substructures / require_statistic built, once per option
     _lazy: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
@@ -201,3 +215,81 @@ class DataSchema:
         if "substructures" in self._lazy:
             summary["substructures"] = int(self._lazy["substructures"].shape[1])
         return summary
+
+    # ------------------------------------------------------------------ statistics
+    def statistic_shape(self, name: str, component: str) -> tuple[int, ...]:
+        """Shape statistic ``name`` has for this schema's vocabularies.
+
+        Args:
+            name: a statistic name (:mod:`medtoolkit.components.statistics`).
+            component: what asks, as the user configured it (for messages).
+
+        Returns:
+            ``(V,)`` for code counts, ``(V_rows, V_cols)`` for pair counts (the medication
+            vocabulary has :attr:`n_drugs` codes even when :attr:`vocab_sizes` omits it).
+
+        Raises:
+            ValueError: malformed name, or a vocabulary the data lacks; the message names
+                ``component`` (and the vocabularies the data has).
+        """
+        try:
+            _, vocabularies = parse_statistic(name)
+        except ValueError as error:
+            raise ValueError(f"{component}: {error}") from None
+        sizes = {MEDICATIONS: self.n_drugs, **self.vocab_sizes}
+        for vocabulary in vocabularies:
+            if vocabulary not in sizes:
+                raise ValueError(f"{component} needs statistic {name!r}, but the data has no {vocabulary!r} "
+                                 f"vocabulary (it has: {', '.join(sizes)})")
+        return tuple(int(sizes[vocabulary]) for vocabulary in vocabularies)
+
+    def require_statistic(self, name: str, component: str) -> np.ndarray:
+        """A training-split count statistic, computed on first use and kept.
+
+        Returns :attr:`statistics` ``[name]`` when given, otherwise what
+        :attr:`statistics_source` computes (once per name; later calls return the same
+        array). Do not modify the array in place: other components may share it.
+
+        Args:
+            name: a statistic name built with
+                :func:`~medtoolkit.components.statistics.code_counts` or
+                :func:`~medtoolkit.components.statistics.pair_counts`.
+            component: what needs it, as the user configured it (``"memory 'x'"``).
+
+        Returns:
+            float32 ``[V]`` (code counts) or ``[V_rows, V_cols]`` (pair counts).
+
+        Raises:
+            ValueError: malformed name, a vocabulary the data lacks, no precomputed value
+                and no source, or a value of the wrong shape; the message names ``component``.
+        """
+        key = ("statistic", name)
+        if key in self._lazy:
+            return self._lazy[key]
+        expected = self.statistic_shape(name, component)
+        if name in self.statistics:
+            value = np.asarray(self.statistics[name], dtype=np.float32)
+            origin = "the precomputed value"
+        elif self.statistics_source is not None:
+            value = np.asarray(self.statistics_source(name), dtype=np.float32)
+            origin = "the statistics source"
+        else:
+            given = ", ".join(map(repr, self.statistics)) or "none"
+            raise ValueError(f"{component} needs the training statistic {name!r}, but this schema has no "
+                             f"statistics source (statistics_source is none) and no precomputed value "
+                             f"(precomputed: {given}); build the schema with the task's build_schema")
+        if value.shape != expected:
+            raise ValueError(f"{component}: statistic {name!r} from {origin} has shape {value.shape}, "
+                             f"expected {expected}")
+        self._lazy[key] = value
+        return value
+
+    def statistics_summary(self) -> dict[str, list[int]]:
+        """The statistics components required so far, for the report.
+
+        Returns:
+            ``{name: shape}`` in name order (empty when no component asked for any).
+        """
+        found = {key[1]: list(value.shape) for key, value in self._lazy.items()
+                 if isinstance(key, tuple) and key[0] == "statistic"}
+        return dict(sorted(found.items()))

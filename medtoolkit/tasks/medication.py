@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 from medtoolkit.components.base import Task
 from medtoolkit.components.params import Params
 from medtoolkit.components.schema import DataSchema
+from medtoolkit.components.statistics import statistics_source
 from medtoolkit.config import EvalParams
 from medtoolkit.data.ehr import MEDICATIONS, EHRData
 from medtoolkit.data.knowledge import cooccurrence_adjacency
@@ -164,10 +165,14 @@ class MedicationRecommendationTask(Task):
     def build_schema(self, data: EHRData, split: Split) -> DataSchema:
         """What models may know for ``split``: sizes, knowledge, training-only graphs.
 
+        The schema's ``statistics_source`` computes the count statistics components ask
+        for (:meth:`DataSchema.require_statistic`) from the training visits of ``split``
+        only, lazily: a statistic no component requires is never computed.
+
         Args:
             data: the dataset.
-            split: the split whose training patients define the co-occurrence graph and
-                the drug frequencies.
+            split: the split whose training patients define the co-occurrence graph, the
+                drug frequencies and every requested statistic.
         """
         train_visits = visits_of(data, split.train)
         n_drugs = data.n_drugs
@@ -194,6 +199,7 @@ class MedicationRecommendationTask(Task):
             substructure_mask=knowledge.substructure_mask,
             n_hospitals=n_hospitals,
             drug_frequency=frequency,
+            statistics_source=statistics_source(data, train_visits),
         )
 
     # ------------------------------------------------------------------ evaluation

@@ -35,8 +35,11 @@ Every check raises ``AssertionError`` whose message starts with
   parameter and buffer (CUDA when available, else a CPU round trip) and outputs follow.
 * ``determinism``: the same torch seed gives identical parameters and outputs.
 * ``causality`` (recommenders, visit encoders, memories): changing visit t's medications
-  does not change outputs at visits <= t; changing visit t+1's codes (or query) does not
-  change outputs at visits <= t. Drug encoders read no visits: skipped.
+  (the multi-hot ``batch.medications``, recommenders and memories) or visit t's medication
+  codes (``batch.codes["medications"]``, when the batch has them: every real code replaced
+  by another valid code, padding kept) does not change outputs at visits <= t; changing
+  visit t+1's codes (or query) does not change outputs at visits <= t. Drug encoders read
+  no visits: skipped.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from medtoolkit.components.base import DrugEncoder
 from medtoolkit.components.params import Node
 from medtoolkit.components.schema import DataSchema
 from medtoolkit.data.batching import PaddedBatch
-from medtoolkit.data.ehr import EHRData
+from medtoolkit.data.ehr import MEDICATIONS, EHRData
 from medtoolkit.testing.fake import fake_batch, fake_ehr, fake_schema
 
 #: kinds whose instances are torch modules checked on a fake batch
@@ -483,6 +486,25 @@ class _Checker:
         self.expect(torch.equal(outputs[0][1], outputs[1][1]), name, "same seed, different eval-mode outputs")
         self.passed.append(name)
 
+    def replaced_codes(self, vocab: str, t: int, generator: torch.Generator) -> torch.Tensor:
+        """``batch.codes[vocab]`` with every real code of visit ``t`` replaced by another valid one.
+
+        Args:
+            vocab: a vocabulary of the batch.
+            t: the visit slot to change.
+            generator: draws the replacements.
+
+        Returns:
+            ``[B, T, L]`` int64, a copy; padding (0) is kept, other visits are unchanged.
+        """
+        tensor = self.batch.codes[vocab]
+        size = self.schema.vocab_sizes.get(vocab, self.schema.n_drugs if vocab == MEDICATIONS else int(tensor.max()))
+        shift = torch.randint(1, max(size, 2), tensor[:, t].shape, generator=generator)
+        new = tensor.clone()
+        real = new[:, t] > 0
+        new[:, t] = torch.where(real, (new[:, t] - 1 + shift) % size + 1, new[:, t])
+        return new
+
     def check_causality(self, module: nn.Module) -> None:
         name = "causality"
         if self.kind not in ("recommender", "encoder", "memory") or self.drug:
@@ -508,15 +530,17 @@ class _Checker:
                     (f"changing the medications of visit {t} changed outputs at visits <= {t}", t,
                      lambda b=changed: self.run(module, b))
                 )
+            if MEDICATIONS in self.batch.codes:
+                codes = dict(self.batch.codes)
+                codes[MEDICATIONS] = self.replaced_codes(MEDICATIONS, t, generator)
+                changed = dataclasses.replace(self.batch, codes=codes)
+                perturbations.append(
+                    (f"changing the medication codes of visit {t} (batch.codes['medications']) changed outputs "
+                     f"at visits <= {t}: the current visit's medication codes are its target", t,
+                     lambda b=changed: self.run(module, b))
+                )
             if t + 1 < n_visits and self.kind in ("recommender", "encoder"):
-                codes = {}
-                for vocab, tensor in self.batch.codes.items():
-                    size = self.schema.vocab_sizes.get(vocab, int(tensor.max()))
-                    shift = torch.randint(1, max(size, 2), tensor[:, t + 1].shape, generator=generator)
-                    new = tensor.clone()
-                    real = new[:, t + 1] > 0
-                    new[:, t + 1] = torch.where(real, (new[:, t + 1] - 1 + shift) % size + 1, new[:, t + 1])
-                    codes[vocab] = new
+                codes = {vocab: self.replaced_codes(vocab, t + 1, generator) for vocab in self.batch.codes}
                 changed = dataclasses.replace(self.batch, codes=codes)
                 perturbations.append(
                     (f"changing the codes of visit {t + 1} changed outputs at visits <= {t}", t,
@@ -532,8 +556,8 @@ class _Checker:
             for message, upto, produce in perturbations:
                 with torch.no_grad():
                     output = produce()
-                self.expect(unchanged_up_to(upto, output), name, message + " (a model may read medications of "
-                            "visits < t and codes of visits <= t only)")
+                self.expect(unchanged_up_to(upto, output), name, message + " (a model may read medications, "
+                            "multi-hot or codes, of visits < t and other codes of visits <= t only)")
         self.passed.append(name)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from medtoolkit.components.schema import DataSchema
+from medtoolkit.components.statistics import statistics_source
 from medtoolkit.data.batching import PaddedBatch, make_batch
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.knowledge import DrugKnowledge, cooccurrence_adjacency
@@ -131,7 +132,9 @@ def fake_schema(data: EHRData | None = None) -> DataSchema:
     It carries SMILES and a substructure mask: those of ``data.knowledge`` when it has them,
     otherwise :func:`fake_smiles` and :func:`fake_substructure_mask`. Molecule graphs are
     built from the SMILES on demand (:meth:`DataSchema.require_molecules`, needs rdkit, in
-    the ``test`` extra).
+    the ``test`` extra). Count statistics (:meth:`DataSchema.require_statistic`) are
+    computed on demand over **all** visits of ``data`` (fake data has no split; a task's
+    schema counts its training visits only).
     """
     data = data if data is not None else fake_ehr()
     visits = data.multi_hot(MEDICATIONS, np.arange(data.n_visits))
@@ -150,6 +153,7 @@ def fake_schema(data: EHRData | None = None) -> DataSchema:
         substructure_mask=mask,
         n_hospitals=int(data.hospital.max() + 1) if data.hospital is not None else 0,
         drug_frequency=visits.mean(axis=0),
+        statistics_source=statistics_source(data, np.arange(data.n_visits)),
     )
 
 

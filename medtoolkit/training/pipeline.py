@@ -61,6 +61,8 @@ class SplitResult:
         select_metric: how the best epoch was chosen (the trainer's ``select_metric``).
         molecules: the split schema's ``molecule_summary()`` after training (None when no
             component asked for molecules).
+        statistics: the split schema's ``statistics_summary()`` after training (``{name: shape}``
+            of the training-split statistics components required; empty when none did).
     """
 
     test: dict[str, Any]
@@ -68,6 +70,7 @@ class SplitResult:
     model: Recommender
     select_metric: str | None = None
     molecules: dict[str, Any] | None = None
+    statistics: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def n_params(self) -> int:
@@ -132,7 +135,8 @@ def train_split(
         save_atomic({"model": trainer.model.state_dict(), "config": saved.get("config"), **common},
                     out / f"model_{split.name}.pt")
     return SplitResult(test=test, history=history, model=trainer.model,
-                       select_metric=trainer_params.select_metric, molecules=schema.molecule_summary())
+                       select_metric=trainer_params.select_metric, molecules=schema.molecule_summary(),
+                       statistics=schema.statistics_summary())
 
 
 def combine_splits(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -168,11 +172,14 @@ def run_metrics(
 
     ``data.molecules`` is the molecule summary of the first split that built molecules
     (SMILES rdkit could not parse, drugs without a parsed molecule, ...; None when none
-    did) and ``protocol.select_metric`` the trainer's ``select_metric`` (None without splits).
+    did), ``data.statistics`` the training-split statistics of the first split that computed
+    any (``{name: shape}``; present only then) and ``protocol.select_metric`` the trainer's
+    ``select_metric`` (None without splits).
     """
     statistics = data.statistics()
     molecules = next((r.molecules for r in results.values() if r.molecules is not None), None)
     select_metric = next((r.select_metric for r in results.values()), None)
+    computed = next((r.statistics for r in results.values() if r.statistics), {})
     metrics: dict[str, Any] = {
         "name": name,
         "model": model_type,
@@ -206,6 +213,8 @@ def run_metrics(
     }
     if device.type == "cuda":
         metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    if computed:
+        metrics["data"]["statistics"] = computed
     return metrics
 
 

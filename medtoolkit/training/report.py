@@ -203,6 +203,24 @@ def format_molecules(summary: dict[str, Any]) -> str:
     return "; ".join(parts) if parts else MISSING
 
 
+def format_statistics(summary: dict[str, Any]) -> str:
+    """The training-split statistics a run computed, in words (``report.md``'s ``statistics`` line).
+
+    Args:
+        summary: ``data.statistics`` of ``metrics.json``
+            (``DataSchema.statistics_summary()``): ``{name: shape}``.
+
+    Returns:
+        E.g. ``"`code_counts/medications` [131], `pair_counts/diagnoses/medications` [1958 x 131]"``
+        (``n/a`` when empty).
+    """
+    parts = []
+    for name, shape in summary.items():
+        dims = " x ".join(str(d) for d in shape) if isinstance(shape, (list, tuple)) else str(shape)
+        parts.append(f"`{name}` [{dims}]")
+    return ", ".join(parts) if parts else MISSING
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """The full ``report.md`` text for a run's ``metrics.json`` content.
 
@@ -212,7 +230,9 @@ def render_report(metrics: dict[str, Any]) -> str:
     the test metrics; the list below it the data counts, scoring settings, best epoch per
     split (of how many trained, and the selection metric: ``protocol.select_metric``, or
     what the histories tell for an older ``metrics.json``), the molecules used (when
-    ``data.molecules`` is there, see :func:`format_molecules`) and timings.
+    ``data.molecules`` is there, see :func:`format_molecules`), the training-split
+    statistics computed (when ``data.statistics`` is there, see :func:`format_statistics`)
+    and timings.
 
     Args:
         metrics: the run's metrics (the ``metrics.json`` mapping); only ``test`` is required.
@@ -243,6 +263,8 @@ def render_report(metrics: dict[str, Any]) -> str:
     ]
     if data.get("molecules"):
         lines.append(f"- molecules: {format_molecules(data['molecules'])}")
+    if data.get("statistics"):
+        lines.append(f"- training statistics: {format_statistics(data['statistics'])}")
     seconds = metrics.get("epoch_seconds", [])
     if seconds:
         over = f" in all over {len(splits)} splits" if len(splits) > 1 else ""

@@ -167,3 +167,36 @@ def test_the_cli_prints_both_refusals(tmp_path: Path, host: PluginHost, capsys: 
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1] == f"error: {path}: 2 errors (listed above)"
     assert "  - model.memory: memory 'gcn' needs a DDI matrix" in lines[0]
+
+
+# ---------------------------------------------------------------------------- statistics
+def test_malformed_statistic_names_are_refused_before_loading(
+    host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medtoolkit.components.statistics import code_counts
+
+    monkeypatch.setattr(host.get("encoder", "gru"), "statistics_needed",
+                        classmethod(lambda cls, params: frozenset({"pair_counts/diagnoses", code_counts("diagnoses")})))
+    monkeypatch.setattr(host.get("loss", "bce"), "statistics_needed",
+                        classmethod(lambda cls, params: frozenset({"counts/medications"})))
+    with pytest.raises(ConfigValidationError) as caught:  # the root does not exist: nothing is read
+        validate_config(gamenet_on_pickles(host, "default"), host, source="run.yaml")
+    errors = {error.path: error.message for error in caught.value.errors}
+    assert errors == {
+        "model.encoder": "encoder 'gru' declares a statistic it needs that cannot be computed: malformed statistic "
+                         "'pair_counts/diagnoses': pair_counts takes 2 non-empty vocabulary names "
+                         "('code_counts/<vocabulary>' or 'pair_counts/<rows>/<cols>')",
+        "losses.0": "loss 'bce' declares a statistic it needs that cannot be computed: unknown statistic "
+                    "'counts/medications': expected 'code_counts/<vocabulary>' or 'pair_counts/<rows>/<cols>' "
+                    "(kinds: code_counts, pair_counts)",
+    }
+
+
+def test_well_formed_statistic_names_validate(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtoolkit.components.requirements import statistics_errors
+    from medtoolkit.components.statistics import pair_counts
+
+    monkeypatch.setattr(host.get("memory", "gcn"), "statistics_needed",
+                        classmethod(lambda cls, params: frozenset({pair_counts("medications", "medications")})))
+    config = validate_config(gamenet_on_pickles(host, "default"), host)
+    assert statistics_errors(config) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from torch import nn
 
 import medtoolkit.testing as kit
@@ -395,3 +395,79 @@ def test_package_reexports() -> None:
     assert {"check_component", "fake_batch", "fake_ehr", "fake_schema"} <= set(kit.__all__)
     assert all(hasattr(kit, name) for name in kit.__all__)
     assert kit.check_component is check_component
+
+
+# ---------------------------------------------------------------- the current visit's medication codes
+class GRUReadingMedications(GRUEncoder):
+    """The core gru with its refusal of ``medications`` lifted: what a leaking plugin would be."""
+
+    class Params(GRUEncoder.Params):
+        @field_validator("vocabularies")
+        @classmethod
+        def _input_vocabularies(cls, vocabularies: tuple[str, ...]) -> tuple[str, ...]:
+            return vocabularies
+
+
+def test_gru_refuses_medications_as_an_input_vocabulary() -> None:
+    with pytest.raises(ValueError, match="'medications' cannot be an input vocabulary"):
+        GRUEncoder.Params(vocabularies=("diagnoses", "medications"))
+
+
+def test_an_encoder_reading_current_medication_codes_fails() -> None:
+    params = GRUReadingMedications.Params(vocabularies=("diagnoses", "procedures", "medications"))
+    with pytest.raises(AssertionError, match=r"check_component\(GRUReadingMedications\) \[causality\] changing the "
+                                             r"medication "
+                                             r"codes of visit 0 \(batch.codes\['medications'\]\) changed outputs at "
+                                             r"visits <= 0: the current visit's medication codes are its target"):
+        check_component(GRUReadingMedications, params)
+
+
+class ReadsCurrentMedicationCodes(_ToyBase):
+    """Leaks the target through the codes: logits depend on the medication codes of the same visit."""
+
+    def __init__(self, params: Params | None = None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.drugs = nn.EmbeddingBag(schema.n_drugs + 1, schema.n_drugs, padding_idx=0)
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        b, t, width = batch.codes["medications"].shape
+        leak = self.drugs(batch.codes["medications"].reshape(b * t, width)).reshape(b, t, -1)
+        return self.current(batch) + leak
+
+
+def test_a_recommender_reading_current_medication_codes_fails() -> None:
+    with pytest.raises(AssertionError, match=r"\[causality\] changing the medication codes of visit 0"):
+        check_component(ReadsCurrentMedicationCodes)
+
+
+class ReadsPreviousMedicationCodes(ReadsCurrentMedicationCodes):
+    """Reads the medication codes of visits < t only: conforms."""
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        b, t, width = batch.codes["medications"].shape
+        history = self.drugs(batch.codes["medications"].reshape(b * t, width)).reshape(b, t, -1)
+        previous = torch.cat([torch.zeros_like(history[:, :1]), history[:, :-1]], 1)
+        return self.current(batch).cumsum(1) + previous
+
+
+def test_previous_medication_codes_may_be_read() -> None:
+    assert "causality" in check_component(ReadsPreviousMedicationCodes)
+
+
+# ---------------------------------------------------------------- statistics through fake_schema
+class NeedsStatistics(CausalToy):
+    """Weights its logits by training co-occurrence counts read from the schema."""
+
+    def __init__(self, params: Params | None = None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        from medtoolkit.components.statistics import code_counts
+
+        counts = schema.require_statistic(code_counts("medications"), "recommender 'needs_statistics'")
+        self.register_buffer("prior", torch.as_tensor(np.log1p(counts)))
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        return super().forward(batch) + self.prior
+
+
+def test_components_requiring_statistics_conform_on_the_fake_schema() -> None:
+    assert "causality" in check_component(NeedsStatistics)

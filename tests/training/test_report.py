@@ -410,3 +410,17 @@ def test_render_report_takes_the_selection_metric_from_the_protocol() -> None:
     protocol = {**metrics()["protocol"], "select_metric": "prauc"}
     text = render_report(metrics(protocol=protocol))
     assert "- best epoch: 2 (highest validation PRAUC)" in text.splitlines()
+
+
+def test_render_report_lists_the_training_statistics() -> None:
+    from medtoolkit.training.report import format_statistics
+
+    summary = {"code_counts/medications": [131], "pair_counts/diagnoses/medications": [1958, 131]}
+    assert format_statistics(summary) == ("`code_counts/medications` [131], "
+                                          "`pair_counts/diagnoses/medications` [1958 x 131]")
+    assert format_statistics({}) == MISSING
+    data = {**metrics()["data"], "statistics": summary}
+    assert ("- training statistics: `code_counts/medications` [131], `pair_counts/diagnoses/medications` "
+            "[1958 x 131]") in render_report(metrics(data=data)).splitlines()
+    for without in ({**metrics()["data"], "statistics": None}, metrics()["data"]):
+        assert "statistics" not in render_report(metrics(data=without))

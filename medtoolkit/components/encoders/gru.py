@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from medtoolkit.components.base import Encoder
-from medtoolkit.components.params import Params
+from medtoolkit.components.params import Params, check_input_vocabularies
 
 if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
@@ -104,6 +104,11 @@ class GRUEncoder(Encoder):
         vocabularies: tuple[str, ...] = Field(
             ("diagnoses", "procedures"), min_length=1, description="code vocabularies to encode"
         )
+
+        @field_validator("vocabularies")
+        @classmethod
+        def _input_vocabularies(cls, vocabularies: tuple[str, ...]) -> tuple[str, ...]:
+            return check_input_vocabularies(vocabularies)
         rnn: Literal["gru", "lstm"] = Field("gru", description="recurrent cell over visits")
 
     params: Params
