@@ -119,7 +119,11 @@ def test_hint_texts() -> None:
         'pip install "medtoolkit[molecule]" (from a checkout: pip install -e ".[molecule]" -e plugins/molecule)'
     )
     assert plugin_install_hint("tempt") == "medtoolkit-tempt (planned, not released yet)"
-    assert name_install_hint("evolvegat") == "It belongs to the plugin medtoolkit-dnmdr (planned, not released yet)."
+    assert name_install_hint("bpr") == "It belongs to the plugin medtoolkit-dpr (planned, not released yet)."
+    assert name_install_hint("evolvegat") == (
+        'It is provided by a plugin: pip install "medtoolkit[dnmdr]" '
+        '(from a checkout: pip install -e ".[dnmdr]" -e plugins/dnmdr -e plugins/molecule).'
+    )
     assert name_install_hint("algnet_controllable_ddi") == (
         'It is provided by plugins: pip install "medtoolkit[molecule,algnet]" '
         '(from a checkout: pip install -e ".[molecule,algnet]" -e plugins/molecule -e plugins/algnet).'
@@ -129,9 +133,12 @@ def test_hint_texts() -> None:
     assert str(caught.value) == "\"no plugin extra named 'chem'; known: algnet, molecule, dnmdr, tempt, dpr\""
 
 
-def test_dnmdr_installs_the_molecule_plugin_it_builds_on_once_released() -> None:
+def test_dnmdr_installs_the_molecule_plugin_it_builds_on() -> None:
+    assert PLUGIN_STATUS["dnmdr"] == PLUGIN_STATUS["molecule"] == "available"
     assert PLUGIN_REQUIRES["dnmdr"] == ("molecule",)
     assert "medtoolkit-molecule" in EXTRAS["dnmdr"]
+    # the extra pulls what the molecule extra pulls beside its distribution (rdkit, torch-geometric)
+    assert set(EXTRAS["molecule"]) - {"medtoolkit-molecule"} <= set(EXTRAS["dnmdr"])
 
 
 # ---------------------------------------------------------------------------- the documented setup

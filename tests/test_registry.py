@@ -150,7 +150,7 @@ def test_unknown_plugin_name_points_to_the_extra(encoders: Registry, name: str, 
     )
 
 
-@pytest.mark.parametrize(("name", "plugin"), [("tempt", "tempt"), ("evolvegat", "dnmdr"), ("bpr", "dpr")])
+@pytest.mark.parametrize(("name", "plugin"), [("tempt", "tempt"), ("hospital_prompt", "tempt"), ("bpr", "dpr")])
 def test_a_planned_plugin_name_prints_no_command(encoders: Registry, name: str, plugin: str) -> None:
     assert encoders.unknown_message(name) == (
         f"unknown encoder {name!r}. It belongs to the plugin medtoolkit-{plugin} (planned, not released yet)."
