@@ -75,6 +75,17 @@ try:  # the ALGNet ablation presets (Tables 4-5), when the medtoolkit-algnet plu
 except ImportError:
     pass
 
+try:  # DNMDR and its variants (Tables 3-5), when the medtoolkit-dnmdr plugin is installed
+    from medtoolkit_dnmdr.presets import FULL_MODEL as _DNMDR, VARIANTS as _DNMDR_VARIANTS
+
+    for _variant in (_DNMDR, *_DNMDR_VARIANTS):
+        PAPER[_variant.name] = {
+            "source": f"DNMDR paper Table {3 if _variant is _DNMDR else _variant.paper_table} ({_variant.paper_label}; "
+                      f"131-drug file)",
+            **{key: f"{value:.4f}" for key, value in _variant.paper.items()}}
+except ImportError:
+    pass
+
 SUMMARY_KEYS = ("jaccard", "prauc", "f1", "ddi_rate", "avg_drugs")
 
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from medtoolkit_dnmdr.attention import edge_bias, weighted_attention
-from medtoolkit_dnmdr.snapshots import conditional_table, snapshot_weights
+from medtoolkit_dnmdr.snapshots import (
+    DIAGNOSIS_NODE, MEDICATION_NODE, PROCEDURE_NODE, conditional_table, pack_nodes, snapshot_weights,
+)
 
 
 def test_conditional_table_divides_pair_counts_by_the_condition_count() -> None:
@@ -36,30 +38,46 @@ def tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return given_diagnosis, given_procedure, given_medication
 
 
+def packed(diagnoses: list[list[int]], procedures: list[list[int]], medications: list[list[int]]):
+    return pack_nodes(torch.tensor(diagnoses), torch.tensor(procedures), torch.tensor(medications))
+
+
+def test_pack_nodes_puts_real_nodes_first_in_type_order() -> None:
+    codes, types = packed([[1, 2, 0], [3, 0, 0]], [[1, 0], [0, 0]], [[0, 0], [2, 1]])
+    assert codes.tolist() == [[1, 2, 1], [3, 2, 1]]  # width 3 = the largest snapshot, not 3 + 2 + 2
+    assert types[0].tolist() == [DIAGNOSIS_NODE, DIAGNOSIS_NODE, PROCEDURE_NODE]
+    assert types[1].tolist() == [DIAGNOSIS_NODE, MEDICATION_NODE, MEDICATION_NODE]
+
+
 def test_snapshot_weights_by_hand() -> None:
-    # one visit: diagnoses {0, 1}, procedure {0}, previous medications {0, 1} (codes + 1, 0 = padding)
-    weights = snapshot_weights(torch.tensor([[1, 2]]), torch.tensor([[1, 0]]), torch.tensor([[1, 2]]), tables())
-    # node order: d0 d1 p0 (pad) m0 m1
+    # one visit: diagnoses {0, 1}, procedure {0}, previous medications {0, 1} (codes + 1, 0 = padding);
+    # a second visit pads to the same width
+    codes, types = packed([[1, 2], [2, 0]], [[1, 0], [0, 0]], [[1, 2], [0, 0]])
+    weights = snapshot_weights(codes, types, tables())
+    # node order: d0 d1 p0 m0 m1
     expected = torch.tensor([
-        [1.0, 0.0, 0.0, 0.0, 0.75, 0.25],   # d0: self; P(m0|d0) = 3/4, P(m1|d0) = 1/4
-        [0.0, 1.0, 0.0, 0.0, 0.0, 1.0],     # d1: self; P(m1|d1) = 2/2; no d-d edge
-        [0.0, 0.0, 1.0, 0.0, 0.2, 0.2],     # p0: self; P(m|p0) = 1/5; no p-d edge
-        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],     # padding: nothing
-        [0.75, 0.0, 0.2, 0.0, 1.0, 0.5],    # m0: the same d/p edges; P(m1|m0) = 2/4
-        [0.25, 1.0, 0.2, 0.0, 0.25, 1.0],   # m1: P(m0|m1) = 2/8
+        [1.0, 0.0, 0.0, 0.75, 0.25],   # d0: self; P(m0|d0) = 3/4, P(m1|d0) = 1/4
+        [0.0, 1.0, 0.0, 0.0, 1.0],     # d1: self; P(m1|d1) = 2/2; no d-d edge
+        [0.0, 0.0, 1.0, 0.2, 0.2],     # p0: self; P(m|p0) = 1/5; no p-d edge
+        [0.75, 0.0, 0.2, 1.0, 0.5],    # m0: the same d/p edges; P(m1|m0) = 2/4
+        [0.25, 1.0, 0.2, 0.25, 1.0],   # m1: P(m0|m1) = 2/8
     ])
     assert torch.allclose(weights[0], expected)
+    padded = torch.zeros(5, 5)
+    padded[0, 0] = 1.0  # the second visit: one diagnosis, padding elsewhere has no edge at all
+    assert torch.equal(weights[1], padded)
 
 
 def test_first_visit_snapshot_has_only_self_loops_between_diagnoses_and_procedures() -> None:
-    weights = snapshot_weights(torch.tensor([[1, 2]]), torch.tensor([[1]]), torch.tensor([[0]]), tables())
-    assert torch.equal(weights[0], torch.diag(torch.tensor([1.0, 1.0, 1.0, 0.0])))
+    codes, types = packed([[1, 2]], [[1]], [[0]])
+    assert torch.equal(snapshot_weights(codes, types, tables())[0], torch.eye(3))
 
 
 def test_fully_connected_ablation_is_all_ones_between_real_nodes() -> None:
-    weights = snapshot_weights(torch.tensor([[1, 2]]), torch.tensor([[1, 0]]), torch.tensor([[2]]), None)
-    real = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0])
-    assert torch.equal(weights[0], real[:, None] * real[None, :])
+    codes, types = packed([[1, 2], [1, 0]], [[1, 0], [0, 0]], [[2], [0]])
+    weights = snapshot_weights(codes, types, None)
+    assert torch.equal(weights[0], torch.ones(4, 4))
+    assert torch.equal(weights[1], torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
 
 
 def test_weighted_attention_is_a_weighted_softmax() -> None:
