@@ -171,7 +171,7 @@ class EvolveGATEncoder(Encoder):
         """Pooled node embeddings of every real visit after EvolveGAT (Eq. 8-14).
 
         The visits are sorted by node count and cut into ``buckets`` groups of similar size,
-        each padded to its own longest code lists (padding to the batch's longest snapshot
+        each packed to its own largest snapshot (padding to the batch's largest snapshot
         would make the ``[V, N, N]`` attention several times larger): a loop over a few size
         groups, never over patients or visits.
 

@@ -1,8 +1,9 @@
 """DNMDR's weighted snapshot graphs (Eq. 2-4), built for every visit of a batch at once.
 
-The snapshot of visit t has one node per code: the visit's diagnoses ``d_t`` (``L_d`` slots),
-procedures ``p_t`` (``L_p``) and the *previous* visit's medications ``m_{t-1}`` (``L_m``), so
-``N = L_d + L_p + L_m`` node slots (padding slots hold code 0 and get no edges).
+The snapshot of visit t has one node per code: the visit's diagnoses ``d_t``, procedures ``p_t``
+and the *previous* visit's medications ``m_{t-1}``, packed real nodes first
+(:func:`pack_nodes`) into ``N`` slots, ``N`` the largest snapshot of the group; padding slots
+hold code 0 and get no edges.
 
 Mask (Eq. 2) and weights (Eq. 3), as implemented:
 
