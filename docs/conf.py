@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))  # medtoolkit itself, when not installed
 sys.path.insert(0, str(ROOT / "plugins" / "algnet" / "src"))
 # The molecule plugin's page likewise (it imports torch_geometric too; rdkit only lazily, in the core).
 sys.path.insert(0, str(ROOT / "plugins" / "molecule" / "src"))
+# And the DNMDR plugin's (it imports the molecule plugin's parts only through the registry).
+sys.path.insert(0, str(ROOT / "plugins" / "dnmdr" / "src"))
 #: modules mocked while autodoc imports the documented modules (only those not installed)
 OPTIONAL_IMPORTS = ("torch_geometric",)
 

@@ -97,3 +97,22 @@ def test_a_run_reports_the_statistics_its_components_required(
     assert len(train) < data.n_visits
     assert sorted(name for name, _ in calls) == sorted(NEEDED)
     assert all(visits == train for _, visits in calls)
+
+
+def test_fit_evaluate_reports_the_statistics_of_its_models_schema() -> None:
+    """The Python path (``fit_evaluate``) reports statistics the same way as a run file."""
+    from medtoolkit.components.recommenders.gamenet import GAMENet
+    from medtoolkit.config import EvalParams, TrainerParams
+
+    experiment = medtoolkit.build(TINY)
+    data = experiment.load_data(progress=False)
+    task = experiment.config.task.build(None)
+    split = task.splits(data)[0]
+    schema = task.build_schema(data, split)
+    model = experiment.config.model.build(schema)
+    assert isinstance(model, GAMENet)
+    loss = PriorBCELoss(PriorBCELoss.Params(), schema)
+    result = medtoolkit.fit_evaluate(model, [loss], data, task=task, split=split,
+                                     trainer=TrainerParams(epochs=1, batch_size=8, progress="none"),
+                                     eval=EvalParams(bootstrap_rounds=0), device="cpu")
+    assert result.metrics["data"]["statistics"] == {NEEDED[0]: [10], NEEDED[1]: [30, 10]}
