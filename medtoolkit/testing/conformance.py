@@ -509,6 +509,14 @@ class _Checker:
         name = "causality"
         if self.kind not in ("recommender", "encoder", "memory") or self.drug:
             return
+        # on a copy whose parameters are nudged off their initial values: a weight initialised
+        # at zero (a logistic regression's) would hide a leak behind an output that cannot move
+        module = copy.deepcopy(module)
+        noise = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for parameter in module.parameters():
+                if parameter.is_floating_point():
+                    parameter.add_(0.05 * torch.randn(parameter.shape, generator=noise).to(parameter))
         module.eval()
         mask = self.batch.visit_mask
         n_visits = mask.shape[1]

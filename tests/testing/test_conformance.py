@@ -471,3 +471,20 @@ class NeedsStatistics(CausalToy):
 
 def test_components_requiring_statistics_conform_on_the_fake_schema() -> None:
     assert "causality" in check_component(NeedsStatistics)
+
+
+class LogisticRegressionReadingMedications(LogisticRegressionRecommender):
+    """Logistic regression with its refusal of ``medications`` lifted; its weights start at zero."""
+
+    class Params(LogisticRegressionRecommender.Params):
+        @field_validator("vocabularies")
+        @classmethod
+        def _input_vocabularies(cls, vocabularies: tuple[str, ...]) -> tuple[str, ...]:
+            return vocabularies
+
+
+def test_a_leak_behind_zero_initial_weights_is_still_found() -> None:
+    """The causality check nudges a copy's parameters, so an output that starts constant can move."""
+    params = LogisticRegressionReadingMedications.Params(vocabularies=("diagnoses", "medications"))
+    with pytest.raises(AssertionError, match=r"\[causality\] changing the medication codes of visit 0"):
+        check_component(LogisticRegressionReadingMedications, params)
