@@ -390,7 +390,9 @@ def slot_mismatch(params_class: type[BaseModel], field_name: str, component: typ
     return _consumes_mismatch(kind, accepted, component, host)
 
 
-def build_drug_encoder(node: Node, schema: "DataSchema | None", *, host: Any = None) -> "DrugEncoder":
+def build_drug_encoder(
+    node: Node, schema: "DataSchema | None", *, host: Any = None, query_dim: int | None = None, use: str = ""
+) -> "DrugEncoder":
     """Build the drug encoder of a :func:`drug_encoder_slot` (the Python path: resolve, check, build).
 
     An unresolved node (``Node(type="...")``) is resolved as an encoder first, through
@@ -400,8 +402,12 @@ def build_drug_encoder(node: Node, schema: "DataSchema | None", *, host: Any = N
         node: the slot's node.
         schema: the data schema passed to the encoder.
         host: plugin host used to resolve the node and to list the encoders that fit.
+        query_dim: when given, the drug vectors must have this width (they are compared with
+            visit queries by dot products).
+        use: what the drug vectors are used for, for the width error (``"the global view is q E_mol^T"``).
 
     Raises:
+        ValueError: the encoder's ``output_dim`` differs from ``query_dim``.
         TypeError: the node is not a drug encoder; the message is the one
             ``medtoolkit validate`` gives (see :func:`slot_mismatch`). Raised in a
             parent's constructor, :meth:`Node.build` adds the parent's config path.
@@ -422,6 +428,9 @@ def build_drug_encoder(node: Node, schema: "DataSchema | None", *, host: Any = N
     if problem is not None:
         raise TypeError(problem)
     encoder: DrugEncoder = node.build(schema)
+    if query_dim is not None and int(encoder.output_dim) != int(query_dim):
+        raise ValueError(f"the drug encoder's output_dim ({encoder.output_dim}) must equal the visit encoder's "
+                         f"output_dim ({query_dim})" + (f": {use}" if use else ""))
     return encoder
 
 

@@ -71,12 +71,8 @@ class DNMDR(Recommender):
         self.memory = p.memory.resolve("memory").build(schema, query_dim=width)
         features = width + int(self.memory.output_dim)
         if p.internal_view:
-            self.drug_encoder = build_drug_encoder(p.drug_encoder, schema)
-            if int(self.drug_encoder.output_dim) != width:
-                raise ValueError(
-                    f"the drug encoder's output_dim ({self.drug_encoder.output_dim}) must equal the visit "
-                    f"encoder's output_dim ({width}): the internal view is sigmoid(q M_s^T)"
-                )
+            self.drug_encoder = build_drug_encoder(p.drug_encoder, schema, query_dim=width,
+                                                   use="the internal view is sigmoid(q M_s^T)")
             features += schema.n_drugs
         self.output = nn.Sequential(
             nn.ReLU(), nn.Linear(features, p.hidden_dim), nn.ReLU(), nn.Linear(p.hidden_dim, schema.n_drugs),

@@ -112,12 +112,8 @@ class SafeDrug(Recommender):
         width = int(self.encoder.output_dim)
         self.private_substructures: tuple[int, ...] = ()
         if p.global_view:
-            self.drug_encoder = build_drug_encoder(p.drug_encoder, schema)
-            if int(self.drug_encoder.output_dim) != width:
-                raise ValueError(
-                    f"the drug encoder's output_dim ({self.drug_encoder.output_dim}) must equal the visit "
-                    f"encoder's output_dim ({width}): the global view is q E_mol^T"
-                )
+            self.drug_encoder = build_drug_encoder(p.drug_encoder, schema, query_dim=width,
+                                                   use="the global view is q E_mol^T")
             self.global_linear = nn.Linear(n_drugs, n_drugs)  # W_g, b_g
             self.global_norm = nn.LayerNorm(n_drugs)
         if p.local_view:
