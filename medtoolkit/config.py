@@ -54,6 +54,9 @@ class TrainerParams(BaseModel):
     epochs: int = Field(40, ge=0, le=MAX_EPOCHS, description="maximum number of epochs")
     lr: float = Field(2e-4, gt=0, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate per epoch: constant, or cosine from lr down to 0 over the epochs"
+    )
     batch_size: int = Field(16, ge=1, le=MAX_BATCH_SIZE, description="patients per optimizer step")
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm (None: no clipping)")
     amp: bool = Field(False, description="automatic mixed precision (CUDA only)")

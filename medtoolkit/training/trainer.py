@@ -340,6 +340,7 @@ class Trainer:
                            unit="patient", leave=False)
             for loss_term in self.losses:
                 loss_term.reset_tracking()
+            set_learning_rate(self.optimizer, epoch_learning_rate(self.params, epoch))
             started = time.perf_counter()
             train_loss = self.train_epoch(data, train, bar)
             seconds = time.perf_counter() - started
@@ -404,6 +405,24 @@ class Trainer:
 
 
 #: what a ``checkpoint_<split>.pt`` must hold for ``--resume``
+def epoch_learning_rate(params: TrainerParams, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (0-based) under ``params.lr_schedule``.
+
+    ``constant``: ``lr``. ``cosine``: ``lr * (1 + cos(pi * epoch / epochs)) / 2``, from ``lr``
+    at the first epoch towards 0 at the last; a function of the epoch index alone, so a
+    resumed run continues the same schedule.
+    """
+    if params.lr_schedule == "constant" or params.epochs <= 0:
+        return params.lr
+    return params.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / params.epochs))
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 RESUME_STATE = ("model", "optimizer", "history", "rng_seed")
 
 

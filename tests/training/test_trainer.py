@@ -593,3 +593,27 @@ def test_an_older_history_without_loss_values_loads() -> None:
     assert history.to_json()["epochs"][0]["losses"] == {}
     with_values = TrainingHistory([EpochRecord(1, 0.5, 0.1, {}, {"0.ddi": {"ddi_rate": 0.07}})], best_epoch=1)
     assert TrainingHistory.from_json(json.loads(json.dumps(with_values.to_json()))) == with_values
+
+
+def test_cosine_learning_rate_schedule_by_hand() -> None:
+    from medtoolkit.config import TrainerParams
+    from medtoolkit.training.trainer import epoch_learning_rate
+
+    params = TrainerParams(lr=0.01, epochs=4, lr_schedule="cosine")
+    # lr (1 + cos(pi e / 4)) / 2 for e = 0..3
+    assert [round(epoch_learning_rate(params, e), 6) for e in range(4)] == [0.01, 0.008536, 0.005, 0.001464]
+    constant = TrainerParams(lr=0.01, epochs=4)
+    assert constant.lr_schedule == "constant"
+    assert all(epoch_learning_rate(constant, e) == 0.01 for e in range(4))
+
+
+def test_cosine_schedule_sets_each_epochs_learning_rate(data: EHRData, schema: DataSchema) -> None:
+    from medtoolkit.training.trainer import epoch_learning_rate
+
+    seen: list[float] = []
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)],
+                      params(epochs=3, lr=0.02, lr_schedule="cosine"), CPU)
+    trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency,
+                on_epoch=lambda record: seen.append(trainer.optimizer.param_groups[0]["lr"]))
+    assert seen == pytest.approx([epoch_learning_rate(trainer.params, e) for e in range(3)])
+    assert seen[0] == 0.02 and seen[2] < seen[1] < seen[0]
