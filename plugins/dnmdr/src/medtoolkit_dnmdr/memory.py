@@ -41,16 +41,27 @@ def with_self_loops(adjacency: np.ndarray) -> torch.Tensor:
 
 
 class TwoLayerGAT(nn.Module):
-    """``alpha (dropout(ELU(alpha (X W1))) W2)`` over one fixed graph: ``[N, D] -> [N, D]``."""
+    """Two GAT layers over one fixed graph: ``[N, D] -> [N, D]``.
 
-    def __init__(self, dim: int, dropout: float) -> None:
+    ``H = ELU(alpha (X W1))``, dropout, ``out = alpha (H W2)``; with ``residual`` each layer adds
+    its input (``H = X + ELU(...)``, ``out = H + alpha (H W2)``), so a node keeps its own
+    embedding on a dense graph (the training co-prescription graph links about 90 % of drug
+    pairs on MIMIC-III, and averaging over it alone makes the rows nearly identical).
+    """
+
+    def __init__(self, dim: int, dropout: float, residual: bool = True) -> None:
         super().__init__()
         self.first = DenseGATLayer(dim, dim, activation=True)
         self.second = DenseGATLayer(dim, dim, activation=False)
         self.dropout = nn.Dropout(dropout)
+        self.residual = residual
 
     def forward(self, features: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
-        return self.second(self.dropout(self.first(features, edge_weight)), edge_weight)
+        hidden = self.first(features, edge_weight)
+        if self.residual:
+            hidden = features + hidden
+        out = self.second(self.dropout(hidden), edge_weight)
+        return hidden + out if self.residual else out
 
 
 class GATViewsMemory(DrugBankMemory):
@@ -67,6 +78,7 @@ class GATViewsMemory(DrugBankMemory):
             ("ehr", "ddi"), description="drug graphs read by a GAT each ([]: plain learned drug embeddings, "
             "ablation DNMDR_interactive)")
         dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout between the two GAT layers")
+        residual: bool = Field(True, description="each GAT layer adds its input to its output")
         history: bool = Field(True, description="add the key-value read over earlier visits (o_kv)")
 
         @field_validator("views")
@@ -93,11 +105,11 @@ class GATViewsMemory(DrugBankMemory):
         nn.init.xavier_uniform_(self.drug_embedding)
         if "ehr" in p.views:
             self.register_buffer("ehr_edges", with_self_loops(schema.cooccurrence_adjacency), persistent=False)
-            self.ehr_gat = TwoLayerGAT(self.dim, p.dropout)
+            self.ehr_gat = TwoLayerGAT(self.dim, p.dropout, p.residual)
         if "ddi" in p.views:
             ddi = schema.require_ddi("memory 'gat_views' with the ddi view (views: [ehr] drops it)")
             self.register_buffer("ddi_edges", with_self_loops(ddi), persistent=False)
-            self.ddi_gat = TwoLayerGAT(self.dim, p.dropout)
+            self.ddi_gat = TwoLayerGAT(self.dim, p.dropout, p.residual)
             self.ddi_map = nn.Linear(self.dim, self.dim, bias=False)  # W of Eq. 24
 
     def memory_bank(self) -> torch.Tensor:
