@@ -4,13 +4,14 @@ Shapes (B patients, T visits, V real visits of the batch, N snapshot nodes, E = 
 H = ``hidden_dim``):
 
 1. the snapshot of visit t holds the codes ``d_t``, ``p_t`` and ``m_{t-1}`` (the previous visit's
-   medications; none at the first visit) embedded with three tables (Eq. 5-7) and dropout:
-   ``[V, N, E]``; its weighted adjacency ``[V, N, N]`` comes from
-   :func:`~medtoolkit_dnmdr.snapshots.snapshot_weights` (Eq. 2-4);
+   medications; none at the first visit), packed real nodes first
+   (:func:`~medtoolkit_dnmdr.snapshots.pack_nodes`) and embedded with three tables (Eq. 5-7,
+   GAMENet's ``U(-0.1, 0.1)`` initialisation) and dropout: ``[V, N, E]``; its weighted adjacency
+   ``[V, N, N]`` comes from :func:`~medtoolkit_dnmdr.snapshots.snapshot_weights` (Eq. 2-4);
 2. EvolveGAT (Eq. 8-11): ``layers`` graph-attention layers; layer l at visit position t uses
    the weight ``W_t^(l)`` ``[E, E]``, evolved over positions by an LSTM cell whose input and
    hidden state are the previous weight's columns (``W_t = LSTM(W_{t-1})``, ``W_1`` learned);
-   ``h' = ELU(alpha (h W_t))`` (:func:`~medtoolkit_dnmdr.attention.weighted_attention`);
+   ``h' = h + ELU(alpha (h W_t))`` (``residual``; :func:`~medtoolkit_dnmdr.attention.weighted_attention`);
 3. mean pooling per code type (Eq. 12-14) ``[V, E]`` x 3, scattered back to ``[B, T, E]``;
 4. one GRU per type over the visits (Eq. 15-17) ``[B, T, H]`` x 3;
 5. ``q_t = Linear(ReLU([h_d', h_p', h_m']))`` (Eq. 18; ``h_m'`` only with ``medication_state``).
