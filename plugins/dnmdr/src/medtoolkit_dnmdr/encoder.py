@@ -135,7 +135,8 @@ class EvolveGATEncoder(Encoder):
         self.embeddings = code_embedding_tables(schema, _TYPES, dim)
         # row of each type's padding row in the concatenated table (code c of type k: offset_k + c)
         sizes = [schema.vocab_size(name) + 1 for name in _TYPES]
-        self._table_offsets = [sum(sizes[:k]) for k in range(len(_TYPES))]
+        offsets = torch.tensor([sum(sizes[:k]) for k in range(len(_TYPES))])
+        self.register_buffer("table_offsets", offsets, persistent=False)
         reset_code_embeddings(self.embeddings)  # U(-0.1, 0.1) as GAMENet's; torch's N(0, 1) trains far slower
         self.weights = nn.ModuleList([EvolvingWeights(dim, p.evolve) for _ in range(p.layers)])
         self.att_dst = nn.Parameter(torch.empty(p.layers, dim).uniform_(-0.1, 0.1))
@@ -190,6 +191,7 @@ class EvolveGATEncoder(Encoder):
                  batch.codes[PROCEDURES][visit_batch, visit_position],
                  previous[visit_batch, visit_position]]  # [V, L_type] each
         weights = [evolving(batch.max_visits) for evolving in self.weights]  # per layer [T, E, E]
+        table = torch.cat([self.embeddings[name].weight for name in _TYPES])  # one lookup for all types
         lengths = torch.stack([(c > 0).sum(dim=1) for c in codes], dim=1)  # [V, 3]
         order = torch.argsort(lengths.sum(dim=1))
         pooled = codes[0].new_zeros((len(order), len(_TYPES), self.params.embedding_dim), dtype=torch.float32)
@@ -198,17 +200,20 @@ class EvolveGATEncoder(Encoder):
                 continue
             widths = lengths[group].amax(dim=0).clamp_min(1).tolist()
             group_codes = [c[group, :width] for c, width in zip(codes, widths)]
-            pooled = pooled.index_put((group,), self._snapshot_group(group_codes, visit_position[group], weights))
+            pooled = pooled.index_put((group,), self._snapshot_group(group_codes, visit_position[group], weights, table))
         return pooled, visit_batch, visit_position
 
     def _snapshot_group(
-        self, codes: list[torch.Tensor], position: torch.Tensor, weights: list[torch.Tensor]
+        self, codes: list[torch.Tensor], position: torch.Tensor, weights: list[torch.Tensor], table: torch.Tensor
     ) -> torch.Tensor:
-        """EvolveGAT and pooling for one group of visits: codes ``[v, L_type]`` x 3 -> ``[v, 3, E]``."""
+        """EvolveGAT and pooling for one group of visits: codes ``[v, L_type]`` x 3 -> ``[v, 3, E]``.
+
+        ``weights``: per layer ``[T, E, E]``; ``table``: the three embedding tables stacked (row
+        ``table_offsets[k] + c`` is code ``c`` of type ``k``), built once per forward pass.
+        """
         node_codes, node_types = pack_nodes(*codes)  # [v, N] x 2
-        table = torch.cat([self.embeddings[name].weight for name in _TYPES])  # one lookup for all types
-        offsets = torch.tensor(self._table_offsets, device=node_codes.device)
-        nodes = nn.functional.embedding(torch.where(node_codes > 0, node_codes + offsets[node_types], 0), table)
+        rows = torch.where(node_codes > 0, node_codes + self.table_offsets[node_types], 0)
+        nodes = nn.functional.embedding(rows, table)
         hidden = inverted_dropout(nodes, self.params.dropout, self.training)  # [v, N, E]
         bias = edge_bias(snapshot_weights(node_codes, node_types, self._tables()))  # [v, N, N] x 2
         for layer, weight in enumerate(weights):
