@@ -8,9 +8,9 @@ drug encoder); :func:`slot_mismatch` gives the one message for a child in the wr
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 if TYPE_CHECKING:
     from medtoolkit.components.base import DrugEncoder
@@ -445,7 +445,7 @@ def check_input_vocabularies(vocabularies: tuple[str, ...]) -> tuple[str, ...]:
 
     A visit's medication codes are its prediction target; a model may read earlier visits'
     medications only (``batch.medications`` at visits ``< t``, or the codes shifted by one
-    visit). Use it as a pydantic field validator of a ``vocabularies`` parameter.
+    visit). Parameters declare it through the :data:`InputVocabularies` type.
 
     Args:
         vocabularies: the configured vocabulary names.
@@ -462,3 +462,8 @@ def check_input_vocabularies(vocabularies: tuple[str, ...]) -> tuple[str, ...]:
     if len(set(vocabularies)) != len(vocabularies):
         raise ValueError(f"vocabularies must be distinct, got {list(vocabularies)}")
     return vocabularies
+
+
+#: the type of a ``vocabularies`` parameter naming the code vocabularies a visit model reads:
+#: ``medications`` and repeats are refused (:func:`check_input_vocabularies`)
+InputVocabularies = Annotated[tuple[str, ...], AfterValidator(check_input_vocabularies)]

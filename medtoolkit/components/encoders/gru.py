@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from medtoolkit.components.base import Encoder
-from medtoolkit.components.params import Params, check_input_vocabularies
+from medtoolkit.components.params import InputVocabularies, Params
 
 if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
@@ -101,14 +101,9 @@ class GRUEncoder(Encoder):
         output_dim: int = Field(64, ge=1, description="width of the visit query")
         dropout: float = Field(0.4, ge=0.0, lt=1.0, description="dropout on code embeddings")
         pooling: Literal["mean", "sum"] = Field("mean", description="how codes of a visit are pooled")
-        vocabularies: tuple[str, ...] = Field(
+        vocabularies: InputVocabularies = Field(
             ("diagnoses", "procedures"), min_length=1, description="code vocabularies to encode"
         )
-
-        @field_validator("vocabularies")
-        @classmethod
-        def _input_vocabularies(cls, vocabularies: tuple[str, ...]) -> tuple[str, ...]:
-            return check_input_vocabularies(vocabularies)
         rnn: Literal["gru", "lstm"] = Field("gru", description="recurrent cell over visits")
 
     params: Params

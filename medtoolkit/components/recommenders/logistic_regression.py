@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from medtoolkit.components.base import Recommender
-from medtoolkit.components.params import Params, check_input_vocabularies
+from medtoolkit.components.params import InputVocabularies, Params
 
 if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
@@ -42,14 +42,9 @@ class LogisticRegressionRecommender(Recommender):
     """
 
     class Params(Params):
-        vocabularies: tuple[str, ...] = Field(
+        vocabularies: InputVocabularies = Field(
             ("diagnoses", "procedures"), min_length=1, description="code vocabularies used as features"
         )
-
-        @field_validator("vocabularies")
-        @classmethod
-        def _input_vocabularies(cls, vocabularies: tuple[str, ...]) -> tuple[str, ...]:
-            return check_input_vocabularies(vocabularies)
         use_history: bool = Field(False, description="add a linear term on the previous visit's drugs")
         frequency_bias_init: bool = Field(
             True, description="start the bias at logit(drug frequency) when the schema knows it"

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from medtoolkit.components.base import Encoder
 from medtoolkit.components.encoders.gru import code_embedding_tables, pool_vocabulary, reset_code_embeddings
-from medtoolkit.components.params import Params, check_input_vocabularies
+from medtoolkit.components.params import InputVocabularies, Params
 
 if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
@@ -100,14 +100,9 @@ class DualSelfAttentionEncoder(Encoder):
         )
         output_dim: int = Field(64, ge=1, description="width of the visit representation a_t")
         rnn: Literal["gru", "lstm", "none"] = Field("gru", description="recurrent module over visits (Eq. 6)")
-        vocabularies: tuple[str, ...] = Field(
+        vocabularies: InputVocabularies = Field(
             ("diagnoses", "procedures"), min_length=1, description="code vocabularies to encode"
         )
-
-        @field_validator("vocabularies")
-        @classmethod
-        def _input_vocabularies(cls, vocabularies: tuple[str, ...]) -> tuple[str, ...]:
-            return check_input_vocabularies(vocabularies)
 
         @model_validator(mode="after")
         def _something_encodes(self) -> "DualSelfAttentionEncoder.Params":
