@@ -14,7 +14,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -103,6 +103,13 @@ class EvalParams(BaseModel):
     bootstrap_fraction: float = Field(0.8, gt=0, le=1, description="share of test patients drawn per round")
     bootstrap_seed: int = Field(2048, ge=0, le=MAX_SEED, description="seed of the bootstrap draws")
     batch_size: int = Field(256, ge=1, le=MAX_BATCH_SIZE, description="patients per evaluation batch")
+    group_by: Literal["none", "hospital"] = Field(
+        "none", description="also score per group: 'hospital' gives metrics per hospital and per hospital-size bin"
+    )
+    group_bins: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1000, 2000],
+        description="upper bounds (records per hospital, inclusive) of the size bins; the last bin is open",
+    )
 
 
 class RunConfig(BaseModel):

@@ -210,7 +210,8 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
         model.to(device)
         predictions = predict(model, data, split.test, config.eval.batch_size, device)
         per_split[split.name] = task.evaluate(
-            predictions.probabilities, predictions.targets, predictions.visit_patient, schema, config.eval
+            predictions.probabilities, predictions.targets, predictions.visit_patient, schema, config.eval,
+            visit_group=predictions.visit_hospital,
         )
     print(f"evaluated {run_dir} on {len(per_split)} split(s)", file=sys.stderr)
     return {"name": config.name, "model": config.model.type, "test": combine_splits(per_split)}

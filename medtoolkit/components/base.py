@@ -17,6 +17,8 @@ Shapes (B patients, T visits, D features, N drugs):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -33,6 +35,27 @@ if TYPE_CHECKING:
     from medtoolkit.data.ehr import EHRData
 
 KINDS = ("dataset", "task", "encoder", "memory", "loss", "recommender", "adapter")
+
+
+@dataclass
+class ModelOutput:
+    """What a recommender returns when it is asked for named extras besides the logits.
+
+    A recommender that declares extras (:meth:`Recommender.extras_provided`) accepts
+    ``forward(batch, extras=("name", ...))`` and then returns a ``ModelOutput``; called
+    without ``extras`` (or with an empty tuple) it returns the plain logits tensor, as
+    every recommender does. Losses that read extras declare them with
+    :meth:`Loss.extras_needed`; ``medtoolkit validate`` refuses a loss whose extras the
+    model does not provide.
+
+    Attributes:
+        logits: ``[B, T, n_drugs]`` drug logits.
+        extras: name -> value (tensors or small dataclasses of tensors; what each name
+            holds is a contract between the recommender and the losses that read it).
+    """
+
+    logits: torch.Tensor
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Component:
@@ -128,6 +151,7 @@ class Task(Component, ABC):
         visit_patient: "np.ndarray",
         schema: "DataSchema",
         eval_params: "EvalParams | None" = None,
+        visit_group: "np.ndarray | None" = None,
     ) -> dict[str, Any]:
         """Score per-visit predictions; returns ``{metric: {"mean": m, "std": s}}``.
 
@@ -137,7 +161,13 @@ class Task(Component, ABC):
             visit_patient: ``[N]`` patient index of each visit.
             schema: the schema of the split (DDI adjacency, ...).
             eval_params: threshold, averaging and bootstrap settings (None: defaults).
+            visit_group: ``[N]`` group (hospital index) of each visit, or None; used by
+                grouped evaluation (``eval.group_by``).
         """
+
+    def prepare(self, data: "EHRData") -> "EHRData":
+        """The data as this task's samples (default: unchanged; a per-stay task makes each visit a sample)."""
+        return data
 
 
 class Encoder(Component, nn.Module, ABC):
@@ -215,13 +245,35 @@ class Loss(Component, nn.Module, ABC):
     def weight(self) -> float:
         return float(getattr(self.params, "weight", 1.0))
 
+    @classmethod
+    def extras_needed(cls, params: Params) -> frozenset[str]:
+        """Named model extras this term reads with ``params`` (see :class:`ModelOutput`).
+
+        A term that needs extras implements ``forward(logits, batch, extras)`` (``extras``:
+        name -> value, holding at least these names); ``medtoolkit validate`` refuses it
+        beside a recommender whose :meth:`Recommender.extras_provided` lacks one of them.
+        Default: nothing (``forward(logits, batch)``).
+        """
+        return frozenset()
+
     @abstractmethod
     def forward(self, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
         """Scalar loss over real visits."""
 
-    def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
-        """Fold this term into the running objective (default: ``total + weight * loss``)."""
-        return total + self.weight * self(logits, batch)
+    def evaluate_term(
+        self, logits: torch.Tensor, batch: "PaddedBatch", extras: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        """The term's value: ``self(logits, batch)``, or ``self(logits, batch, extras)`` when it needs extras."""
+        if self.extras_needed(self.params):
+            return self(logits, batch, dict(extras or {}))
+        return self(logits, batch)
+
+    def combine(
+        self, total: torch.Tensor, logits: torch.Tensor, batch: "PaddedBatch",
+        extras: Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Fold this term into the running objective (default: ``total + weight * term``)."""
+        return total + self.weight * self.evaluate_term(logits, batch, extras)
 
     def on_epoch_end(self, epoch: int) -> None:
         """Called by the trainer after every epoch (schedules, annealing)."""
@@ -245,6 +297,17 @@ class Recommender(Component, nn.Module, ABC):
     kind: ClassVar[str] = "recommender"
     #: False for rule-based recommenders that need no training (e.g. ``previous_visit``)
     trainable: ClassVar[bool] = True
+    #: submodule names (prefixes of parameter names) forming the output head; the
+    #: ``finetune_freeze`` adapter trains only these (empty: the last ``nn.Linear``)
+    head_modules: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def extras_provided(cls, params: Params) -> frozenset[str]:
+        """Named extras ``forward(batch, extras=names)`` can return with ``params`` (see :class:`ModelOutput`).
+
+        Default: none.
+        """
+        return frozenset()
 
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         nn.Module.__init__(self)
@@ -273,7 +336,17 @@ class Adapter(Component, nn.Module, ABC):
 
     @abstractmethod
     def attach(self, recommender: Recommender) -> Recommender:
-        """Return a recommender adapted by this adapter (parameters to train are this module's)."""
+        """Adapt ``recommender`` (already holding its initial weights) and return the model to train.
+
+        The adapter decides which parameters train: after ``attach`` exactly the returned
+        model's parameters with ``requires_grad`` are optimised. It may change the
+        recommender in place (wrap layers, add a prompt submodule, freeze parameters) and
+        return it. The returned model's ``state_dict`` must load into a fresh recommender
+        of the same config after ``attach`` of a fresh adapter of the same params.
+
+        Raises:
+            TypeError: the recommender lacks what this adapter needs (the message names both).
+        """
 
 
 BASE_CLASSES: dict[str, type] = {

@@ -210,6 +210,7 @@ class MedicationRecommendationTask(Task):
         visit_patient: np.ndarray,
         schema: DataSchema,
         eval_params: EvalParams | None = None,
+        visit_group: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Score every visit and bootstrap over patients.
 

@@ -130,7 +130,7 @@ def train_split(
     )
     predictions = predict(trainer.model, data, split.test, eval_params.batch_size, device)
     test = task.evaluate(predictions.probabilities, predictions.targets, predictions.visit_patient, schema,
-                         eval_params)
+                         eval_params, visit_group=predictions.visit_hospital)
     if out is not None:
         save_atomic({"model": trainer.model.state_dict(), "config": saved.get("config"), **common},
                     out / f"model_{split.name}.pt")

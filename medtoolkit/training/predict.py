@@ -21,12 +21,14 @@ class Predictions:
         targets: ``[V, n_drugs]`` bool ground truth.
         visit_patient: ``[V]`` dataset patient index of each visit.
         visit_position: ``[V]`` position t of each visit within its patient (0 = first).
+        visit_hospital: ``[V]`` hospital index of each visit, or None when the data has no hospitals.
     """
 
     probabilities: np.ndarray
     targets: np.ndarray
     visit_patient: np.ndarray
     visit_position: np.ndarray
+    visit_hospital: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -48,7 +50,7 @@ def predict(
     """
     was_training = model.training
     model.eval()
-    probabilities, targets, owners, positions = [], [], [], []
+    probabilities, targets, owners, positions, hospitals = [], [], [], [], []
     for batch in iterate_batches(data, patients, batch_size, sort_by_length=False):
         batch = batch.to(device)
         probs = torch.sigmoid(model(batch).float())
@@ -59,6 +61,8 @@ def predict(
         grid_position = torch.arange(mask.shape[1], device=mask.device)[None, :].expand_as(mask)
         owners.append(grid_patient[mask].cpu().numpy())
         positions.append(grid_position[mask].cpu().numpy())
+        if batch.hospital is not None:
+            hospitals.append(batch.hospital[mask].cpu().numpy())
     model.train(was_training)
     n_drugs = data.n_drugs
     return Predictions(
@@ -66,4 +70,6 @@ def predict(
         targets=np.concatenate(targets) if targets else np.zeros((0, n_drugs), bool),
         visit_patient=np.concatenate(owners) if owners else np.zeros(0, np.int64),
         visit_position=np.concatenate(positions) if positions else np.zeros(0, np.int64),
+        visit_hospital=(np.concatenate(hospitals) if hospitals else np.zeros(0, np.int64))
+        if data.hospital is not None else None,
     )

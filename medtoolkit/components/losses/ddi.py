@@ -31,6 +31,7 @@ the generator state are part of ``state_dict()`` so a resumed run continues the 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -268,8 +269,11 @@ class DDILoss(DDIMatrixLoss):
             return 1.0
         return math.exp((self.params.target - rate) / self.temperature)
 
-    def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
-        """Fold the penalty into ``total`` (see the module docstring for the two rules)."""
+    def combine(
+        self, total: torch.Tensor, logits: torch.Tensor, batch: "PaddedBatch",
+        extras: Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Fold the penalty into ``total`` (see the module docstring for the two rules; ``extras`` unused)."""
         if self.params.mode == "additive":
             self.last_switched = False
             interacting, pairs = self._batch_pair_counts(logits, batch)
