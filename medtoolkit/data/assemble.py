@@ -5,8 +5,10 @@ the :class:`~medtoolkit.data.report.DataReport`:
 
 1. events with a blank code, or whose (patient, visit) has no row in ``visits``, are dropped;
 2. repeated codes within a visit are removed (the first occurrence keeps its place);
-3. per vocabulary, only the ``top_n`` most frequent codes are kept (by row count after step 2,
-   ties broken by code, so the choice is deterministic);
+3. per vocabulary, only the ``top_n`` most frequent codes are kept: exactly N codes, ranked
+   by the number of visits holding them (rows after step 2), ties broken by the code text in
+   ascending order, so the choice is deterministic; the report entry also counts the visits
+   that lost every code of that kind (they are dropped in step 4);
 4. visits lacking diagnoses, procedures or medications are dropped (checked in the order
    medications, diagnoses, procedures; each visit is counted once, under the first missing kind);
 5. patients with fewer than ``min_visits`` visits are dropped - applied **last**, so every
@@ -146,9 +148,11 @@ def assemble_ehr(
             ranked = ranked.sort_values(["count", "code"], ascending=[False, True], kind="stable")
             kept_codes = set(ranked["code"].iloc[: int(limit)])
             inside = pd.Series(codes).isin(kept_codes).to_numpy()
+            emptied = len(np.unique(rows)) - len(np.unique(rows[inside]))
             report.drop(
                 f"{vocab}: top-{limit} filter", int((~inside).sum()),
-                f"code outside the {limit} most frequent ({len(counts) - len(kept_codes)} codes removed)",
+                f"code outside the {limit} most frequent ({len(counts) - len(kept_codes)} codes removed; "
+                f"{emptied} visits lost every {vocab} code and are dropped below as 'visits: no {vocab}')",
                 source=vocab,
             )
             rows, codes = rows[inside], codes[inside]

@@ -65,6 +65,8 @@ def test_top_n_ties_min_visits_last_and_nan_times() -> None:
     assert data.patient_ids == ["10"] and data.n_visits == 2
     steps = {d.step: d.count for d in report.drops}
     assert steps["diagnoses: top-1 filter"] == 2 and steps["visits: no diagnoses"] == 1
+    reason = {d.step: d.reason for d in report.drops}["diagnoses: top-1 filter"]
+    assert "(2 codes removed; 1 visits lost every diagnoses code" in reason  # d2, d3; visit 200
     assert steps["patients: fewer than 2 visits"] == 2
     # ties broken by code: m1 (5 rows) beats m2 (1 row); p1 vs p2 -> p1
     visits.loc[:, "TIME"] = np.nan

@@ -44,22 +44,48 @@ Codes
     MIMIC loaders detect and report them; see ``repair_icd_zeros`` there).
 
 Medications
-    Cancelled orders (``drugordercancelled == "Yes"``) are dropped and counted. ``drugname``
-    is mapped to ATC with :meth:`DrugMapper.map_name` (MIMIC drug names, case-insensitive) in
-    three steps, each offered only the rows still unmapped: the name as written; its product
-    part (after the last ``:``, before the first digit: ``"5 ML VIAL : DILTIAZEM HCL 25 MG"`` ->
-    ``"DILTIAZEM HCL"``); the first word of that part (4+ letters, e.g. ``"WARFARIN"``; an
-    approximation: ``VANCOMYCIN`` gets the class most MIMIC rows of that name have).
-    eICU gives no NDC or ATC, but most rows
-    carry a HICL (``drughiclseqno``, a product-group id) and many have no name. From the rows
-    whose name maps, a HICL -> ATC table is learned (per HICL the ATC seen on most rows, ties
-    by smaller code); rows whose name does not map take their HICL's ATC. Rows left unmapped
-    are dropped and counted. Both steps' coverage is in the report.
+    Cancelled orders (``drugordercancelled == "Yes"``) are dropped and counted (TEMPT's
+    public code keeps them). The drug code is chosen by ``drug_code``:
 
-Assembly (:func:`medtoolkit.data.assemble.assemble_ehr`) keeps stays with diagnoses,
-treatments and medications, the ``top_diagnoses`` most frequent diagnoses, then
-``min_visits``; afterwards hospitals with fewer than ``min_stays_per_hospital`` kept stays
-are removed and the data assembled again without them (repeated until stable).
+    ``hicl`` (as TEMPT)
+        ``drughiclseqno`` itself, written ``HICL:<n>`` (integer text without leading zeros;
+        ``"2812.0"`` -> ``HICL:2812``). Rows without a HICL, or with one that is not a
+        non-negative integer, are dropped and counted. There is no DDI matrix, SMILES or
+        substructure for HICL codes (the shipped knowledge is keyed by ATC):
+        :meth:`EICUDataset.knowledge_provided` says so, ``medtoolkit validate`` refuses the
+        ``ddi`` loss and DDI-based components, and DDI rates are reported as n/a.
+
+    ``atc`` (default)
+        ``drugname`` is mapped to ATC with :meth:`DrugMapper.map_name` (MIMIC drug names,
+        case-insensitive) in three steps, each offered only the rows still unmapped: the
+        name as written; its product part (after the last ``:``, before the first digit:
+        ``"5 ML VIAL : DILTIAZEM HCL 25 MG"`` -> ``"DILTIAZEM HCL"``); the first word of
+        that part (4+ letters, e.g. ``"WARFARIN"``; an approximation: ``VANCOMYCIN`` gets
+        the class most MIMIC rows of that name have). eICU gives no NDC or ATC, but most
+        rows carry a HICL (``drughiclseqno``, a product-group id) and many have no name.
+        From the rows whose name maps, a HICL -> ATC table is learned (per HICL the ATC seen
+        on most rows, ties by smaller code); rows whose name does not map take their HICL's
+        ATC. Rows left unmapped are dropped and counted. Both steps' coverage is in the
+        report.
+
+Top-N filters
+    ``top_diagnoses``, ``top_procedures`` and ``top_medications`` keep exactly N codes of
+    their kind (TEMPT's ``loc[:300]`` keeps 301): the codes held by the most stays (a code
+    counts once per stay), among the stays still in play (those of the kept hospitals,
+    before stays without diagnoses, treatments or medications are dropped), ties broken by
+    the code text in ascending order. Stays left without any code of a kind are then
+    dropped with the incomplete stays; the report counts the rows each filter removes and,
+    in the same entry, the stays that lost every code of that kind.
+
+Assembly (:func:`medtoolkit.data.assemble.assemble_ehr`) applies the top-N filters, keeps
+stays with diagnoses, treatments and medications, then applies ``min_visits``; afterwards
+hospitals with fewer than ``min_stays_per_hospital`` kept stays are removed and the data
+assembled again without them (repeated until stable; the top-N codes are counted again on
+the remaining hospitals each round, so the vocabularies describe the data that is kept).
+
+``provenance["hospital_jsd"]`` summarises the pairwise Jensen-Shannon divergence (bits)
+between the kept hospitals' prescription distributions
+(:func:`medtoolkit.data.divergence.hospital_divergence_summary`).
 """
 
 from __future__ import annotations
@@ -75,7 +101,9 @@ from pydantic import Field
 
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
+from medtoolkit.data.divergence import hospital_divergence_summary
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
+from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.data.loaders._raw import (
     cached_raw_build,
     dataset_name,
@@ -93,7 +121,8 @@ from medtoolkit.data.report import DataReport
 logger = logging.getLogger(__name__)
 
 #: bump when the processing changes, so cached builds are not reused
-LOADER_VERSION = 1
+#: (2: top_medications / top_procedures / drug_code, hospital_jsd in the provenance)
+LOADER_VERSION = 2
 _TABLES = ("patient", "diagnosis", "treatment", "medication")
 _OPTIONAL_TABLES = ("hospital",)
 #: ICD-9 diagnosis (ddd.dd), ICD-9 procedure (dd.dd), V and E codes
@@ -107,7 +136,8 @@ class EICUDataset(Dataset):
     """eICU-CRD tables as :class:`EHRData` with hospitals (see the module docstring for the rules).
 
     Vocabularies: ``diagnoses`` (``ICD9:<code>`` / ``ICD10:<code>``), ``procedures``
-    (``treatmentstring`` paths), ``medications`` (ATC codes of ``atc_level``).
+    (``treatmentstring`` paths), ``medications`` (ATC codes of ``atc_level``, or
+    ``HICL:<n>`` with ``drug_code="hicl"``).
     ``patient_ids`` are ``uniquepid``; ``hospital`` is a 0-based index per stay.
     """
 
@@ -116,8 +146,12 @@ class EICUDataset(Dataset):
 
         Attributes:
             root: directory holding the eICU tables; None loads the built-in demo.
-            atc_level: ATC level of the medication codes.
+            atc_level: ATC level of the medication codes (``drug_code="atc"`` only).
+            drug_code: ``"atc"`` (drug names mapped to ATC, with DDI knowledge) or
+                ``"hicl"`` (``drughiclseqno`` as in TEMPT; no DDI knowledge).
             top_diagnoses: keep the most frequent diagnosis codes (None keeps all).
+            top_procedures: keep the N treatment paths held by the most stays (None: all).
+            top_medications: keep the N drug codes held by the most stays (None: all).
             min_visits: drop patients with fewer kept stays.
             min_stays_per_hospital: drop hospitals with fewer kept stays (after assembly).
             cache: reuse a cached build when inputs and options are unchanged.
@@ -125,8 +159,17 @@ class EICUDataset(Dataset):
         """
 
         root: Path | None = Field(None, description="directory with the eICU tables; None = built-in demo")
-        atc_level: Literal[3, 4] = Field(3, description="ATC level of the medication codes")
+        atc_level: Literal[3, 4] = Field(3, description="ATC level of the medication codes (drug_code=atc)")
+        drug_code: Literal["atc", "hicl"] = Field(
+            "atc", description="medication code: atc (mapped from drugname/HICL) or hicl (drughiclseqno, no DDI)"
+        )
         top_diagnoses: int | None = Field(2000, ge=1, description="keep the N most frequent diagnoses (None: all)")
+        top_procedures: int | None = Field(
+            None, ge=1, description="keep the N treatment paths held by the most stays (None: all)"
+        )
+        top_medications: int | None = Field(
+            None, ge=1, description="keep the N drug codes held by the most stays (None: all)"
+        )
         min_visits: int = Field(1, ge=1, description="drop patients with fewer stays (applied after other filters)")
         min_stays_per_hospital: int = Field(1, ge=1, description="drop hospitals with fewer kept stays")
         cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
@@ -137,10 +180,13 @@ class EICUDataset(Dataset):
 
     @classmethod
     def knowledge_provided(cls, params: BaseParams) -> frozenset[str] | None:
-        """The shipped drug knowledge: ``"ddi"``, ``"smiles"``, and ``"substructures"`` when
-        rdkit is installed (:func:`medtoolkit.knowledge.drug_knowledge_names`)."""
+        """With ATC codes the shipped drug knowledge: ``"ddi"``, ``"smiles"``, and
+        ``"substructures"`` when rdkit is installed
+        (:func:`medtoolkit.knowledge.drug_knowledge_names`); with HICL codes none."""
         from medtoolkit.knowledge import drug_knowledge_names
 
+        if getattr(params, "drug_code", "atc") == "hicl":
+            return frozenset()
         return drug_knowledge_names()
 
     # ------------------------------------------------------------------ public
@@ -204,12 +250,15 @@ class EICUDataset(Dataset):
         medication = _known_stays(medication, stays, report, paths["medication"].name)
 
         patient_of = pd.Series(visits["PATIENT"].to_numpy(), index=visits["VISIT"].to_numpy())
+        medication = _without_cancelled(medication, paths["medication"].name, report)
+        if p.drug_code == "hicl":
+            drug_codes = _hicl_codes(medication, paths["medication"].name, report)
+        else:
+            drug_codes = _medication_codes(medication, p.atc_level, paths["medication"].name, report)
         events = {
             DIAGNOSES: _with_patient(_diagnosis_codes(diagnosis, paths["diagnosis"].name, report), patient_of),
             PROCEDURES: _with_patient(_treatment_codes(treatment, paths["treatment"].name, report), patient_of),
-            MEDICATIONS: _with_patient(
-                _medication_codes(medication, p.atc_level, paths["medication"].name, report), patient_of
-            ),
+            MEDICATIONS: _with_patient(drug_codes, patient_of),
         }
         hospital_facts = _check_hospitals(visits, paths, report, read)
         return self._assemble(events, visits, report, directory, paths, order_facts, hospital_facts)
@@ -228,7 +277,7 @@ class EICUDataset(Dataset):
         from medtoolkit.data.assemble import assemble_ehr
 
         p = self.params
-        top_n = {DIAGNOSES: p.top_diagnoses} if p.top_diagnoses is not None else {}
+        top_n = {DIAGNOSES: p.top_diagnoses, PROCEDURES: p.top_procedures, MEDICATIONS: p.top_medications}
         # hospitals as integer codes in ascending (numeric when possible) hospitalid order
         hospital_codes, hospital_originals = _factorize_ids(visits["HOSPITAL"])
         current = visits.assign(HOSPITAL=hospital_codes)
@@ -246,7 +295,7 @@ class EICUDataset(Dataset):
             data = assemble_ehr(
                 {kind: frame[frame["VISIT"].isin(current["VISIT"])] for kind, frame in events.items()},
                 current[["PATIENT", "VISIT", "TIME", "HOSPITAL"]],
-                drug_knowledge_factory(p.atc_level),
+                _no_drug_knowledge if p.drug_code == "hicl" else drug_knowledge_factory(p.atc_level),
                 name=dataset_name(self.source_name, None if p.root is None else directory),
                 report=trial,
                 min_visits=p.min_visits,
@@ -258,6 +307,12 @@ class EICUDataset(Dataset):
             small = np.flatnonzero((counts > 0) & (counts < p.min_stays_per_hospital))
             if len(small) == 0:
                 break
+            if len(small) == int((counts > 0).sum()):
+                raise ValueError(
+                    f"eicu: min_stays_per_hospital={p.min_stays_per_hospital} removes every hospital: the "
+                    f"largest has {int(counts.max())} kept stays with these options; lower "
+                    "min_stays_per_hospital (the built-in demo's hospitals are tiny)"
+                )
             removed += [int(c) for c in small]
             drop_mask = current["HOSPITAL"].isin(small).to_numpy()
             removed_stays += int(drop_mask.sum())
@@ -278,17 +333,27 @@ class EICUDataset(Dataset):
                 "code_format": {
                     DIAGNOSES: "ICD9:<code> | ICD10:<code> (split from diagnosis.icd9code)",
                     PROCEDURES: "treatment.treatmentstring path",
-                    MEDICATIONS: f"ATC level {p.atc_level} (drugname, then HICL learned from named rows)",
+                    MEDICATIONS: "HICL:<drughiclseqno>" if p.drug_code == "hicl"
+                    else f"ATC level {p.atc_level} (drugname, then HICL learned from named rows)",
                 },
                 "visit_order": "hospitaldischargeyear, patienthealthsystemstayid, -hospitaladmitoffset, "
                 "unitvisitnumber; time = rank of the stay within its patient",
                 "visit_order_facts": order_facts,
                 "hospital_ids": hospital_ids,
                 "hospitals": {**hospital_facts, "kept": len(hospital_ids)},
+                "hospital_jsd": hospital_divergence_summary(data, len(hospital_ids)),
             }
         )
         data.validate()
         return data
+
+
+def _no_drug_knowledge(med_codes: list[str]) -> DrugKnowledge:
+    """Knowledge for HICL codes: none (no DDI matrix, no SMILES; the shipped files use ATC)."""
+    return DrugKnowledge(
+        ddi_adjacency=None,
+        provenance={"ddi": "none: HICL drug codes (drug_code=hicl); the shipped DDI/SMILES knowledge is keyed by ATC"},
+    )
 
 
 def _factorize_ids(ids: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -495,14 +560,48 @@ def first_word(names: pd.Series) -> pd.Series:
     return word.fillna("")
 
 
-def _medication_codes(medication: pd.DataFrame, atc_level: int, source: str, report: DataReport) -> pd.DataFrame:
-    """``medication`` rows -> ``[VISIT, CODE]`` with ATC codes (name, then learned HICL)."""
-    from medtoolkit.knowledge import DrugMapper
-
+def _without_cancelled(medication: pd.DataFrame, source: str, report: DataReport) -> pd.DataFrame:
+    """Drop (and count) cancelled orders; the index is reset."""
     cancelled = medication["DRUGORDERCANCELLED"].str.strip().str.lower() == "yes"
     report.drop(f"{source}: cancelled", int(cancelled.sum()), "drugordercancelled == 'Yes'", source=source,
                 examples=examples(medication.loc[cancelled, "DRUGNAME"]))
-    frame = medication.loc[~cancelled].reset_index(drop=True)
+    return medication.loc[~cancelled].reset_index(drop=True)
+
+
+def hicl_codes(values: pd.Series) -> pd.Series:
+    """``drughiclseqno`` texts -> ``HICL:<n>`` codes (NA when blank or not an integer).
+
+    ``" 02812.0 "`` -> ``"HICL:2812"``: integer text, optionally with a zero decimal part
+    (pandas writes integer columns with blanks as floats), leading zeros removed.
+    """
+    text = values.astype("string").fillna("").str.strip()
+    integral = text.str.fullmatch(r"\d+(?:\.0*)?").fillna(False).astype(bool)
+    digits = text.str.replace(r"\..*$", "", regex=True).str.lstrip("0").replace("", "0")
+    return ("HICL:" + digits).where(integral, pd.NA)
+
+
+def _hicl_codes(medication: pd.DataFrame, source: str, report: DataReport) -> pd.DataFrame:
+    """Uncancelled ``medication`` rows -> ``[VISIT, CODE]`` with ``HICL:<n>`` codes."""
+    hicl = medication["DRUGHICLSEQNO"].str.strip()
+    code = hicl_codes(hicl)
+    blank = hicl == ""
+    malformed = ~blank & code.isna()
+    names = medication["DRUGNAME"].str.strip()
+    report.drop(f"{source}: no drughiclseqno", int(blank.sum()), "drughiclseqno empty (drug_code=hicl)",
+                source=source, examples=examples(names[blank]))
+    report.drop(f"{source}: drughiclseqno", int(malformed.sum()),
+                "drughiclseqno is not a non-negative integer (drug_code=hicl)",
+                source=source, examples=examples(hicl[malformed]))
+    record_coverage(report, "medication: drughiclseqno -> HICL code", code.notna(), hicl, source)
+    keep = code.notna().to_numpy()
+    return pd.DataFrame({"VISIT": medication.loc[keep, "PATIENTUNITSTAYID"].to_numpy(),
+                         "CODE": code[keep].astype(str).to_numpy()})
+
+
+def _medication_codes(frame: pd.DataFrame, atc_level: int, source: str, report: DataReport) -> pd.DataFrame:
+    """Uncancelled ``medication`` rows -> ``[VISIT, CODE]`` with ATC codes (name, then learned HICL)."""
+    from medtoolkit.knowledge import DrugMapper
+
     names = frame["DRUGNAME"].str.strip()
     hicl = frame["DRUGHICLSEQNO"].str.strip().str.replace(r"\.0+$", "", regex=True)
 

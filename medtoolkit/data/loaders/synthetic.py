@@ -6,24 +6,48 @@ the few latent conditions / drugs when the world is drawn):
 
 1. **Patients and visits.** A share ``single_visit_share`` of patients has one visit, the
    others ``2 + NegativeBinomial`` (heavy tail, like MIMIC-III: mean about 2.4). Each
-   patient belongs to one hospital (Zipf-sized) when ``n_hospitals > 0``.
+   patient belongs to one hospital when ``n_hospitals > 0``: hospital sizes are Zipfian,
+   the hospital of size rank ``r`` (1 = largest; ranks are a random permutation of the
+   hospital indices) drawing a share ``r^-hospital_size_skew / sum_r' r'^-hospital_size_skew``
+   of the patients (0 = equal sizes; with the default 0.8 and 200 hospitals the largest
+   draws ``200^0.8``, about 69, times the share of the smallest). A hospital may
+   draw no patient at all when it is tiny.
 2. **Codes.** Code popularity is Zipfian (``zipf_exponent``) over a random permutation of
-   each vocabulary; every hospital shifts it by log-normal noise (``hospital_shift``).
+   each vocabulary; every hospital ``h`` multiplies it by its own log-normal noise
+   ``exp(hospital_shift * N(0, 1))`` per code (then renormalises): hospitals differ in which
+   diagnoses, procedures and conditions (step 3) they see.
 3. **Latent conditions.** ``n_conditions`` conditions, each with its own diagnoses,
    procedures and a group of drugs. A patient has chronic conditions (active at most
    visits) and each visit adds acute ones. A share ``condition_share`` of the diagnosis and
    procedure codes of a visit comes from its active conditions, the rest from the
    (hospital-shifted) background.
-4. **Medications.** A logistic model per drug: Zipfian base rate + effects of the active
-   conditions + a hospital offset + ``persistence`` for drugs of the patient's previous
-   visit; an intercept is calibrated so that visits hold ``mean_medications`` drugs on
-   average. Every visit gets at least one drug.
+4. **Medications.** A logistic model per drug: at visit ``v`` of hospital ``h`` drug ``d``
+   is given with probability ``sigmoid(b[d] + o[h, d] + sum_k active[v, k] E[k, d] + s_v +
+   persistence * previous[v, d] + c)``: ``b`` a Zipfian base rate, ``E`` the condition
+   effects, ``s_v ~ N(0, 0.6^2)`` a per-visit severity, ``previous`` the drugs of the
+   patient's previous visit and ``c`` an intercept calibrated so that visits hold
+   ``mean_medications`` drugs on average. Every visit gets at least one drug.
+   **Hospital prescribing habit**: ``o[h, d] = hospital_drug_shift * 0.5 * N(0, 1)``,
+   drawn once per (hospital, drug) - a hospital's own preference for or against each
+   drug, the same for all its patients and whatever their conditions. It is what a model
+   can learn from a hospital's own records and not from the others': given the inputs
+   (conditions, previous drugs), two hospitals' drug logits differ by ``o[h] - o[h']``
+   (up to float32 rounding). :func:`hospital_prescribing_offsets` returns the true ``o`` (the
+   right answer for adaptation tests). ``hospital_drug_shift=None`` uses
+   ``hospital_shift``; 0 removes the habit (hospitals then differ only through the
+   conditions they see, step 2).
 5. **DDI.** ``n_ddi_pairs`` interacting pairs are planted among the drugs, leaning towards
    (or away from) co-prescribed pairs so that the ground-truth DDI rate lands near
    ``ddi_rate`` (MIMIC-III: 0.083); ``ddi_rate=None`` plants uniformly random pairs.
 
 Models can learn from the result: drugs depend on diagnoses/procedures (through the
 conditions), on the previous visit and on the hospital.
+
+With hospitals, ``provenance["hospital_jsd"]`` holds the mean / median / max Jensen-Shannon
+divergence (bits) between the hospitals' prescription distributions
+(:func:`medtoolkit.data.divergence.hospital_divergence_summary`); it grows with
+``hospital_drug_shift``. Generating 100-300 hospitals with 20,000-100,000 visits takes
+about a second: nothing loops over hospitals or visits in Python.
 """
 
 from __future__ import annotations
@@ -38,6 +62,7 @@ from pydantic import Field, model_validator
 
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
+from medtoolkit.data.divergence import hospital_divergence_summary
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
 from medtoolkit.data.knowledge import DrugKnowledge
 from medtoolkit.data.vocab import Vocabulary
@@ -52,6 +77,8 @@ _BASE_SPREAD, _BASE_CAP, _SEVERITY = 2.0, 1.0, 0.6
 #: visits per chunk when evaluating the drug model; visits used to calibrate its intercept
 _ROW_CHUNK, _CALIBRATION_ROWS = 131_072, 8192
 _MEAN_GAP_DAYS = 120.0
+#: sd of the hospital drug-logit offsets per unit of ``hospital_drug_shift``
+_HABIT_SCALE = 0.5
 
 
 class SyntheticDataset(Dataset):
@@ -80,7 +107,12 @@ class SyntheticDataset(Dataset):
             ddi_rate: target ground-truth DDI rate for planting (None: uniform pairs).
             n_substructures: width of a random drug-to-substructure mask (0: none).
             n_hospitals: number of hospitals (0: no hospital column).
-            hospital_shift: strength of per-hospital distribution shifts.
+            hospital_size_skew: Zipf exponent of the hospital sizes (0: equal sizes).
+            hospital_shift: strength of the per-hospital shifts of the diagnosis,
+                procedure and condition distributions (and of the prescribing habit when
+                ``hospital_drug_shift`` is None).
+            hospital_drug_shift: strength of the per-hospital prescribing habit (drug
+                logit offsets ``0.5 * shift * N(0, 1)``); None: ``hospital_shift``.
             seed: random seed.
         """
 
@@ -103,7 +135,14 @@ class SyntheticDataset(Dataset):
         ddi_rate: float | None = Field(0.08, gt=0, lt=1, description="target ground-truth DDI rate for planting (None: uniform pairs)")
         n_substructures: int = Field(442, ge=0, description="width of a random drug-to-substructure mask (0: none)")
         n_hospitals: int = Field(0, ge=0, description="number of hospitals (0: no hospital column)")
-        hospital_shift: float = Field(0.75, ge=0, description="strength of per-hospital distribution shifts")
+        hospital_size_skew: float = Field(0.8, ge=0, description="Zipf exponent of hospital sizes (0 = equal sizes)")
+        hospital_shift: float = Field(
+            0.75, ge=0, description="strength of per-hospital shifts of the diagnosis/procedure/condition distributions"
+        )
+        hospital_drug_shift: float | None = Field(
+            None, ge=0,
+            description="strength of the per-hospital prescribing habit (drug logit offsets); None = hospital_shift",
+        )
         seed: int = Field(0, description="random seed")
 
         @model_validator(mode="after")
@@ -162,7 +201,8 @@ class _World:
         condition_diagnoses, condition_procedures: ``[K, m]`` codes of each condition.
         condition_diagnosis_cdf, condition_procedure_cdf: ``[K, m]`` CDFs over those codes.
         drug_effects: ``[K, n_drugs]`` float32 logit effects of each condition.
-        drug_bias: ``[H, n_drugs]`` float32 base logit per hospital.
+        drug_bias: ``[H, n_drugs]`` float32 base logit per hospital (base rate + habit).
+        drug_offsets: ``[H, n_drugs]`` float64 hospital prescribing habit ``o`` (step 4).
     """
 
     diagnosis_cdf: np.ndarray
@@ -174,6 +214,7 @@ class _World:
     condition_procedure_cdf: np.ndarray
     drug_effects: np.ndarray
     drug_bias: np.ndarray
+    drug_offsets: np.ndarray
 
 
 def _zipf(rng: np.random.Generator, size: int, exponent: float) -> np.ndarray:
@@ -186,7 +227,7 @@ def _zipf(rng: np.random.Generator, size: int, exponent: float) -> np.ndarray:
 def _shifted(rng: np.random.Generator, weights: np.ndarray, n_groups: int, shift: float) -> np.ndarray:
     """``[n_groups, size]`` copies of ``weights`` times log-normal noise, renormalised."""
     noise = np.exp(shift * rng.standard_normal((n_groups, len(weights)))) if shift else 1.0
-    shifted = weights[None, :] * noise
+    shifted = np.repeat(weights[None, :], n_groups, axis=0) * noise
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
@@ -212,6 +253,8 @@ def _condition_codes(rng: np.random.Generator, popularity: np.ndarray, n_conditi
 def _draw_world(rng: np.random.Generator, p: SyntheticDataset.Params) -> _World:
     n_groups = max(p.n_hospitals, 1)
     shift = p.hospital_shift if p.n_hospitals else 0.0
+    drug_shift = p.hospital_shift if p.hospital_drug_shift is None else p.hospital_drug_shift
+    drug_shift = drug_shift if p.n_hospitals else 0.0
     diagnosis_pop = _zipf(rng, p.n_diagnoses, p.zipf_exponent)
     procedure_pop = _zipf(rng, p.n_procedures, p.zipf_exponent)
     drug_pop = _zipf(rng, p.n_drugs, p.zipf_exponent)
@@ -230,7 +273,8 @@ def _draw_world(rng: np.random.Generator, p: SyntheticDataset.Params) -> _World:
         # multiples of 1/256: sums of effects are exact in float32, whatever the BLAS order
         effects[k, drugs] = np.round(rng.uniform(3.0, 5.0, size=group) * 256) / 256
     base = np.minimum(_BASE_SPREAD * np.log(drug_pop * p.n_drugs), _BASE_CAP)  # Zipfian logits
-    drug_bias = (base[None, :] + shift * 0.5 * rng.standard_normal((n_groups, p.n_drugs))).astype(np.float32)
+    offsets = drug_shift * _HABIT_SCALE * rng.standard_normal((n_groups, p.n_drugs))  # prescribing habit
+    drug_bias = (base[None, :] + offsets).astype(np.float32)
     return _World(
         diagnosis_cdf=_cdf(_shifted(rng, diagnosis_pop, n_groups, shift)),
         procedure_cdf=_cdf(_shifted(rng, procedure_pop, n_groups, shift)),
@@ -241,7 +285,28 @@ def _draw_world(rng: np.random.Generator, p: SyntheticDataset.Params) -> _World:
         condition_procedure_cdf=condition_procedure_cdf,
         drug_effects=effects,
         drug_bias=drug_bias,
+        drug_offsets=offsets,
     )
+
+
+def hospital_prescribing_offsets(params: SyntheticDataset.Params) -> np.ndarray:
+    """The true hospital prescribing habit ``o`` of the data ``params`` generate (step 4).
+
+    Cheap: only the world (vocabularies, conditions, hospital effects) is drawn, no visit.
+
+    Args:
+        params: validated parameters with ``n_hospitals > 0``.
+
+    Returns:
+        ``[n_hospitals, n_drugs]`` float64 drug-logit offsets ``o[h, d]``; the drug logits
+        of two hospitals for the same inputs differ by ``o[h] - o[h']``.
+
+    Raises:
+        ValueError: ``n_hospitals`` is 0 (no hospitals, no habit).
+    """
+    if params.n_hospitals == 0:
+        raise ValueError("hospital_prescribing_offsets: n_hospitals is 0 (the data has no hospitals)")
+    return _draw_world(np.random.default_rng(params.seed), params).drug_offsets.copy()
 
 
 def _sample_grouped(rng: np.random.Generator, cdf: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -498,7 +563,8 @@ def generate(p: SyntheticDataset.Params) -> EHRData:
     patient_of_visit = np.repeat(np.arange(n_patients), counts)
 
     if p.n_hospitals:
-        patient_hospital = rng.choice(p.n_hospitals, size=n_patients, p=_zipf(rng, p.n_hospitals, 0.8))
+        sizes = _zipf(rng, p.n_hospitals, p.hospital_size_skew)
+        patient_hospital = rng.choice(p.n_hospitals, size=n_patients, p=sizes)
     else:
         patient_hospital = np.zeros(n_patients, dtype=np.int64)
     visit_hospital = patient_hospital[patient_of_visit]
@@ -546,7 +612,7 @@ def generate(p: SyntheticDataset.Params) -> EHRData:
         "ddi_tilt": tilt,
         "dropped": {},
     }
-    return EHRData(
+    data = EHRData(
         vocabularies=vocabularies,
         visit_offsets=visit_offsets,
         codes={DIAGNOSES: diagnoses[0], PROCEDURES: procedures[0], MEDICATIONS: drugs.astype(np.int32)},
@@ -558,3 +624,7 @@ def generate(p: SyntheticDataset.Params) -> EHRData:
         name=f"synthetic(seed={p.seed})",
         provenance=provenance,
     )
+    if p.n_hospitals:
+        provenance["hospital_sizes"] = np.bincount(visit_hospital, minlength=p.n_hospitals).tolist()
+        provenance["hospital_jsd"] = hospital_divergence_summary(data, p.n_hospitals)
+    return data

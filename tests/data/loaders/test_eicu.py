@@ -13,8 +13,11 @@ import pytest
 
 import medtoolkit
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
-from medtoolkit.data.loaders.eicu import EICUDataset, split_icd_codes
+from medtoolkit.config import ConfigValidationError, validate_config
+from medtoolkit.data.loaders.eicu import EICUDataset, hicl_codes, split_icd_codes
 from medtoolkit.data.tables import DataFormatError
+from medtoolkit.plugins import PluginHost
+from medtoolkit.presets import preset_config
 from medtoolkit.resources import demo_path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -233,6 +236,134 @@ def test_missing_table_is_named(tiny: Path) -> None:
     (tiny / "treatment.csv.gz").unlink()
     with pytest.raises(FileNotFoundError, match="treatment"):
         load(tiny)
+
+
+# ---------------------------------------------------------------------------- top-N filters
+def _drops(data: EHRData) -> dict[str, dict]:
+    return {d["step"]: d for d in data.provenance["report"]["drops"]}
+
+
+def test_top_medications_keeps_exactly_n_ties_by_code(tiny: Path) -> None:
+    # stays held by each class: B01A 2 (stays 1, 2), C03C 1 (stay 4), N02B 1 (stay 3):
+    # the top 2 are B01A and, of the tie, the smaller code C03C; stay 3 loses its only drug
+    data = load(tiny, top_medications=2)
+    assert data.vocabularies[MEDICATIONS].idx2word == ["B01A", "C03C"]
+    assert data.n_visits == 3 and data.patient_ids == ["A", "B"]
+    drops = _drops(data)
+    assert drops["medications: top-2 filter"]["count"] == 1
+    assert "1 visits lost every medications code" in drops["medications: top-2 filter"]["reason"]
+    assert drops["visits: no medications"]["count"] == 1
+
+
+def test_top_procedures_keeps_exactly_n_ties_by_code(tiny: Path) -> None:
+    # a|b: 2 stays, a|c: 1, d: 1 -> top 2 = a|b and a|c (tie broken by code); stay 4 (B) goes
+    data = load(tiny, top_procedures=2)
+    assert data.vocabularies[PROCEDURES].idx2word == ["a|b", "a|c"]
+    assert data.patient_ids == ["A"] and data.n_visits == 3
+    drops = _drops(data)
+    assert drops["procedures: top-2 filter"]["count"] == 1
+    assert drops["visits: no procedures"]["count"] == 1
+    assert drops["patients: no complete visit"]["count"] == 1
+    assert data.provenance["options"]["top_procedures"] == 2
+
+
+# ---------------------------------------------------------------------------- HICL drug codes
+def test_hicl_codes() -> None:
+    values = pd.Series([" 02812.0 ", "0", "2812", "", "12a", "1.5", None])
+    got = hicl_codes(values)
+    assert got.iloc[:3].tolist() == ["HICL:2812", "HICL:0", "HICL:2812"]
+    assert got.iloc[3:].isna().all()
+
+
+def test_hicl_drug_codes_on_the_tiny_tables(tiny: Path) -> None:
+    _write(tiny, "medication", "patientunitstayid,drugordercancelled,drugname,drughiclseqno\n"
+           "1,No,WARFARIN SODIUM 5 MG PO TABS,2812\n2,No,,02812.0\n3,No,Acetaminophen,1\n"
+           "4,No,Furosemide,2\n4,Yes,Acetaminophen,1\n4,No,,777\n3,No,Heparin,\n2,No,odd,12a\n")
+    data = load(tiny, drug_code="hicl")
+    meds = data.vocabularies[MEDICATIONS]
+    assert meds.idx2word == ["HICL:1", "HICL:2", "HICL:2812", "HICL:777"]  # code text order
+    # visit order: A's stays 3, 2, 1, then B's stay 4
+    assert [meds.decode(data.visit_codes(MEDICATIONS, v)) for v in range(4)] == [
+        ["HICL:1"], ["HICL:2812"], ["HICL:2812"], ["HICL:2", "HICL:777"]]
+    drops = _drops(data)
+    assert drops["medication.csv.gz: cancelled"]["count"] == 1
+    assert drops["medication.csv.gz: no drughiclseqno"]["count"] == 1
+    assert drops["medication.csv.gz: no drughiclseqno"]["examples"] == ["Heparin"]
+    assert drops["medication.csv.gz: drughiclseqno"]["examples"] == ["12a"]
+    assert not data.knowledge.has_ddi and data.knowledge.smiles is None
+    assert data.provenance["code_format"][MEDICATIONS] == "HICL:<drughiclseqno>"
+    coverage = {c["step"]: c for c in data.provenance["report"]["coverage"]}
+    assert coverage["medication: drughiclseqno -> HICL code"]["rows_mapped"] == 5
+
+
+def test_hicl_declares_no_drug_knowledge_and_validate_refuses_ddi_parts() -> None:
+    host = PluginHost(load_entry_points=False)
+    eicu = host.get("dataset", "eicu")
+    assert eicu.knowledge_provided(eicu.Params(drug_code="hicl")) == frozenset()
+    raw = preset_config("gamenet", host=host)
+    raw["dataset"] = {"type": "eicu", "drug_code": "hicl"}
+    with pytest.raises(ConfigValidationError) as caught:
+        validate_config(raw, host)
+    errors = {error.path: error.message for error in caught.value.errors}
+    assert errors == {
+        "model.memory": "memory 'gcn' needs a DDI matrix, but dataset 'eicu' as configured has none",
+        "losses.2": "loss 'ddi' needs a DDI matrix, but dataset 'eicu' as configured has none",
+    }
+    raw["model"]["memory"]["ddi_in_memory"] = False
+    raw["losses"] = raw["losses"][:2]
+    validate_config(raw, host)
+
+
+def test_new_options_are_in_the_cache_key(tiny: Path, tmp_path: Path) -> None:
+    def cached(**options: object) -> EHRData:
+        params = EICUDataset.Params(root=tiny, cache=True, cache_dir=tmp_path / "cache", **options)
+        return EICUDataset(params).load(progress=False)
+
+    atc, hicl = cached(), cached(drug_code="hicl")
+    assert atc.vocabularies[MEDICATIONS].idx2word != hicl.vocabularies[MEDICATIONS].idx2word
+    assert len(cached(top_medications=2).vocabularies[MEDICATIONS]) == 2
+    assert len(cached(top_procedures=1).vocabularies[PROCEDURES]) == 1
+    again = cached(drug_code="hicl")
+    assert again.fingerprint() == hicl.fingerprint() and not again.knowledge.has_ddi
+
+
+# ---------------------------------------------------------------------------- the demo, TEMPT's way
+def test_demo_with_hicl_codes_counts_like_plain_pandas() -> None:
+    data = EICUDataset(EICUDataset.Params(cache=False, drug_code="hicl")).load(progress=False)
+    diagnosis, treatment = read_raw("diagnosis"), read_raw("treatment")
+    medication, patient = read_raw("medication"), read_raw("patient")
+    tokens = diagnosis.set_index("patientunitstayid")["icd9code"].str.split(",").explode().str.strip()
+    treatments = treatment.set_index("patientunitstayid")["treatmentstring"].str.strip()
+    medication = medication[(medication["drugordercancelled"] != "Yes")]
+    hicl = medication.set_index("patientunitstayid")["drughiclseqno"].str.strip()
+    hicl = hicl[hicl != ""]
+    stays = set(tokens[tokens != ""].index) & set(treatments[treatments != ""].index) & set(hicl.index)
+    kept = patient[patient["patientunitstayid"].isin(stays)]
+    assert data.n_visits == len(kept)
+    assert len(np.unique(data.hospital)) == kept["hospitalid"].nunique()
+    assert len(data.vocabularies[MEDICATIONS]) == hicl[hicl.index.isin(stays)].astype(float).nunique()
+    assert not data.knowledge.has_ddi
+
+
+def test_demo_with_tempt_options() -> None:
+    options = {"drug_code": "hicl", "top_medications": 50, "top_procedures": 100}
+    data = EICUDataset(EICUDataset.Params(cache=False, min_stays_per_hospital=10, **options)).load(progress=False)
+    assert len(data.vocabularies[MEDICATIONS]) <= 50 and len(data.vocabularies[PROCEDURES]) <= 100
+    counts = np.bincount(data.hospital)
+    assert counts.min() >= 10 and len(counts) == len(data.provenance["hospital_ids"])
+    summary = data.provenance["hospital_jsd"]
+    assert summary["n_hospitals"] == len(counts) and summary["skipped_hospitals"] == 0
+    assert 0 < summary["min"] <= summary["mean"] <= summary["max"] <= 1
+    # the demo's hospitals keep at most 15 stays with these options: 20 leaves none
+    with pytest.raises(ValueError, match="min_stays_per_hospital=20 removes every hospital: the largest has 15"):
+        EICUDataset(EICUDataset.Params(cache=False, min_stays_per_hospital=20, **options)).load(progress=False)
+
+
+def test_demo_reports_the_hospital_divergence(demo: EHRData) -> None:
+    summary = demo.provenance["hospital_jsd"]
+    assert summary["n_hospitals"] == len(demo.provenance["hospital_ids"])
+    assert summary["n_pairs"] == summary["n_hospitals"] * (summary["n_hospitals"] - 1) // 2
+    assert 0 <= summary["min"] <= summary["median"] <= summary["max"] <= 1
 
 
 # ---------------------------------------------------------------------------- training

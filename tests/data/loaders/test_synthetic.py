@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from medtoolkit.data.batching import make_batch
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
-from medtoolkit.data.loaders.synthetic import SyntheticDataset
+from medtoolkit.data.divergence import jensen_shannon, prescription_distributions
+from medtoolkit.data.loaders.synthetic import SyntheticDataset, hospital_prescribing_offsets
 
 
 def _generate(**params: object) -> EHRData:
@@ -135,6 +136,102 @@ def test_hospitals_shift_distributions() -> None:
     rows_a = np.flatnonzero(data.hospital == a)
     within = np.abs(drugs[rows_a[::2]].mean(0) - drugs[rows_a[1::2]].mean(0)).mean()
     assert between > 3 * within
+
+
+# ----------------------------------------------------------------------------- multi-centre
+def test_explicit_defaults_give_the_same_data() -> None:
+    # hospital_size_skew 0.8 was the hard-coded exponent; hospital_drug_shift None = hospital_shift
+    implicit = _generate(n_visits=3000, n_hospitals=30, hospital_shift=1.2, seed=6)
+    explicit = _generate(n_visits=3000, n_hospitals=30, hospital_shift=1.2, seed=6,
+                         hospital_size_skew=0.8, hospital_drug_shift=1.2)
+    assert implicit.fingerprint() == explicit.fingerprint()
+    other = _generate(n_visits=3000, n_hospitals=30, hospital_shift=1.2, seed=6, hospital_drug_shift=0.0)
+    assert other.fingerprint() != implicit.fingerprint()
+    assert _generate(n_patients=200, seed=6).provenance.get("hospital_jsd") is None  # no hospitals
+
+
+def _size_ratio(skew: float) -> float:
+    data = _generate(n_patients=20000, n_hospitals=20, hospital_size_skew=skew, mean_visits=1.0,
+                     single_visit_share=1.0, seed=2)
+    sizes = np.sort(np.bincount(data.hospital, minlength=20))
+    assert data.provenance["hospital_sizes"] == np.bincount(data.hospital, minlength=20).tolist()
+    return sizes[-1] / sizes[0]
+
+
+def test_hospital_size_skew_sets_the_zipf_exponent() -> None:
+    # shares r^-s / sum: largest / smallest = 20^s (1 for equal sizes, 11 for 0.8, 400 for 2)
+    assert _size_ratio(0.0) == pytest.approx(1.0, abs=0.2)
+    assert _size_ratio(0.8) == pytest.approx(20 ** 0.8, rel=0.35)
+    assert _size_ratio(2.0) == pytest.approx(400, rel=0.5)
+
+
+def _multicentre(drug_shift: float, **params: object) -> EHRData:
+    return _generate(n_visits=20000, n_hospitals=10, hospital_drug_shift=drug_shift, seed=1, **params)
+
+
+def test_drug_shift_raises_the_jensen_shannon_divergence() -> None:
+    means = [_multicentre(shift).provenance["hospital_jsd"]["mean"] for shift in (0.0, 1.0, 2.0)]
+    assert means[0] < means[1] < means[2]
+    assert means[2] > 2 * means[0]
+    summary = _multicentre(1.0).provenance["hospital_jsd"]
+    assert summary["n_hospitals"] == 10 and summary["n_pairs"] == 45 and summary["base"] == 2
+    assert 0 <= summary["min"] <= summary["median"] <= summary["max"] <= 1
+
+
+def test_code_shift_and_drug_shift_are_separate() -> None:
+    def diagnosis_jsd(data: EHRData) -> float:
+        counts = np.zeros((10, len(data.vocabularies[DIAGNOSES])))
+        per_visit = np.diff(data.code_offsets[DIAGNOSES])
+        np.add.at(counts, (np.repeat(data.hospital, per_visit), data.codes[DIAGNOSES]), 1)
+        return float(jensen_shannon(counts / counts.sum(axis=1, keepdims=True)).mean())
+
+    # hospital_shift 0 with hospitals used to fail (one background row for all hospitals)
+    same_codes = _multicentre(2.0, hospital_shift=0.0)
+    shifted_codes = _multicentre(2.0, hospital_shift=1.5)
+    assert diagnosis_jsd(shifted_codes) > 2 * diagnosis_jsd(same_codes)
+    # with the same codes everywhere, hospitals still prescribe differently through the habit
+    habit_only = same_codes.provenance["hospital_jsd"]["mean"]
+    assert habit_only > 2 * _multicentre(0.0, hospital_shift=0.0).provenance["hospital_jsd"]["mean"]
+
+
+def test_the_prescribing_habit_is_known_and_learnable_from_a_hospitals_own_data() -> None:
+    params = SyntheticDataset.Params(n_visits=30000, n_hospitals=10, hospital_drug_shift=2.0, seed=1)
+    data = SyntheticDataset(params).load(progress=False)
+    offsets = hospital_prescribing_offsets(params)
+    assert offsets.shape == (10, 112)
+    assert offsets.std() == pytest.approx(0.5 * 2.0, rel=0.1)  # o = shift * 0.5 * N(0, 1)
+    assert not hospital_prescribing_offsets(params.model_copy(update={"hospital_drug_shift": 0.0})).any()
+    with pytest.raises(ValueError, match="n_hospitals is 0"):
+        hospital_prescribing_offsets(SyntheticDataset.Params())
+
+    drugs = data.multi_hot(MEDICATIONS, np.arange(data.n_visits)) > 0
+    patient = np.repeat(np.arange(data.n_patients), data.visits_per_patient)
+    train, test = patient % 2 == 0, patient % 2 == 1
+    overall = drugs[train].mean(axis=0)
+    own = np.stack([drugs[train & (data.hospital == h)].mean(axis=0) for h in range(10)])
+
+    # the empirical per-hospital log-odds shift follows the true offsets
+    def log_odds(f: np.ndarray) -> np.ndarray:
+        return np.log((f + 1e-3) / (1 - f + 1e-3))
+
+    deviation = log_odds(own) - log_odds(overall)[None, :]
+    assert np.corrcoef((offsets - offsets.mean(axis=0)).ravel(), deviation.ravel())[0, 1] > 0.7
+    # a hospital's own frequencies predict its held-out patients better than everyone's
+    k = drugs.sum(axis=1)[test]
+    everyone = _jaccard(_top_k(np.broadcast_to(overall, (int(test.sum()), 112)), k), drugs[test])
+    its_own = _jaccard(_top_k(own[data.hospital[test]], k), drugs[test])
+    assert its_own > everyone + 0.02
+
+
+def test_hundreds_of_hospitals_are_fast() -> None:
+    start = time.perf_counter()
+    data = _generate(n_visits=100_000, n_hospitals=300, seed=3)
+    seconds = time.perf_counter() - start
+    assert data.n_visits == 100_000 and data.hospital.max() < 300
+    assert seconds < 10, seconds  # about 1 s on one CPU thread
+    summary = data.provenance["hospital_jsd"]
+    assert summary["n_hospitals"] + summary["skipped_hospitals"] == 300
+    assert prescription_distributions(data, n_hospitals=300, skip_empty=True).shape == (summary["n_hospitals"], 112)
 
 
 def test_drugs_depend_on_history_and_diagnoses(mimic_like: EHRData) -> None:
