@@ -34,6 +34,12 @@ class DataSchema:
         substructure_mask: ``[n_drugs, n_substructures]`` (optional; see
             :meth:`require_substructures`).
         n_hospitals: number of hospitals (0 when unknown).
+        hospital_sizes: ``[n_hospitals]`` int64 number of samples (records) of each hospital
+            in the prepared data, a sample counting for the hospital of its first visit (the
+            TEMPT paper's "record count of each hospital"; it decides a hospital's size bin in
+            grouped evaluation); None when the data has no hospitals.
+        hospital_ids: the original id of each hospital index (eICU ``hospitalid``), or ``()``
+            when unknown (hospitals are then named by their index).
         drug_frequency: ``[n_drugs]`` share of training visits prescribing each drug (optional).
         molecules: prebuilt molecule graphs (optional; e.g. built by hand in tests without
             rdkit). :meth:`require_molecules` returns them when their ``explicit_hydrogens``
@@ -56,6 +62,8 @@ class DataSchema:
     smiles: tuple[tuple[str, ...], ...] | None = None
     substructure_mask: np.ndarray | None = None
     n_hospitals: int = 0
+    hospital_sizes: np.ndarray | None = field(default=None, compare=False)
+    hospital_ids: tuple[str, ...] = ()
     drug_frequency: np.ndarray | None = field(default=None)
     molecules: "MoleculeGraphs | None" = None
     statistics: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)

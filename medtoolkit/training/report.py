@@ -111,7 +111,7 @@ SELECTION_LABELS = {
     "jaccard": "highest validation Jaccard",
     "prauc": "highest validation PRAUC",
     "f1": "highest validation F1",
-    "loss": "lowest training loss",
+    "loss": "lowest validation loss",
 }
 
 
@@ -119,8 +119,10 @@ def selection_metric(histories: dict[str, dict[str, Any]] | None) -> str | None:
     """The trainer's ``select_metric`` (``jaccard``, ``prauc``, ``f1``, ``loss``) read off the histories.
 
     The trainer keeps the best epoch's score (``best_score``): the validation value of the
-    selection metric, or minus the training loss for ``loss``. The metric is the one whose
-    value at the best epoch equals that score, in every split that has one.
+    selection metric, or minus the validation loss for ``loss`` (the record's
+    ``validation["loss"]``; minus the training loss in a ``metrics.json`` written before
+    the validation loss existed). The metric is the one whose value at the best epoch
+    equals that score, in every split that has one.
 
     Args:
         histories: ``{split name: TrainingHistory.to_json()}``.
@@ -136,7 +138,8 @@ def selection_metric(histories: dict[str, dict[str, Any]] | None) -> str | None:
             continue
         validation = record.get("validation") or {}
         candidates = {name for name in ("jaccard", "prauc", "f1") if validation.get(name) == score}
-        if not _is_missing(record.get("train_loss")) and -record["train_loss"] == score:
+        loss = validation.get("loss") if not _is_missing(validation.get("loss")) else record.get("train_loss")
+        if not _is_missing(loss) and -loss == score:
             candidates.add("loss")
         if not candidates:
             return None
@@ -221,6 +224,115 @@ def format_statistics(summary: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else MISSING
 
 
+#: the metrics of the groups table, in the paper's order (Table 7)
+GROUP_METRICS = ("prauc", "jaccard", "f1")
+
+
+def _cell(value: Any) -> str:
+    """A table cell: ``mean ± std`` for a combined value, 4 decimals for a number, ``n/a`` when missing."""
+    if isinstance(value, dict):
+        return format_metric(value)
+    return format_number(value)
+
+
+def _hospital_count(value: Any) -> str:
+    """Hospitals in a bin: an int, or ``{"mean", "std"}`` over splits (an int when it did not vary)."""
+    if isinstance(value, dict):
+        mean, std = value.get("mean"), value.get("std")
+        if _is_missing(mean):
+            return MISSING
+        return f"{mean:g}" if not std else f"{mean:.1f} ± {std:.1f}"
+    return MISSING if value is None else str(value)
+
+
+def groups_table(test: dict[str, Any]) -> str:
+    """The grouped test metrics as a markdown table (the TEMPT paper's Table 7 layout).
+
+    One row per hospital-size bin (``small``, ``medium``, ``large`` for the paper's bins)
+    and ``all``; columns: the bin's record range, its number of hospitals, PRAUC, Jaccard
+    and F1 (each the mean over the bin's hospitals; ``mean ± std`` over splits when the
+    run has several).
+
+    Args:
+        test: the run's test metrics; reads ``test["groups"]["per_bin"]``.
+
+    Returns:
+        The markdown text ending with a newline; ``""`` when the run has no grouped metrics.
+    """
+    groups = test.get("groups") or {}
+    per_bin = groups.get("per_bin") or {}
+    if not per_bin:
+        return ""
+    labels = " | ".join(METRIC_LABELS[m] for m in GROUP_METRICS)
+    header = f"| group | records per hospital | hospitals | {labels} |"
+    lines = [header, "|" + "---|" * (3 + len(GROUP_METRICS))]
+    for name, entry in per_bin.items():
+        cells = [name, entry.get("bounds", "?"), _hospital_count(entry.get("hospitals"))]
+        cells += [_cell(entry.get(metric)) for metric in GROUP_METRICS]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _stage_name(stage: dict[str, Any]) -> str:
+    """A stage's name with its adapter and the stage it starts from."""
+    name = f"`{stage.get('name', '?')}`"
+    extras = []
+    adapter = stage.get("adapter")
+    if isinstance(adapter, dict):
+        adapter = adapter.get("type")
+    if adapter:
+        extras.append(f"adapter `{adapter}`")
+    if stage.get("init_from"):
+        extras.append(f"from `{stage['init_from']}`")
+    return name + (f" ({', '.join(extras)})" if extras else "")
+
+
+def stages_table(stages: list[dict[str, Any]]) -> str:
+    """A staged run's stages as a markdown table.
+
+    Args:
+        stages: ``metrics["stages"]``: per stage ``name``, ``repeat_per``, ``init_from``,
+            ``adapter``, ``units``, ``trained_units``, ``skipped_units`` (ids, or a count),
+            ``trainable_params``, ``total_params``, ``trainable_share``, ``seconds``,
+            ``select_metric``; each may be absent (``?``/``n/a``).
+
+    Returns:
+        The markdown text ending with a newline (``""`` without stages); columns: stage
+        (with adapter and ``init_from``), repeat per, units trained / skipped, trainable
+        parameters (of all), share, seconds, selection metric.
+    """
+    if not stages:
+        return ""
+    lines = ["| stage | repeat per | units trained / skipped | trainable params | share | seconds | selected by |",
+             "|---|---|---|---|---|---|---|"]
+    for stage in stages:
+        skipped = stage.get("skipped_units")
+        n_skipped = len(skipped) if isinstance(skipped, (list, tuple)) else skipped
+        trained = stage.get("trained_units")
+        units = f"{_count(trained)} / {_count(n_skipped if n_skipped is not None else 0)}"
+        params = _count(stage.get("trainable_params"))
+        if stage.get("total_params") is not None:
+            params += f" of {_count(stage.get('total_params'))}"
+        share = stage.get("trainable_share")
+        share_text = MISSING if _is_missing(share) or not isinstance(share, (int, float)) else f"{share:.2%}"
+        seconds = stage.get("seconds")
+        seconds_text = MISSING if not isinstance(seconds, (int, float)) else f"{seconds:.1f}"
+        selected = stage.get("select_metric")
+        cells = [_stage_name(stage), stage.get("repeat_per") or "-", units, params, share_text, seconds_text,
+                 SELECTION_LABELS.get(selected, selected or MISSING)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _groups_caption(test: dict[str, Any], n_splits: int) -> str:
+    """What the groups table's values are."""
+    over = f"; mean ± std over the {n_splits} splits" if n_splits > 1 else ""
+    return ("Test metrics per hospital-size group: each hospital is scored on its own test visits (visit "
+            f"averages), then the hospitals of a group are averaged{over}. A hospital's size is its number of "
+            "records in the data. Per-hospital values: `metrics.json`, "
+            + ("`test.splits.<split>.groups.per_group`." if n_splits > 1 else "`test.groups.per_group`."))
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """The full ``report.md`` text for a run's ``metrics.json`` content.
 
@@ -232,7 +344,8 @@ def render_report(metrics: dict[str, Any]) -> str:
     what the histories tell for an older ``metrics.json``), the molecules used (when
     ``data.molecules`` is there, see :func:`format_molecules`), the training-split
     statistics computed (when ``data.statistics`` is there, see :func:`format_statistics`)
-    and timings.
+    and timings. Grouped test metrics (``test["groups"]``) add a section with
+    :func:`groups_table`; a staged run (``stages``) a section with :func:`stages_table`.
 
     Args:
         metrics: the run's metrics (the ``metrics.json`` mapping); only ``test`` is required.
@@ -280,6 +393,13 @@ def render_report(metrics: dict[str, Any]) -> str:
         lines.append(f"- peak memory: {metrics['peak_memory_mb']:.0f} MB")
     if metrics.get("data_fingerprint"):
         lines.append(f"- data fingerprint: `{metrics['data_fingerprint'][:16]}`")
+    groups = groups_table(metrics["test"])
+    if groups:
+        lines += ["", "## Hospital-size groups", "", _groups_caption(metrics["test"], len(splits)), "",
+                  groups.rstrip("\n")]
+    stages = stages_table(metrics.get("stages") or [])
+    if stages:
+        lines += ["", "## Stages", "", stages.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -482,6 +602,101 @@ def plot_curves(histories: dict[str, dict[str, Any]], path: Path, title: str | N
         False (and nothing written) when no split has an epoch to plot.
     """
     figure = curves_figure(histories, title)
+    if figure is None:
+        return False
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def _split_groups(test: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{split name: groups}`` of a run's test metrics (one split: ``{"": groups}``)."""
+    splits = test.get("splits")
+    if isinstance(splits, dict):
+        return {name: m["groups"] for name, m in splits.items() if isinstance(m, dict) and m.get("groups")}
+    return {"": test["groups"]} if test.get("groups") else {}
+
+
+def groups_figure(test: dict[str, Any], metric: str = "jaccard") -> "Figure | None":
+    """Per-hospital test ``metric`` against hospital size (log x), with the size bins.
+
+    One point per hospital with test visits (one colour per split when the run has
+    several); dashed vertical lines at the bin bounds; a horizontal segment across each
+    bin at the mean over its hospitals (over splits too when there are several), labelled
+    with the bin's name.
+
+    Args:
+        test: the run's test metrics (``test["groups"]``, and ``test["splits"][*]["groups"]``
+            for several splits).
+        metric: the metric drawn (default Jaccard).
+
+    Returns:
+        The matplotlib figure (close it after use), or None when no hospital has a value.
+    """
+    per_split = _split_groups(test)
+    points = {name: [(g["size"], g[metric]) for g in groups.get("per_group", {}).values()
+                     if not _is_missing(g.get(metric)) and g.get("size")]
+              for name, groups in per_split.items()}
+    if not any(points.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, values in points.items():
+        if values:
+            sizes, scores = zip(*values)
+            axis.scatter(sizes, scores, s=14, alpha=0.7, label=f"split {name}" if name else "hospitals")
+    all_sizes = [size for values in points.values() for size, _ in values]
+    low, high = min(all_sizes) / 1.5, max(all_sizes) * 1.5
+    groups = test.get("groups") or next(iter(per_split.values()))
+    bounds = [b for b in groups.get("bins", []) if isinstance(b, (int, float))]
+    for bound in bounds:
+        if low < bound < high:
+            axis.axvline(bound, color="grey", linestyle="--", linewidth=1)
+    names = [name for name in (groups.get("per_bin") or {}) if name != "all"]
+    for k, name in enumerate(names):
+        entry = groups["per_bin"][name]
+        value = entry.get(metric)
+        mean = value.get("mean") if isinstance(value, dict) else value
+        if _is_missing(mean):
+            continue
+        left = low if k == 0 else max(low, bounds[k - 1])
+        right = high if k >= len(bounds) else min(high, bounds[k])
+        if left >= right:
+            continue
+        axis.hlines(mean, left, right, color="black", linewidth=2)
+        axis.annotate(f"{name}: {mean:.3f}", ((left * right) ** 0.5, mean), textcoords="offset points",
+                      xytext=(0, 5), ha="center", fontsize="small",
+                      bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+    axis.set_xscale("log")
+    axis.set_xlim(low, high)
+    label = METRIC_LABELS.get(metric, metric)
+    axis.set(xlabel="records per hospital (log scale)", ylabel=f"test {label}",
+             title=f"test {label} per hospital; black: mean per size group")
+    axis.grid(alpha=0.3)
+    if len(points) > 1:
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def plot_groups(test: dict[str, Any], path: Path, metric: str = "jaccard") -> bool:
+    """Write :func:`groups_figure` as a PNG (``groups.png`` of a run with ``eval.group_by: hospital``).
+
+    Args:
+        test: the run's test metrics.
+        path: the PNG file to write.
+        metric: the metric drawn.
+
+    Returns:
+        False (and nothing written) when the run has no per-hospital values.
+    """
+    figure = groups_figure(test, metric)
     if figure is None:
         return False
     import matplotlib.pyplot as plt

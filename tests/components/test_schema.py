@@ -159,3 +159,16 @@ def test_fake_schema_carries_molecules_with_both_fallbacks() -> None:
     sodium_chloride = graphs.atom_molecule == list(graphs.molecule_drug).index(2)
     assert sodium_chloride.sum() == 2 and graphs.atom_features[sodium_chloride, 2].tolist() == [0, 0]
     assert mask[0].tolist() == [1, 1, 0, 0, 0, 0]
+
+
+# ---------------------------------------------------------------------------------- hospitals
+def test_hospital_facts_default_to_unknown_and_are_kept() -> None:
+    plain = DataSchema(vocab_sizes={"medications": 2}, n_drugs=2, ddi_adjacency=None)
+    assert plain.n_hospitals == 0 and plain.hospital_sizes is None and plain.hospital_ids == ()
+    sizes = np.array([1200, 40, 2500])
+    schema = DataSchema(vocab_sizes={"medications": 2}, n_drugs=2, ddi_adjacency=None, n_hospitals=3,
+                        hospital_sizes=sizes, hospital_ids=("73", "264", "420"))
+    assert schema.hospital_sizes is sizes and schema.hospital_ids == ("73", "264", "420")
+    # equality compares the hospital ids, not the array (arrays have no single truth value)
+    assert schema == DataSchema(vocab_sizes={"medications": 2}, n_drugs=2, ddi_adjacency=None, n_hospitals=3,
+                                hospital_sizes=sizes.copy(), hospital_ids=("73", "264", "420"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -154,6 +156,9 @@ def test_build_schema_uses_training_visits_only() -> None:
     assert schema.smiles == (("C",), ("CC", "CO"), (), ("N",))
     assert schema.substructure_mask.shape == (4, 2)
     assert schema.n_hospitals == 3
+    # a patient counts for the hospital of its first visit: 0, 2, 1, 0, 0, 1
+    assert schema.hospital_sizes.tolist() == [3, 2, 1] and schema.hospital_sizes.dtype == np.int64
+    assert schema.hospital_ids == ()  # no original ids in the provenance
     np.testing.assert_array_equal(schema.ddi_adjacency, data.knowledge.ddi_adjacency)
 
 
@@ -162,6 +167,7 @@ def test_build_schema_without_optional_knowledge() -> None:
     task = Task(Task.Params(seeds=[0]))
     schema = task.build_schema(data, task.splits(data)[0])
     assert schema.smiles is None and schema.substructure_mask is None and schema.n_hospitals == 0
+    assert schema.hospital_sizes is None and schema.hospital_ids == ()
     assert schema.cooccurrence_adjacency.shape == (15, 15)
 
 
@@ -240,3 +246,87 @@ def test_schema_without_ddi_matrix() -> None:
     schema = task.build_schema(data, split)
     assert schema.ddi_adjacency is None and not schema.has_ddi and schema.n_drugs == 4
     assert schema.cooccurrence_adjacency.shape == (4, 4)
+
+
+# ---------------------------------------------------------------------------------- hospital protocol
+def _hospital_data(patient_hospital: list[int] | np.ndarray, visits: int = 2) -> EHRData:
+    """Patients with ``visits`` visits each; the first in the given hospital, the others in hospital 0."""
+    patient_hospital = np.asarray(patient_hospital, dtype=np.int32)
+    data = _data(np.full(len(patient_hospital), visits))
+    hospital = np.zeros(data.n_visits, dtype=np.int32)
+    hospital[data.visit_offsets[:-1]] = patient_hospital
+    data.hospital = hospital
+    return data
+
+
+def _hospital_counts(split: Split, patient_hospital: np.ndarray) -> dict[str, list[int]]:
+    return {part: np.bincount(patient_hospital[getattr(split, part)], minlength=4).tolist()
+            for part in ("train", "val", "test")}
+
+
+def test_hospital_split_is_stratified_per_hospital_by_hand() -> None:
+    # hospitals 0..3 hold 10, 5, 1 and 21 patients (interleaved in file order)
+    patient_hospital = np.repeat([0, 1, 2, 3], [10, 5, 1, 21])[np.random.default_rng(0).permutation(37)]
+    data = _hospital_data(patient_hospital)
+    task = Task(Task.Params(protocol="hospital", train_fraction=0.8, val_fraction=0.1, seeds=[42, 43]))
+    splits = task.splits(data)
+    assert [s.name for s in splits] == ["hospital_seed42", "hospital_seed43"]
+    for split in splits:
+        _check_partition(split, np.arange(37))
+        # int(n * 0.8) train, int(n * 0.1) validation, the rest test: 10 -> 8/1/1, 5 -> 4/0/1,
+        # 1 -> 0/0/1, 21 -> 16/2/3
+        assert _hospital_counts(split, patient_hospital) == {
+            "train": [8, 4, 0, 16], "val": [1, 0, 0, 2], "test": [1, 1, 1, 3],
+        }
+    assert not np.array_equal(splits[0].train, splits[1].train)
+    again = Task(Task.Params(protocol="hospital", train_fraction=0.8, val_fraction=0.1, seeds=[43])).splits(data)[0]
+    for part in ("train", "val", "test"):
+        assert np.array_equal(getattr(again, part), getattr(splits[1], part))
+
+
+def test_hospital_split_uses_the_hospital_of_the_first_visit() -> None:
+    # every later visit is in hospital 0; patients are assigned by their first visit only
+    patient_hospital = np.array([1] * 10 + [2] * 10)
+    data = _hospital_data(patient_hospital, visits=3)
+    (split,) = Task(Task.Params(protocol="hospital", train_fraction=0.5, val_fraction=0.2)).splits(data)
+    assert _hospital_counts(split, patient_hospital) == {
+        "train": [0, 5, 5, 0], "val": [0, 2, 2, 0], "test": [0, 3, 3, 0],
+    }
+
+
+def test_hospital_split_of_visit_samples_keeps_each_patients_stays_together() -> None:
+    patient_hospital = np.repeat([0, 1, 2], [20, 10, 10])
+    task = Task(Task.Params(samples="visit", protocol="hospital", train_fraction=0.8, val_fraction=0.1))
+    view = task.prepare(_hospital_data(patient_hospital, visits=3))
+    (split,) = task.splits(view)
+    owner = view.sample_patient
+    parts = [set(owner[getattr(split, part)].tolist()) for part in ("train", "val", "test")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert [len(p) for p in parts] == [16 + 8 + 8, 2 + 1 + 1, 2 + 1 + 1]  # source patients
+    assert [len(split.train), len(split.val), len(split.test)] == [96, 12, 12]  # their 3 stays each
+
+
+def test_hospital_split_is_vectorised_over_hundreds_of_hospitals() -> None:
+    rng = np.random.default_rng(0)
+    patient_hospital = rng.zipf(1.5, size=100_000) % 500
+    data = _hospital_data(patient_hospital, visits=1)
+    task = Task(Task.Params(protocol="hospital", train_fraction=0.8, val_fraction=0.1))
+    started = time.perf_counter()
+    (split,) = task.splits(data)
+    assert time.perf_counter() - started < 1.0
+    sizes = np.bincount(patient_hospital, minlength=500)
+    assert np.array_equal(np.bincount(patient_hospital[split.train], minlength=500), (sizes * 8) // 10)
+
+
+def test_hospital_protocol_needs_hospitals() -> None:
+    with pytest.raises(ValueError, match="task protocol 'hospital' needs the hospital of every visit"):
+        Task(Task.Params(protocol="hospital")).splits(_data([1] * 20))
+
+
+def test_build_schema_names_hospitals_by_their_original_ids() -> None:
+    data = _hospital_data([0, 1, 2, 1] * 5)
+    data.provenance["hospital_ids"] = [73, 264, 420]
+    task = Task(Task.Params(protocol="hospital", train_fraction=0.6, val_fraction=0.2))
+    schema = task.build_schema(data, task.splits(data)[0])
+    assert schema.hospital_ids == ("73", "264", "420")
+    assert schema.hospital_sizes.tolist() == [5, 10, 5]

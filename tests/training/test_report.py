@@ -15,10 +15,14 @@ from medtoolkit.training.report import (
     format_best_epochs,
     format_metric,
     format_molecules,
+    groups_figure,
+    groups_table,
     metrics_table,
     plot_curves,
+    plot_groups,
     render_report,
     selection_metric,
+    stages_table,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -424,3 +428,142 @@ def test_render_report_lists_the_training_statistics() -> None:
             "[1958 x 131]") in render_report(metrics(data=data)).splitlines()
     for without in ({**metrics()["data"], "statistics": None}, metrics()["data"]):
         assert "statistics" not in render_report(metrics(data=without))
+
+
+def test_selection_by_loss_reads_the_validation_loss() -> None:
+    h = history([0.9, 0.5, 0.4], [0.2, 0.35, 0.3], best=2)
+    h["epochs"][1]["validation"]["loss"] = 0.75
+    assert selection_metric({"seed0": _scored(h, -0.75)}) == "loss"
+    assert selection_metric({"seed0": _scored(h, -0.5)}) is None  # the training loss no longer counts
+    text = render_report(metrics(history={"seed0": _scored(h, -0.75)}, epoch_seconds=[0.1, 0.1, 0.1]))
+    assert "- best epoch: 2 of 3 (lowest validation loss)\n" in text
+
+
+# ---------------------------------------------------------------------------------- groups
+def _bin(bounds: str, hospitals: Any, prauc: Any, jaccard: Any, f1: Any) -> dict[str, Any]:
+    return {"bounds": bounds, "hospitals": hospitals, "prauc": prauc, "jaccard": jaccard, "f1": f1,
+            "ddi_rate": None}
+
+
+GROUPS = {
+    "by": "hospital", "bins": [1000, 2000],
+    "per_group": {
+        "73": {"index": 0, "size": 400, "n_test": 40, "jaccard": 0.40, "prauc": 0.5, "f1": 0.55},
+        "264": {"index": 1, "size": 900, "n_test": 90, "jaccard": 0.44, "prauc": 0.6, "f1": 0.6},
+        "420": {"index": 2, "size": 1500, "n_test": 150, "jaccard": 0.50, "prauc": 0.65, "f1": 0.66},
+        "7": {"index": 3, "size": 4000, "n_test": 400, "jaccard": None, "prauc": 0.7, "f1": 0.7},
+    },
+    "per_bin": {
+        "small": _bin("<=1000", 2, 0.55, 0.42, 0.575),
+        "medium": _bin("1001-2000", 1, 0.65, 0.5, 0.66),
+        "large": _bin(">2000", 1, 0.7, None, 0.7),
+        "all": _bin("all", 4, 0.625, 0.44666, 0.6325),
+    },
+}
+
+
+def _combined_groups() -> dict[str, Any]:
+    def ms(mean: float | None, std: float | None = 0.0) -> dict[str, Any]:
+        return {"mean": mean, "std": None if mean is None else std}
+
+    per_bin = {
+        "small": _bin("<=1000", ms(2), ms(0.55, 0.01), ms(0.42, 0.02), ms(0.575, 0.005)),
+        "medium": _bin("1001-2000", ms(1.5, 0.5), ms(0.65), ms(0.5), ms(0.66)),
+        "large": _bin(">2000", ms(1), ms(0.7), ms(None), ms(0.7)),
+        "all": _bin("all", ms(4), ms(0.625), ms(0.44666), ms(0.6325)),
+    }
+    return {"by": "hospital", "bins": [1000, 2000], "per_bin": per_bin}
+
+
+def test_groups_table_one_split() -> None:
+    lines = groups_table({**TEST, "groups": GROUPS}).splitlines()
+    assert lines[0] == "| group | records per hospital | hospitals | PRAUC | Jaccard | F1 |"
+    assert lines[2] == "| small | <=1000 | 2 | 0.5500 | 0.4200 | 0.5750 |"
+    assert lines[4] == "| large | >2000 | 1 | 0.7000 | n/a | 0.7000 |"
+    assert lines[5] == "| all | all | 4 | 0.6250 | 0.4467 | 0.6325 |"
+    assert len(lines) == 6
+    assert groups_table(TEST) == ""
+
+
+def test_groups_table_several_splits_reads_mean_plus_minus_std() -> None:
+    lines = groups_table({**TEST, "groups": _combined_groups()}).splitlines()
+    assert lines[2] == "| small | <=1000 | 2 | 0.5500 ± 0.0100 | 0.4200 ± 0.0200 | 0.5750 ± 0.0050 |"
+    assert lines[3] == "| medium | 1001-2000 | 1.5 ± 0.5 | 0.6500 ± 0.0000 | 0.5000 ± 0.0000 | 0.6600 ± 0.0000 |"
+    assert lines[4] == "| large | >2000 | 1 | 0.7000 ± 0.0000 | n/a | 0.7000 ± 0.0000 |"
+
+
+def test_render_report_has_a_groups_section_only_with_groups() -> None:
+    text = render_report(metrics(test={**TEST, "groups": GROUPS}))
+    assert "## Hospital-size groups" in text
+    assert "| small | <=1000 | 2 | 0.5500 | 0.4200 | 0.5750 |" in text
+    assert "then the hospitals of a group are averaged." in text
+    assert "## Hospital-size groups" not in render_report(metrics())
+    assert "{" not in text and "None" not in text
+
+
+STAGES = [
+    {"name": "pretrain", "repeat_per": None, "init_from": None, "adapter": None, "units": 1, "trained_units": 1,
+     "skipped_units": [], "trainable_params": 1_200_000, "total_params": 1_200_000, "trainable_share": 1.0,
+     "select_metric": "loss", "best_epochs": {"all": 12}, "seconds": 95.25},
+    {"name": "tune", "repeat_per": "hospital", "init_from": "pretrain", "adapter": {"type": "hospital_prompt"},
+     "units": 100, "trained_units": 98, "skipped_units": ["12", "40"], "trainable_params": 24_000,
+     "total_params": 1_224_000, "trainable_share": 0.019608, "select_metric": "prauc", "best_epochs": {},
+     "seconds": 130.0},
+]
+
+
+def test_stages_table() -> None:
+    lines = stages_table(STAGES).splitlines()
+    assert lines[0] == ("| stage | repeat per | units trained / skipped | trainable params | share | seconds "
+                        "| selected by |")
+    assert lines[2] == ("| `pretrain` | - | 1 / 0 | 1,200,000 of 1,200,000 | 100.00% | 95.2 "
+                        "| lowest validation loss |")
+    assert lines[3] == ("| `tune` (adapter `hospital_prompt`, from `pretrain`) | hospital | 98 / 2 "
+                        "| 24,000 of 1,224,000 | 1.96% | 130.0 | highest validation PRAUC |")
+    assert stages_table([]) == ""
+    assert stages_table([{"name": "x"}]).splitlines()[2] == "| `x` | - | ? / 0 | ? | n/a | n/a | n/a |"
+
+
+def test_render_report_has_a_stages_section_for_staged_runs() -> None:
+    text = render_report(metrics(stages=STAGES))
+    assert "## Stages" in text and "| `tune` (adapter `hospital_prompt`, from `pretrain`) | hospital |" in text
+    assert "## Stages" not in render_report(metrics())
+
+
+def test_groups_figure_draws_each_hospital_the_bounds_and_the_bin_means() -> None:
+    import matplotlib.pyplot as plt
+
+    figure = groups_figure({**TEST, "groups": GROUPS})
+    assert figure is not None
+    axis = figure.axes[0]
+    assert axis.get_xscale() == "log"
+    (points,) = axis.collections[:1]
+    assert sorted(map(tuple, points.get_offsets().tolist())) == [(400, 0.4), (900, 0.44), (1500, 0.5)]
+    assert sorted(_vertical_lines(axis)) == [1000, 2000]
+    means = sorted(round(float(c.get_segments()[0][0][1]), 4) for c in axis.collections[1:])
+    assert means == [0.42, 0.5]  # small and medium; large has no Jaccard
+    plt.close(figure)
+
+
+def test_groups_figure_of_several_splits_draws_each_split() -> None:
+    import matplotlib.pyplot as plt
+
+    test = {**TEST, "groups": _combined_groups(),
+            "splits": {"seed0": {"groups": GROUPS}, "seed1": {"groups": GROUPS}}}
+    figure = groups_figure(test)
+    assert figure is not None
+    assert set(_legend_texts_of(figure.axes[0])) == {"split seed0", "split seed1"}
+    plt.close(figure)
+
+
+def _legend_texts_of(axis: Any) -> list[str]:
+    legend = axis.get_legend()
+    return [] if legend is None else [t.get_text() for t in legend.get_texts()]
+
+
+def test_plot_groups_writes_a_png_only_with_groups(tmp_path: Path) -> None:
+    path = tmp_path / "groups.png"
+    assert plot_groups({**TEST, "groups": GROUPS}, path)
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    other = tmp_path / "none.png"
+    assert not plot_groups(TEST, other) and not other.exists()
