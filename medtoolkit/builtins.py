@@ -64,6 +64,15 @@ def register_recommenders(register: Register) -> None:
 
 
 @hookimpl
+def register_adapters(register: Register) -> None:
+    from medtoolkit.components.adapters import FinetuneAdapter, FinetuneFreezeAdapter, LoRAAdapter
+
+    register("finetune", FinetuneAdapter)
+    register("finetune_freeze", FinetuneFreezeAdapter)
+    register("lora", LoRAAdapter)
+
+
+@hookimpl
 def register_presets(register: Register) -> None:
     from medtoolkit.presets import builtin_presets
 

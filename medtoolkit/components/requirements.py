@@ -14,6 +14,10 @@ Components also declare the training-split count statistics they read with
 refuses a malformed statistic name before any data is read (whether the data has the
 named vocabularies is only known once it is loaded: the schema checks that).
 
+A loss that reads named model extras (:meth:`~medtoolkit.components.base.Loss.extras_needed`)
+must sit beside a recommender that provides them
+(:meth:`~medtoolkit.components.base.Recommender.extras_provided`): :func:`extras_errors`.
+
 Knowledge names: :data:`KNOWLEDGE_NAMES`. Molecule graphs and a BRICS substructure mask are
 built from SMILES with rdkit (the ``chem`` extra), so they count as provided when the dataset
 provides ``"smiles"`` and rdkit is installed; without rdkit the refusal names the extra.
@@ -21,7 +25,7 @@ provides ``"smiles"`` and rdkit is installed; without rdkit the refusal names th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -181,4 +185,42 @@ def statistics_errors(config: "RunConfig") -> list["ConfigError"]:
                     path, f"{node.component.kind} {node.type!r} declares a statistic it needs that "
                           f"cannot be computed: {error}",
                 ))
+    return errors
+
+
+def _declared(node: Node, method: str) -> frozenset[str]:
+    declare = getattr(node.component, method, None)
+    return frozenset(declare(node.params)) if declare is not None else frozenset()
+
+
+def extras_errors(model: Node, losses: Sequence[tuple[str, Node]]) -> list["ConfigError"]:
+    """A :class:`ConfigError` for every loss needing model extras the recommender does not provide.
+
+    Compares each loss's :meth:`~medtoolkit.components.base.Loss.extras_needed` with the
+    model's :meth:`~medtoolkit.components.base.Recommender.extras_provided`, both with
+    their validated params (see :class:`~medtoolkit.components.base.ModelOutput`).
+
+    Args:
+        model: the validated recommender node (``config.model``).
+        losses: ``(config path, validated loss node)`` pairs, e.g. ``("losses.1", node)``
+            or ``("stages.0.losses.0", node)``.
+
+    Returns:
+        One error per loss lacking an extra, at the loss's path, naming the loss type,
+        the missing extras and what the model provides (``none`` when nothing); empty
+        when every need is met.
+    """
+    from medtoolkit.config import ConfigError
+
+    provided = _declared(model, "extras_provided")
+    errors: list[ConfigError] = []
+    for path, node in losses:
+        missing = _declared(node, "extras_needed") - provided
+        if missing:
+            offered = ", ".join(repr(name) for name in sorted(provided)) or "none"
+            errors.append(ConfigError(
+                path,
+                f"loss {node.type!r} needs model extras {', '.join(repr(n) for n in sorted(missing))} that "
+                f"recommender {model.type!r} does not provide (it provides: {offered})",
+            ))
     return errors

@@ -20,7 +20,9 @@ Every check raises ``AssertionError`` whose message starts with
   Drug encoders (:class:`~medtoolkit.components.base.DrugEncoder`) take no batch:
   ``forward()`` returns ``[n_drugs, output_dim]``, all finite.
 * ``gradients``: a loss gives finite gradients to the logits; for trainable modules every
-  parameter that requires a gradient gets one.
+  parameter that requires a gradient gets one (a recommender providing extras is asked
+  for all of them and its floating-point extras join the objective, so parameters that
+  serve only extras, such as a mask-prediction head, count as used).
 * ``state_dict``: a fresh instance loading ``state_dict()`` (through ``torch.save`` /
   ``torch.load(weights_only=True)``) gives the same eval-mode output.
 * ``device``: no tensor is held outside registered parameters/buffers, at construction or
@@ -34,12 +36,40 @@ Every check raises ``AssertionError`` whose message starts with
   and anything deeper than a few levels of nesting. Then ``.to(device)`` moves every
   parameter and buffer (CUDA when available, else a CPU round trip) and outputs follow.
 * ``determinism``: the same torch seed gives identical parameters and outputs.
-* ``causality`` (recommenders, visit encoders, memories): changing visit t's medications
-  (the multi-hot ``batch.medications``, recommenders and memories) or visit t's medication
-  codes (``batch.codes["medications"]``, when the batch has them: every real code replaced
-  by another valid code, padding kept) does not change outputs at visits <= t; changing
-  visit t+1's codes (or query) does not change outputs at visits <= t. Drug encoders read
-  no visits: skipped.
+* ``causality`` (recommenders, adapted recommenders, visit encoders, memories): changing
+  visit t's medications (the multi-hot ``batch.medications``, recommenders and memories) or
+  visit t's medication codes (``batch.codes["medications"]``, when the batch has them:
+  every real code replaced by another valid code, padding kept) does not change outputs at
+  visits <= t; changing visit t+1's codes (or query) does not change outputs at visits <= t.
+  Drug encoders read no visits: skipped.
+* ``extras`` (recommenders whose :meth:`~medtoolkit.components.base.Recommender.extras_provided`
+  is not empty): ``model(batch, extras=names)`` returns a
+  :class:`~medtoolkit.components.base.ModelOutput` holding every name, with logits
+  ``[B, T, n_drugs]``, and ``model(batch)`` still returns the plain logits tensor. Losses
+  whose :meth:`~medtoolkit.components.base.Loss.extras_needed` is not empty need a
+  provider: pass ``recommender=`` (a recommender class providing those extras, with
+  ``recommender_params=``); its eval-mode extras on the fake batch feed every check of the
+  loss, and ``gradients`` then checks that a train-mode objective gives gradients to the
+  recommender's parameters (a loss reading only extras need not depend on the logits).
+
+Adapters (kind ``adapter``) are checked on a recommender (``recommender=``, default
+:class:`~medtoolkit.components.recommenders.gamenet.GAMENet`): each check builds a fresh
+recommender and a fresh adapter and checks ``adapter.attach(recommender)``:
+
+* ``attach``: it returns a :class:`~medtoolkit.components.base.Recommender` whose output has
+  the plain recommender's shape, and no module of it has ``forward`` replaced on the
+  object (a closure keeps calling the original modules in a copy; wrap instead).
+* ``trainable``: at least one parameter trains (all may: ``finetune``), and every
+  parameter of the adapter that trains is a parameter of the returned model (else it would
+  be neither optimised nor saved). The counts are logged (logger ``medtoolkit.testing``).
+* then ``shapes``, ``state_dict`` (a fresh recommender + fresh ``attach`` loads the adapted
+  model's ``state_dict`` strictly, after every trainable parameter was moved off its initial
+  value, and gives the same eval output), ``device``, ``determinism`` and ``causality`` on
+  the adapted model, and ``gradients``: after one backward every trainable parameter has a
+  gradient and no frozen one has.
+
+The default data is :func:`~medtoolkit.testing.fake_ehr` with :data:`CHECK_HOSPITALS`
+hospitals, so ``batch.hospital`` is set and ``schema.n_hospitals`` is positive.
 """
 
 from __future__ import annotations
@@ -47,6 +77,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import logging
 import math
 import types
 import weakref
@@ -58,15 +89,19 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from medtoolkit.components.base import DrugEncoder
+from medtoolkit.components.base import DrugEncoder, ModelOutput, Recommender
 from medtoolkit.components.params import Node
 from medtoolkit.components.schema import DataSchema
 from medtoolkit.data.batching import PaddedBatch
 from medtoolkit.data.ehr import MEDICATIONS, EHRData
 from medtoolkit.testing.fake import fake_batch, fake_ehr, fake_schema
 
-#: kinds whose instances are torch modules checked on a fake batch
-MODULE_KINDS = ("encoder", "memory", "loss", "recommender")
+#: kinds whose instances are torch modules checked on a fake batch (adapters: the adapted recommender)
+MODULE_KINDS = ("encoder", "memory", "loss", "recommender", "adapter")
+#: hospitals of the default fake data (so hospital-aware parts see ``batch.hospital``)
+CHECK_HOSPITALS = 3
+
+log = logging.getLogger("medtoolkit.testing")
 
 _RTOL = 1e-5
 _ATOL = 1e-6
@@ -185,6 +220,53 @@ def loose_tensors(module: nn.Module) -> list[str]:
     return findings
 
 
+def moved_to(value: Any, device: torch.device | str) -> Any:
+    """``value`` with every tensor in it moved to ``device`` (model extras, for the device check).
+
+    Follows mappings (a ``dict`` comes back), lists, tuples and dataclass instances (a
+    shallow copy with moved fields); anything else is returned as it is.
+
+    Args:
+        value: a tensor, a container of tensors or anything else.
+        device: the target device.
+
+    Returns:
+        the moved value (inputs are not modified).
+    """
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, Mapping):
+        return {key: moved_to(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(moved_to(item, device) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        copied = copy.copy(value)
+        for item in dataclasses.fields(value):
+            object.__setattr__(copied, item.name, moved_to(getattr(value, item.name), device))
+        return copied
+    return value
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    """Every tensor in ``value`` (model extras): through mappings, lists, tuples and dataclass fields.
+
+    Args:
+        value: a tensor, a container of tensors or anything else.
+
+    Returns:
+        the tensors, in traversal order (empty when there is none).
+    """
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        return [t for item in value.values() for t in tensors_in(item)]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in tensors_in(item)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [t for item in dataclasses.fields(value) for t in tensors_in(getattr(value, item.name))]
+    return []
+
+
 class _Checker:
     """Holds the inputs of one :func:`check_component` call."""
 
@@ -197,6 +279,8 @@ class _Checker:
         device: torch.device,
         query_dim: int,
         seed: int,
+        recommender: type | None = None,
+        recommender_params: BaseModel | None = None,
     ) -> None:
         self.cls = component_class
         self.kind = getattr(component_class, "kind", "")
@@ -219,6 +303,17 @@ class _Checker:
         # fixed inputs of memories (query) and losses (logits)
         self.query = torch.randn(b, t, query_dim, generator=generator)
         self.logits = 2 * torch.randn(b, t, schema.n_drugs, generator=generator)
+        #: the recommender adapters adapt and extras-reading losses read (None: none needed)
+        self.recommender_cls = recommender
+        self.recommender_params = recommender_params
+        if self.kind == "adapter" and self.recommender_cls is None:
+            from medtoolkit.components.recommenders.gamenet import GAMENet
+
+            self.recommender_cls = GAMENet
+        #: names a loss reads from the model (:meth:`Loss.extras_needed`), sorted
+        self.needed: tuple[str, ...] = ()
+        #: the provider's extras on the fake batch (eval mode), fed to extras-reading losses
+        self.extras: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
     def fail(self, check: str, message: str) -> None:
@@ -229,9 +324,23 @@ class _Checker:
             self.fail(check, message)
 
     def build(self) -> nn.Module:
+        """A fresh instance (adapters: a fresh recommender adapted by a fresh adapter)."""
         if self.kind == "memory":
             return self.cls(self.params, self.schema, query_dim=self.query_dim)
+        if self.kind == "adapter":
+            return self.cls(self.params, self.schema).attach(self.build_recommender())
         return self.cls(self.params, self.schema)
+
+    def build_recommender(self) -> nn.Module:
+        """A fresh ``recommender=`` instance (the adapted model, or the extras provider)."""
+        assert self.recommender_cls is not None
+        if self.recommender_params is None:
+            try:
+                self.recommender_params = self.recommender_cls.Params()
+            except ValidationError as error:
+                self.fail("params", f"{self.recommender_cls.__name__}.Params() needs values without defaults; "
+                                    f"pass recommender_params=... ({error})")
+        return self.recommender_cls(self.recommender_params, self.schema)
 
     def run(
         self,
@@ -239,6 +348,7 @@ class _Checker:
         batch: PaddedBatch | None = None,
         query: torch.Tensor | None = None,
         logits: torch.Tensor | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """The module's output on ``batch`` (moved to the module's inputs' device by the caller)."""
         batch = self.batch if batch is None else batch
@@ -247,7 +357,10 @@ class _Checker:
         if self.kind == "memory":
             return module(self.query if query is None else query, batch)
         if self.kind == "loss":
-            return module(self.logits if logits is None else logits, batch)
+            logits = self.logits if logits is None else logits
+            if self.needed:
+                return module(logits, batch, dict(self.extras if extras is None else extras))
+            return module(logits, batch)
         return module(batch)
 
     def same(self, a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -259,6 +372,20 @@ class _Checker:
             return output
         mask = (self.batch if batch is None else batch).visit_mask.to(output.device)
         return output[mask]
+
+    def provider_output(self, provider: nn.Module) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``provider(batch, extras=needed)`` split into logits and extras (check ``extras``)."""
+        name = "extras"
+        provider_name = type(provider).__name__
+        try:
+            output = provider(self.batch, extras=self.needed)
+        except Exception as error:  # noqa: BLE001
+            self.fail(name, f"{provider_name}(batch, extras={self.needed}) raised {type(error).__name__}: {error}")
+        self.expect(isinstance(output, ModelOutput), name, f"{provider_name}(batch, extras={self.needed}) must "
+                    f"return a ModelOutput, got {type(output).__name__}")
+        missing = [extra for extra in self.needed if extra not in output.extras]
+        self.expect(not missing, name, f"{provider_name}'s ModelOutput lacks the extras {missing}")
+        return output.logits, dict(output.extras)
 
     # ------------------------------------------------------------------ checks
     def check_params(self) -> None:
@@ -299,6 +426,130 @@ class _Checker:
                 self.fail(name, "Params must be frozen (model_config frozen=True)")
         self.passed.append(name)
 
+    def prepare_extras(self) -> None:
+        """For a loss reading extras: the ``recommender=`` provider's eval-mode extras on the fake batch.
+
+        Check ``extras``: a provider was given and provides every needed name.
+        """
+        declare = getattr(self.cls, "extras_needed", None)
+        needed = tuple(sorted(declare(self.params))) if declare is not None else ()
+        if not needed:
+            return
+        name = "extras"
+        if self.recommender_cls is None:
+            self.fail(name, f"this loss reads the model extras {list(needed)}: pass recommender=<a Recommender "
+                            "class providing them> (and recommender_params=... when its defaults do not)")
+        torch.manual_seed(self.seed)
+        try:
+            provider = self.build_recommender()
+        except AssertionError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            self.fail(name, f"{self.recommender_cls.__name__}(recommender_params, schema) raised "
+                            f"{type(error).__name__}: {error}")
+        provided = frozenset(self.recommender_cls.extras_provided(self.recommender_params))
+        missing = sorted(set(needed) - provided)
+        self.expect(not missing, name, f"recommender {self.recommender_cls.__name__} does not provide the extras "
+                    f"{missing} this loss reads (it provides: {sorted(provided) or 'none'})")
+        self.needed = needed
+        provider.eval()
+        torch.manual_seed(self.seed)
+        with torch.no_grad():
+            _, self.extras = self.provider_output(provider)
+        self.passed.append(name)
+
+    def provided_extras(self) -> tuple[str, ...]:
+        """The extras a recommender under check declares (sorted; ``()`` for other kinds)."""
+        if self.kind != "recommender":
+            return ()
+        return tuple(sorted(self.cls.extras_provided(self.params)))
+
+    def check_extras(self, module: nn.Module) -> None:
+        """``extras`` of a recommender providing extras (see the module docstring)."""
+        names = self.provided_extras()
+        if not names:
+            return
+        name = "extras"
+        b, t = self.batch.visit_mask.shape
+        expected = (b, t, self.schema.n_drugs)
+        module.eval()
+        requests = [names] + ([(single,) for single in names] if len(names) > 1 else [])
+        with torch.no_grad():
+            for request in requests:
+                try:
+                    output = module(self.batch, extras=request)
+                except Exception as error:  # noqa: BLE001
+                    self.fail(name, f"forward(batch, extras={request}) raised {type(error).__name__}: {error}")
+                self.expect(isinstance(output, ModelOutput), name,
+                            f"forward(batch, extras={request}) must return a ModelOutput, got {type(output).__name__}")
+                missing = [extra for extra in request if extra not in output.extras]
+                self.expect(not missing, name, f"forward(batch, extras={request}) lacks the extras {missing} "
+                            f"that extras_provided() declares")
+                shape = tuple(output.logits.shape) if isinstance(output.logits, torch.Tensor) else None
+                self.expect(shape == expected, name, f"ModelOutput.logits must be {expected}, got {shape}")
+            for call, plain in (("forward(batch)", module(self.batch)),
+                                ("forward(batch, extras=())", module(self.batch, extras=()))):
+                self.expect(isinstance(plain, torch.Tensor), name,
+                            f"{call} must still return the logits tensor, got {type(plain).__name__}")
+        self.passed.append(name)
+
+    def check_attach(self) -> nn.Module:
+        """``attach`` and ``trainable`` of an adapter; returns the adapted model, trainable parameters nudged."""
+        from medtoolkit.components.adapters.common import count_parameters
+
+        name = "attach"
+        rec_name = self.recommender_cls.__name__ if self.recommender_cls is not None else "?"
+        torch.manual_seed(self.seed)
+        plain = self.build_recommender()
+        plain.eval()
+        with torch.no_grad():
+            plain_output = plain(self.batch)
+        torch.manual_seed(self.seed)
+        try:
+            adapter = self.cls(self.params, self.schema)
+        except Exception as error:  # noqa: BLE001
+            self.fail("construction", f"{self.cls.__name__}(params, schema) raised {type(error).__name__}: {error}")
+        self.expect(isinstance(adapter, nn.Module), "construction", "an adapter must be a torch.nn.Module")
+        recommender = self.build_recommender()
+        try:
+            model = adapter.attach(recommender)
+        except Exception as error:  # noqa: BLE001
+            self.fail(name, f"attach({rec_name}) raised {type(error).__name__}: {error}")
+        self.expect(isinstance(model, Recommender), name,
+                    f"attach({rec_name}) must return a Recommender, got {type(model).__name__}")
+        model.eval()
+        with torch.no_grad():
+            try:
+                output = model(self.batch)
+            except Exception as error:  # noqa: BLE001
+                self.fail(name, f"the adapted {rec_name} raised {type(error).__name__} on a fake batch: {error}")
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        self.expect(shape == tuple(plain_output.shape), name, f"the adapted {rec_name} returns {shape}, the plain "
+                    f"one {tuple(plain_output.shape)}")
+        patched = [f"'{prefix or '<model>'}.forward'" for prefix, sub in model.named_modules() if "forward" in vars(sub)]
+        self.expect(not patched, name, f"attach replaced forward on the model object ({', '.join(patched[:5])}): a "
+                    "copy of the model (deepcopy, pickling) keeps calling the original modules; return a wrapper "
+                    "(a Recommender subclass holding the recommender and the adapter's parameters) instead")
+        self.passed.append(name)
+
+        name = "trainable"
+        trainable, total = count_parameters(model)
+        registered = {id(p) for p in model.parameters()}
+        stray = [n for n, p in adapter.named_parameters() if p.requires_grad and id(p) not in registered]
+        self.expect(not stray, name, f"the adapter's trainable parameters {stray[:10]} are not parameters of the "
+                    "returned model, so they would be neither trained nor saved: register them (or the adapter) "
+                    "as a submodule of the model")
+        self.expect(trainable > 0, name, f"attach({rec_name}) left no parameter to train (0 of {total})")
+        log.info("check_component(%s): %d of %d parameters of %s train (%.2f%%)", self.cls.__name__, trainable,
+                 total, rec_name, 100.0 * trainable / total)
+        self.passed.append(name)
+        noise = torch.Generator().manual_seed(11)  # the state_dict check must see the adapter's parameters
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.requires_grad and parameter.is_floating_point():
+                    parameter.add_(0.05 * torch.randn(parameter.shape, generator=noise).to(parameter))
+        return model
+
     def check_shapes(self, module: nn.Module) -> torch.Tensor:
         name = "shapes"
         b, t = self.batch.visit_mask.shape
@@ -308,6 +559,9 @@ class _Checker:
                 output = self.run(module)
             except Exception as error:  # noqa: BLE001 - report any failure as this check's
                 self.fail(name, f"forward on a fake batch raised {type(error).__name__}: {error}")
+        if isinstance(output, ModelOutput):
+            self.fail(name, "forward(batch) must return the logits tensor, got a ModelOutput (return one only when "
+                            "extras are asked for: forward(batch, extras=names))")
         self.expect(isinstance(output, torch.Tensor), name, f"forward must return a tensor, got {type(output)}")
         if self.kind == "loss":
             self.expect(output.ndim == 0, name, f"a loss must return a scalar, got shape {tuple(output.shape)}")
@@ -317,7 +571,7 @@ class _Checker:
                         f"([n_drugs, output_dim]), got {tuple(output.shape)}")
             self.expect(output.is_floating_point(), name, f"output must be floating point, got {output.dtype}")
         else:
-            width = self.schema.n_drugs if self.kind == "recommender" else int(module.output_dim)
+            width = self.schema.n_drugs if self.kind in ("recommender", "adapter") else int(module.output_dim)
             expected = (b, t, width)
             self.expect(tuple(output.shape) == expected, name, f"expected output shape {expected}, got {tuple(output.shape)}")
             self.expect(output.is_floating_point(), name, f"output must be floating point, got {output.dtype}")
@@ -326,11 +580,11 @@ class _Checker:
         if self.kind == "loss":
             total = torch.tensor(1.0)
             with torch.no_grad():
-                combined = module.combine(total, self.logits, self.batch)
+                combined = module.combine(total, self.logits, self.batch, extras=self.extras)
             self.expect(
                 isinstance(combined, torch.Tensor) and combined.ndim == 0 and bool(torch.isfinite(combined)),
                 name,
-                "combine(total, logits, batch) must return a finite scalar",
+                "combine(total, logits, batch, extras=...) must return a finite scalar",
             )
             values = module.tracked()
             self.expect(
@@ -348,6 +602,9 @@ class _Checker:
         name = "gradients"
         module.train()
         module.zero_grad(set_to_none=True)
+        if self.kind == "loss" and self.needed:
+            self.check_extras_gradients(module)
+            return
         if self.kind == "loss":
             logits = self.logits.clone().requires_grad_(True)
             value = module(logits, self.batch)
@@ -361,18 +618,56 @@ class _Checker:
             self.passed.append(name)
             return
         torch.manual_seed(self.seed)
-        output = self.run(module)
+        names = self.provided_extras()
+        if names:  # parameters serving only extras (mask heads...) get their gradients through them
+            full = module(self.batch, extras=names)
+            output, extra_tensors = full.logits, tensors_in(full.extras)
+        else:
+            output, extra_tensors = self.run(module), []
         trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not trainable:
             self.passed.append(name)
             return
         self.expect(output.requires_grad, name, "the output does not depend on any parameter")
-        (self.real(output).float() ** 2).mean().backward()
+        objective = (self.real(output).float() ** 2).mean()
+        for tensor in extra_tensors:
+            finite = tensor[torch.isfinite(tensor)] if tensor.is_floating_point() else tensor[:0]
+            if finite.numel() and finite.requires_grad:
+                objective = objective + (finite.float() ** 2).mean()
+        objective.backward()
         missing = [n for n, p in trainable if p.grad is None]
-        self.expect(not missing, name, f"parameters without gradients (unused?): {', '.join(missing[:10])}")
+        self.expect(not missing, name, f"parameters without gradients (unused?): {', '.join(missing[:10])}"
+                    + (f" (the objective covered the logits and the extras {list(names)})" if names else ""))
         bad = [n for n, p in trainable if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
         self.expect(not bad, name, f"non-finite gradients in: {', '.join(bad[:10])}")
+        if self.kind == "adapter":
+            leaked = [n for n, p in module.named_parameters() if not p.requires_grad and p.grad is not None]
+            self.expect(not leaked, name, f"frozen parameters got gradients after attach: {', '.join(leaked[:10])}")
         module.zero_grad(set_to_none=True)
+        self.passed.append(name)
+
+    def check_extras_gradients(self, module: nn.Module) -> None:
+        """``gradients`` of a loss reading extras: a train-mode objective reaches the provider's parameters."""
+        name = "gradients"
+        torch.manual_seed(self.seed)
+        provider = self.build_recommender()
+        provider.train()
+        torch.manual_seed(self.seed)
+        logits, extras = self.provider_output(provider)
+        logits = logits.detach().requires_grad_(True) if not logits.requires_grad else logits
+        value = module(logits, self.batch, extras)
+        self.expect(isinstance(value, torch.Tensor) and value.ndim == 0, name,
+                    "the loss must return a scalar given the provider's train-mode output")
+        self.expect(bool(torch.isfinite(value)), name,
+                    f"the loss is {float(value.detach())} on the provider's train-mode output")
+        if value.requires_grad:
+            value.backward()
+        reached = [n for n, p in provider.named_parameters() if p.grad is not None and bool(p.grad.abs().sum() > 0)]
+        self.expect(bool(reached), name, f"no gradient reaches the parameters of {self.recommender_cls.__name__} "
+                    f"through the extras {list(self.needed)} (detached?)")
+        bad = [n for n, p in provider.named_parameters()
+               if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        self.expect(not bad, name, f"non-finite gradients in the provider's: {', '.join(bad[:10])}")
         self.passed.append(name)
 
     def check_state_dict(self, module: nn.Module, reference: torch.Tensor) -> None:
@@ -386,17 +681,18 @@ class _Checker:
             self.fail(name, f"state_dict cannot be loaded with torch.load(weights_only=True): {error}")
         torch.manual_seed(self.seed + 1)
         fresh = self.build()
+        what = ("a fresh recommender after a fresh attach" if self.kind == "adapter" else "a fresh instance")
         try:
-            fresh.load_state_dict(state)
+            fresh.load_state_dict(state, strict=True)
         except Exception as error:  # noqa: BLE001
-            self.fail(name, f"a fresh instance cannot load the state_dict: {error}")
+            self.fail(name, f"{what} cannot load the state_dict: {error}")
         fresh.eval()
         with torch.no_grad():
             output = self.run(fresh)
         self.expect(
             self.same(self.real(output), self.real(reference)),
             name,
-            "a fresh instance with the loaded state_dict gives a different eval-mode output",
+            f"{what} with the loaded state_dict gives a different eval-mode output",
         )
         self.passed.append(name)
 
@@ -410,7 +706,8 @@ class _Checker:
         batch = self.batch.to(self.device)
         with torch.no_grad():
             try:
-                output = self.run(moved, batch, self.query.to(self.device), self.logits.to(self.device))
+                output = self.run(moved, batch, self.query.to(self.device), self.logits.to(self.device),
+                                  moved_to(self.extras, self.device) if self.extras is not None else None)
             except Exception as error:  # noqa: BLE001
                 self.fail(name, f"forward on {self.device} raised {type(error).__name__}: {error}")
         self.expect(output.device.type == self.device.type, name, f"output on {output.device}, expected {self.device}")
@@ -507,7 +804,7 @@ class _Checker:
 
     def check_causality(self, module: nn.Module) -> None:
         name = "causality"
-        if self.kind not in ("recommender", "encoder", "memory") or self.drug:
+        if self.kind not in ("recommender", "adapter", "encoder", "memory") or self.drug:
             return
         # on a copy whose parameters are nudged off their initial values: a weight initialised
         # at zero (a logistic regression's) would hide a leak behind an output that cannot move
@@ -530,7 +827,7 @@ class _Checker:
 
         for t in range(n_visits):
             perturbations: list[tuple[str, int, Callable[[], torch.Tensor]]] = []
-            if self.kind in ("recommender", "memory"):
+            if self.kind in ("recommender", "adapter", "memory"):
                 medications = self.batch.medications.clone()
                 medications[:, t] = torch.where(mask[:, t, None], 1 - medications[:, t], medications[:, t])
                 changed = dataclasses.replace(self.batch, medications=medications)
@@ -547,7 +844,7 @@ class _Checker:
                      f"at visits <= {t}: the current visit's medication codes are its target", t,
                      lambda b=changed: self.run(module, b))
                 )
-            if t + 1 < n_visits and self.kind in ("recommender", "encoder"):
+            if t + 1 < n_visits and self.kind in ("recommender", "adapter", "encoder"):
                 codes = {vocab: self.replaced_codes(vocab, t + 1, generator) for vocab in self.batch.codes}
                 changed = dataclasses.replace(self.batch, codes=codes)
                 perturbations.append(
@@ -578,6 +875,8 @@ def check_component(
     *,
     query_dim: int = 16,
     seed: int = 0,
+    recommender: type | None = None,
+    recommender_params: BaseModel | None = None,
 ) -> list[str]:
     """Run the conformance checks on a component class.
 
@@ -586,10 +885,15 @@ def check_component(
             :mod:`medtoolkit.components.base`, with a nested ``Params``).
         params: its ``Params`` (default: ``component_class.Params()``).
         schema: data schema (default: :func:`~medtoolkit.testing.fake_schema` of ``data``).
-        data: data to cut the fake batch from (default: :func:`~medtoolkit.testing.fake_ehr`).
+        data: data to cut the fake batch from (default: :func:`~medtoolkit.testing.fake_ehr`
+            with :data:`CHECK_HOSPITALS` hospitals).
         device: device of the device check (default: CUDA when available, else a CPU round trip).
         query_dim: query width given to memories.
         seed: torch seed used to build instances.
+        recommender: the recommender class an adapter is attached to (default:
+            :class:`~medtoolkit.components.recommenders.gamenet.GAMENet`), or that provides
+            the extras a loss reads (required for such a loss); ignored otherwise.
+        recommender_params: its ``Params`` (default: ``recommender.Params()``).
 
     Returns:
         the names of the checks that ran and passed.
@@ -599,22 +903,30 @@ def check_component(
     """
     if not hasattr(component_class, "Params"):
         raise AssertionError(f"check_component({component_class.__name__}) [params] the class has no nested Params")
-    data = data if data is not None else fake_ehr()
+    data = data if data is not None else fake_ehr(n_hospitals=CHECK_HOSPITALS)
     schema = schema if schema is not None else fake_schema(data)
     batch = fake_batch(data)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    checker = _Checker(component_class, params, schema, batch, torch.device(device), query_dim, seed)
+    checker = _Checker(component_class, params, schema, batch, torch.device(device), query_dim, seed,
+                       recommender, recommender_params)
     checker.check_params()
     if checker.kind not in MODULE_KINDS:
         return checker.passed
-    torch.manual_seed(seed)
-    try:
-        module = checker.build()
-    except Exception as error:  # noqa: BLE001
-        checker.fail("construction", f"{component_class.__name__}(params, schema) raised {type(error).__name__}: {error}")
-    checker.expect(isinstance(module, nn.Module), "construction", "a neural component must be a torch.nn.Module")
+    if checker.kind == "adapter":
+        module = checker.check_attach()
+    else:
+        if checker.kind == "loss":
+            checker.prepare_extras()
+        torch.manual_seed(seed)
+        try:
+            module = checker.build()
+        except Exception as error:  # noqa: BLE001
+            checker.fail("construction",
+                         f"{component_class.__name__}(params, schema) raised {type(error).__name__}: {error}")
+        checker.expect(isinstance(module, nn.Module), "construction", "a neural component must be a torch.nn.Module")
     reference = checker.check_shapes(module)
+    checker.check_extras(module)
     checker.check_state_dict(module, reference)
     checker.check_device(module, reference)
     checker.check_determinism(module)
@@ -623,4 +935,4 @@ def check_component(
     return checker.passed
 
 
-__all__ = ["check_component", "loose_tensors"]
+__all__ = ["CHECK_HOSPITALS", "check_component", "loose_tensors", "moved_to"]

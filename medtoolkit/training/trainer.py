@@ -1,4 +1,11 @@
-"""The batched trainer: many patients per optimizer step, all their visits in one pass."""
+"""The batched trainer: many patients per optimizer step, all their visits in one pass.
+
+Named model extras: when a loss term declares extras (:meth:`Loss.extras_needed`), the
+trainer calls the model as ``model(batch, extras=names)`` (names sorted) and passes the
+returned :class:`~medtoolkit.components.base.ModelOutput`'s extras to every term's
+``combine``; otherwise it calls ``model(batch)``. The model is only ever called, never
+reached into, so a wrapper (``DistributedDataParallel``) can stand in for it.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtoolkit.components.base import Loss, Recommender
+from medtoolkit.components.base import Loss, ModelOutput, Recommender
 from medtoolkit.config import TrainerParams
 from medtoolkit.data.batching import PaddedBatch, iterate_batches
 from medtoolkit.data.ehr import EHRData
@@ -153,12 +160,75 @@ class TrainingHistory:
         return history
 
 
-def compute_loss(losses: list[Loss], logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
-    """Fold the loss terms: additive terms first, then gating terms (e.g. annealed DDI)."""
+def compute_loss(
+    losses: list[Loss], logits: torch.Tensor, batch: PaddedBatch, extras: Mapping[str, Any] | None = None,
+) -> torch.Tensor:
+    """Fold the loss terms: additive terms first, then gating terms (e.g. annealed DDI).
+
+    Args:
+        losses: the terms, in the run's order (kept within each group).
+        logits: ``[B, T, n_drugs]``.
+        batch: the batch the logits are for.
+        extras: the model's named extras (:class:`ModelOutput`), passed to every
+            ``combine``; None when no term needs any.
+
+    Returns:
+        the scalar objective.
+    """
     total = logits.new_zeros(())
     for loss in [term for term in losses if not term.gating] + [term for term in losses if term.gating]:
-        total = loss.combine(total, logits, batch)
+        total = loss.combine(total, logits, batch, extras=extras)
     return total
+
+
+def extras_needed(losses: list[Loss]) -> tuple[str, ...]:
+    """The named model extras any of ``losses`` reads (:meth:`Loss.extras_needed`), sorted.
+
+    Args:
+        losses: loss terms (their ``params`` are what they were built with).
+
+    Returns:
+        the union of the terms' needs, sorted; ``()`` when no term reads extras.
+    """
+    needed: set[str] = set()
+    for loss in losses:
+        needed |= set(loss.extras_needed(loss.params))
+    return tuple(sorted(needed))
+
+
+def run_model(
+    model: torch.nn.Module, batch: PaddedBatch, extras: tuple[str, ...] = (),
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Call ``model`` on ``batch`` (asking for ``extras`` when there are any) and split its output.
+
+    Args:
+        model: a recommender, or a wrapper around one; only called, never inspected.
+        batch: the batch (on the model's device).
+        extras: the extras to ask for: ``model(batch, extras=extras)`` when not empty,
+            ``model(batch)`` otherwise.
+
+    Returns:
+        ``(logits [B, T, n_drugs], extras {name: value})``; a plain tensor output gives
+        ``{}``.
+
+    Raises:
+        TypeError: the model returned neither a tensor nor a :class:`ModelOutput`.
+        ValueError: a requested extra is missing from the output (the message names it).
+    """
+    output = model(batch, extras=extras) if extras else model(batch)
+    if isinstance(output, ModelOutput):
+        logits, values = output.logits, dict(output.extras)
+    elif isinstance(output, torch.Tensor):
+        logits, values = output, {}
+    else:
+        raise TypeError(f"the model returned a {type(output).__name__}; expected a logits tensor or a ModelOutput")
+    missing = [name for name in extras if name not in values]
+    if missing:
+        raise ValueError(
+            f"the model did not return the extras {', '.join(map(repr, missing))} the losses need "
+            f"(asked for {list(extras)}, got {sorted(values) or 'none'})"
+        )
+    return logits, values
 
 
 def _use_bar(mode: str) -> bool:
@@ -192,10 +262,14 @@ class Trainer:
         threshold: float = 0.5,
         averaging: str = "patient",
     ) -> None:
-        if model.trainable and not losses:
+        #: whether the model trains at all, read once here (the model may be wrapped later)
+        self.trainable = bool(getattr(model, "trainable", True))
+        if self.trainable and not losses:
             raise ValueError("a trainable model needs at least one loss (run file section 'losses')")
         self.model = model.to(device)
         self.losses = [loss.to(device) for loss in losses]
+        #: the extras the model is asked for (:func:`extras_needed` of the losses)
+        self.extras = extras_needed(self.losses)
         self.params = params
         self.device = device
         self.seed = seed
@@ -226,8 +300,8 @@ class Trainer:
             batch = batch.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, enabled=self.use_amp):
-                logits = self.model(batch)
-            loss = compute_loss(self.losses, logits.float(), batch)
+                logits, extras = run_model(self.model, batch, self.extras)
+            loss = compute_loss(self.losses, logits.float(), batch, extras if self.extras else None)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {steps}; lower trainer.lr?")
             self.scaler.scale(loss).backward()
@@ -248,6 +322,51 @@ class Trainer:
         predictions = predict(self.model, data, patients, batch_size, self.device)
         scores = score_visits(predictions.targets, predictions.probabilities, self.threshold, ddi_adjacency)
         return aggregate(scores, predictions.visit_patient, self.averaging)
+
+    def validation_loss(self, data: EHRData, patients: np.ndarray, batch_size: int = 256) -> float:
+        """The objective's value on ``patients``: what ``select_metric: loss`` minimises.
+
+        Per batch (``batch_size`` patients, in a fixed order), in eval mode without
+        gradients: ``sum over every term of weight * term`` with each term's plain value
+        (:meth:`Loss.evaluate_term`, extras passed), gating terms included as plain
+        weighted terms. No ``combine`` is called, so no switching or annealing decision is
+        drawn and nothing is tracked (the built-in ``ddi`` term's ``forward`` is its pure
+        penalty). The torch random state is forked and seeded with the trainer's seed, so
+        a model or loss that draws at random (masking) sees the same draws every epoch and
+        training's random stream is untouched.
+
+        Args:
+            data: the dataset.
+            patients: validation patient indices (not empty).
+            batch_size: patients per batch.
+
+        Returns:
+            the mean over batches of the per-batch weighted sum (lower is better).
+        """
+        modules = [self.model, *self.losses]
+        modes = [module.training for module in modules]
+        for module in modules:
+            module.eval()
+        cuda = self.device.type == "cuda"
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if cuda else []
+        values: list[float] = []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.default_generator.manual_seed(self.seed)
+                if cuda:
+                    torch.cuda.default_generators[devices[0]].manual_seed(self.seed)
+                for batch in iterate_batches(data, patients, batch_size):
+                    batch = batch.to(self.device, non_blocking=True)
+                    with torch.autocast(self.device.type, enabled=self.use_amp):
+                        logits, extras = run_model(self.model, batch, self.extras)
+                    logits = logits.float()
+                    total = sum((loss.weight * loss.evaluate_term(logits, batch, extras) for loss in self.losses),
+                                logits.new_zeros(()))
+                    values.append(float(total))
+        finally:
+            for module, mode in zip(modules, modes):
+                module.train(mode)
+        return float(np.mean(values)) if values else math.nan
 
     # ------------------------------------------------------------------ the loop
     def _restore(self, state: dict[str, Any], path: Path) -> tuple["TrainingHistory", dict[str, Any] | None]:
@@ -309,13 +428,18 @@ class Trainer:
         """Train for ``params.epochs`` epochs with validation, early stopping and checkpoints.
 
         The best epoch's weights (by ``params.select_metric`` on ``val``) are loaded into the
-        model at the end. With ``resume`` and an existing checkpoint the run continues after
+        model at the end: the highest validation ``jaccard``/``prauc``/``f1``, or, for
+        ``loss``, the lowest validation loss (:meth:`validation_loss`, recorded per epoch
+        as ``validation["loss"]`` and computed only then). Without validation patients
+        nothing is selected, never on the training loss: the last epoch's weights are kept
+        (``best_epoch`` is the last epoch, ``best_score`` stays unset) and early stopping
+        never triggers. With ``resume`` and an existing checkpoint the run continues after
         its last finished epoch.
         """
         history = TrainingHistory()
         best_state: dict[str, torch.Tensor] | None = None
         start_epoch = 0
-        if not self.model.trainable or self.optimizer is None:
+        if not self.trainable or self.optimizer is None:
             return history
         if resume and checkpoint_path is not None and checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path)
@@ -353,17 +477,23 @@ class Trainer:
             if bar is not None:
                 bar.close()
             validation = self.validate(data, val, ddi_adjacency) if len(val) else {}
+            if validation and self.params.select_metric == "loss":
+                validation["loss"] = self.validation_loss(data, val)
             record = EpochRecord(epoch + 1, train_loss, seconds, validation, tracked)
             history.epochs.append(record)
-            score = -train_loss if self.params.select_metric == "loss" or not validation else validation[
-                self.params.select_metric]
-            improved = score > history.best_score
-            if improved:
-                history.best_score, history.best_epoch = score, epoch + 1
-                best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            if not validation:  # nothing to select on: the latest weights are the ones kept
+                improved = True
+                history.best_epoch, best_state = epoch + 1, None
                 patience_left = self.params.early_stopping_patience
-            elif patience_left is not None:
-                patience_left -= 1
+            else:
+                score = selection_score(validation, self.params.select_metric)
+                improved = score > history.best_score
+                if improved:
+                    history.best_score, history.best_epoch = score, epoch + 1
+                    best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                    patience_left = self.params.early_stopping_patience
+                elif patience_left is not None:
+                    patience_left -= 1
             if self.params.progress != "none":
                 summary = " ".join(f"{k}={'n/a' if v is None else f'{v:.4f}'}" for k, v in validation.items())
                 message = (f"epoch {epoch + 1}/{self.params.epochs} loss={train_loss:.4f} "
@@ -404,7 +534,25 @@ class Trainer:
         return history
 
 
-#: what a ``checkpoint_<split>.pt`` must hold for ``--resume``
+def selection_score(validation: Mapping[str, float], metric: str) -> float:
+    """The score an epoch is selected on (higher is better).
+
+    Args:
+        validation: an epoch's validation values (``jaccard``, ``prauc``, ``f1``, ``loss``...).
+        metric: the trainer's ``select_metric``.
+
+    Returns:
+        ``validation[metric]``, or minus ``validation["loss"]`` for ``loss``; a missing or
+        NaN value gives ``-inf`` (never selected).
+    """
+    value = validation.get(metric)
+    if value is None or not math.isfinite(float(value)):
+        if value is not None and math.isnan(float(value)):
+            log.warning("validation %s is NaN: this epoch cannot be selected", metric)
+        return -math.inf
+    return -float(value) if metric == "loss" else float(value)
+
+
 def epoch_learning_rate(params: TrainerParams, epoch: int) -> float:
     """The learning rate of epoch ``epoch`` (0-based) under ``params.lr_schedule``.
 
@@ -423,6 +571,7 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+#: what a ``checkpoint_<split>.pt`` must hold for ``--resume``
 RESUME_STATE = ("model", "optimizer", "history", "rng_seed")
 
 

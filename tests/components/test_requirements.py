@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
+from medtoolkit.components.base import Loss, Recommender
+from medtoolkit.components.params import Node, Params
 from medtoolkit.components.requirements import KNOWLEDGE_NAMES, knowledge_errors, walk_nodes, with_derived
 from medtoolkit.config import ConfigValidationError, validate_config
 from medtoolkit.plugins import PluginHost
@@ -200,3 +203,77 @@ def test_well_formed_statistic_names_validate(host: PluginHost, monkeypatch: pyt
                         classmethod(lambda cls, params: frozenset({pair_counts("medications", "medications")})))
     config = validate_config(gamenet_on_pickles(host, "default"), host)
     assert statistics_errors(config) == []
+
+
+# ---------------------------------------------------------------------------- model extras
+def loss_nodes(config: object) -> list[tuple[str, object]]:
+    return [(f"losses.{i}", node) for i, node in enumerate(config.losses)]  # type: ignore[attr-defined]
+
+
+def test_losses_needing_extras_the_model_lacks_are_named(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtoolkit.components.requirements import extras_errors
+
+    config = validate_config(gamenet_on_pickles(host, "default"), host)  # bce, multilabel_margin, ddi
+    assert extras_errors(config.model, loss_nodes(config)) == []
+    monkeypatch.setattr(host.get("loss", "bce"), "extras_needed",
+                        classmethod(lambda cls, params: frozenset({"representation", "masked_logits"})))
+    monkeypatch.setattr(host.get("loss", "ddi"), "extras_needed",
+                        classmethod(lambda cls, params: frozenset({"masked_logits"})))
+    errors = [(e.path, e.message) for e in extras_errors(config.model, loss_nodes(config))]
+    assert errors == [
+        ("losses.0", "loss 'bce' needs model extras 'masked_logits', 'representation' that recommender 'gamenet' "
+                     "does not provide (it provides: none)"),
+        ("losses.2", "loss 'ddi' needs model extras 'masked_logits' that recommender 'gamenet' does not provide "
+                     "(it provides: none)"),
+    ]
+    # the model provides one of them: only what is still missing is named, with what it provides
+    monkeypatch.setattr(host.get("recommender", "gamenet"), "extras_provided",
+                        classmethod(lambda cls, params: frozenset({"masked_logits", "attention"})))
+    errors = [(e.path, e.message) for e in extras_errors(config.model, loss_nodes(config))]
+    assert errors == [
+        ("losses.0", "loss 'bce' needs model extras 'representation' that recommender 'gamenet' does not provide "
+                     "(it provides: 'attention', 'masked_logits')"),
+    ]
+    monkeypatch.setattr(host.get("recommender", "gamenet"), "extras_provided",
+                        classmethod(lambda cls, params: frozenset({"masked_logits", "representation"})))
+    assert extras_errors(config.model, loss_nodes(config)) == []
+
+
+class ExtrasProvider(Recommender):
+    """Provides ``representation``, and ``masked_logits`` too with ``with_masks``."""
+
+    class Params(Params):
+        with_masks: bool = False
+
+    @classmethod
+    def extras_provided(cls, params: Params) -> frozenset[str]:
+        return frozenset({"representation", "masked_logits"} if params.with_masks else {"representation"})
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        raise NotImplementedError
+
+
+class MaskedToyLoss(Loss):
+    """Needs the extras its ``needs`` lists."""
+
+    class Params(Params):
+        needs: list[str] = Field(default_factory=lambda: ["masked_logits"])
+
+    @classmethod
+    def extras_needed(cls, params: Params) -> frozenset[str]:
+        return frozenset(params.needs)
+
+    def forward(self, logits, batch, extras):  # noqa: ANN001, ANN201
+        raise NotImplementedError
+
+
+def test_extras_follow_the_validated_params() -> None:
+    from medtoolkit.components.requirements import extras_errors
+
+    losses = [("stages.0.losses.0", Node.of(MaskedToyLoss)), ("stages.0.losses.1", Node.of(MaskedToyLoss, needs=[]))]
+    errors = extras_errors(Node.of(ExtrasProvider), losses)
+    assert [(e.path, e.message) for e in errors] == [
+        ("stages.0.losses.0", "loss 'MaskedToyLoss' needs model extras 'masked_logits' that recommender "
+                              "'ExtrasProvider' does not provide (it provides: 'representation')"),
+    ]
+    assert extras_errors(Node.of(ExtrasProvider, with_masks=True), losses) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,8 @@ from pydantic import BaseModel
 from torch import nn
 
 import medtoolkit.testing as kit
-from medtoolkit.components.base import DrugEncoder, Encoder, Loss, Recommender
+from medtoolkit.components.adapters import FinetuneAdapter, FinetuneFreezeAdapter, LoRAAdapter
+from medtoolkit.components.base import Adapter, DrugEncoder, Encoder, Loss, ModelOutput, Recommender
 from medtoolkit.components.encoders.gru import GRUEncoder
 from medtoolkit.components.losses.bce import BCELoss
 from medtoolkit.components.losses.ddi import DDILoss
@@ -482,3 +485,378 @@ def test_a_leak_behind_zero_initial_weights_is_still_found() -> None:
     params = LogisticRegressionReadingMedications.Params(vocabularies=("diagnoses", "medications"))
     with pytest.raises(AssertionError, match=r"\[causality\] changing the medication codes of visit 0"):
         check_component(LogisticRegressionReadingMedications, params)
+
+
+# ---------------------------------------------------------------- adapters
+ADAPTER_CHECKS = ["params", "attach", "trainable", "shapes", "state_dict", "device", "determinism", "causality",
+                  "gradients"]
+
+
+@pytest.mark.parametrize("adapter", [FinetuneAdapter, FinetuneFreezeAdapter, LoRAAdapter],
+                         ids=["finetune", "finetune_freeze", "lora"])
+def test_core_adapters_conform_on_gamenet(adapter: type) -> None:
+    assert check_component(adapter) == ADAPTER_CHECKS
+
+
+def test_adapters_conform_on_another_recommender_and_the_counts_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="medtoolkit.testing"):
+        check_component(FinetuneAdapter, recommender=CausalToy)
+        params = LoRAAdapter.Params(rank=2, targets=["encoder.*"])
+        check_component(LoRAAdapter, params, recommender=GAMENet,
+                        recommender_params=GAMENet.Params(encoder=Node.of(GRUEncoder), memory=Node.of(GCNMemory)))
+    # CausalToy: a 31 x 15 bag and a scale; LoRA: rank 2 on encoder.query (256 -> 64) plus the 128 -> 15 head
+    assert "check_component(FinetuneAdapter): 466 of 466 parameters of CausalToy train (100.00%)" in caplog.text
+    assert f"check_component(LoRAAdapter): {2 * (256 + 64) + 128 * 15 + 15} of {205776 + 2 * (256 + 64)} " \
+           "parameters of GAMENet train" in caplog.text
+
+
+class _BiasWrapper(Recommender):
+    """What the toy adapters' ``attach`` returns: the frozen model plus the adapter's bias."""
+
+    class Params(Params):
+        pass
+
+    def __init__(self, inner: Recommender, adapter: nn.Module) -> None:
+        super().__init__(None, inner.schema)
+        self.inner = inner
+        self.adapter = adapter
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        return self.inner(batch) + self.adapter.bias
+
+
+class _ToyAdapter(Adapter):
+    """Adds a learned per-drug bias to the logits through a wrapper (:attr:`wrapper`)."""
+
+    wrapper: type = _BiasWrapper
+
+    class Params(Params):
+        pass
+
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.bias = nn.Parameter(torch.zeros(schema.n_drugs))
+
+    def attach(self, recommender):  # noqa: ANN001, ANN201
+        recommender.requires_grad_(False)
+        return self.wrapper(recommender, self)
+
+
+class WrappingAdapter(_ToyAdapter):
+    """Conforms: returns a wrapper (not the recommender itself)."""
+
+
+class ReturnsAModule(_ToyAdapter):
+    def attach(self, recommender):  # noqa: ANN001, ANN201
+        return nn.Linear(2, 2)
+
+
+class _Wider(_BiasWrapper):
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        logits = super().forward(batch)
+        return torch.cat([logits, logits[..., :1]], -1)
+
+
+class WidensTheOutput(_ToyAdapter):
+    wrapper = _Wider
+
+
+class FreezesEverything(_ToyAdapter):
+    def attach(self, recommender):  # noqa: ANN001, ANN201
+        return super().attach(recommender).requires_grad_(False)
+
+
+class _Unregistered(_BiasWrapper):
+    def __init__(self, inner: Recommender, adapter: nn.Module) -> None:
+        super().__init__(inner, adapter)
+        del self.adapter
+        self.__dict__["adapter"] = adapter  # a plain attribute, not a submodule
+
+
+class KeepsItsBiasOutside(_ToyAdapter):
+    """Trains a bias the returned model does not hold (so it is neither optimised nor saved)."""
+
+    wrapper = _Unregistered
+
+
+_counter = {"n": 0}
+
+
+class _Renamed(_BiasWrapper):
+    """Registers the adapter under a new name on every construction."""
+
+    def __init__(self, inner: Recommender, adapter: nn.Module) -> None:
+        super().__init__(inner, adapter)
+        del self.adapter
+        _counter["n"] += 1
+        self.key = f"adapter_{_counter['n']}"
+        self.add_module(self.key, adapter)
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        return self.inner(batch) + getattr(self, self.key).bias
+
+
+class RenamesOnEveryAttach(_ToyAdapter):
+    """A fresh attach names its parameters differently: it cannot load the state dict."""
+
+    wrapper = _Renamed
+
+
+class HoldsALooseTensor(_ToyAdapter):
+    def attach(self, recommender):  # noqa: ANN001, ANN201
+        self.offsets = torch.zeros(3)  # a plain tensor attribute of a registered submodule
+        return super().attach(recommender)
+
+
+class _ReadsCurrent(_BiasWrapper):
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        return super().forward(batch) + batch.medications
+
+
+class AddsCurrentMedications(_ToyAdapter):
+    wrapper = _ReadsCurrent
+
+
+class _HookedGradient(_BiasWrapper):
+    """Writes a gradient into a frozen parameter from a backward hook."""
+
+    def forward(self, batch):  # noqa: ANN001, ANN201
+        output = super().forward(batch)
+        frozen = self.inner.scale
+        if output.requires_grad:
+            output.register_hook(lambda grad: setattr(frozen, "grad", torch.zeros_like(frozen)))
+        return output
+
+
+class GradientOnAFrozenParameter(_ToyAdapter):
+    wrapper = _HookedGradient
+
+
+class UnusedAdapterParameter(_ToyAdapter):
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.spare = nn.Parameter(torch.zeros(2))
+
+
+class PatchesForward(_ToyAdapter):
+    """Replaces ``forward`` on the recommender object: a copy would still call the original modules."""
+
+    def attach(self, recommender):  # noqa: ANN001, ANN201
+        recommender.requires_grad_(False)
+        recommender.add_module("output_bias", self)
+        original = recommender.forward
+        recommender.forward = lambda batch: original(batch) + self.bias
+        return recommender
+
+
+def test_a_wrapping_adapter_conforms() -> None:
+    assert check_component(WrappingAdapter, recommender=CausalToy) == ADAPTER_CHECKS
+
+
+@pytest.mark.parametrize(
+    ("toy", "check", "fragment"),
+    [
+        (ReturnsAModule, "attach", "attach(CausalToy) must return a Recommender, got Linear"),
+        (WidensTheOutput, "attach", "the adapted CausalToy returns (12, 4, 16), the plain one (12, 4, 15)"),
+        (FreezesEverything, "trainable", "attach(CausalToy) left no parameter to train (0 of 481)"),
+        (KeepsItsBiasOutside, "trainable", "the adapter's trainable parameters ['bias'] are not parameters of the "
+                                           "returned model"),
+        (RenamesOnEveryAttach, "state_dict", "a fresh recommender after a fresh attach cannot load the state_dict"),
+        (HoldsALooseTensor, "device", "adapter.offsets: Tensor (3,) is not a registered buffer/parameter"),
+        (AddsCurrentMedications, "causality", "changing the medications of visit 0 changed outputs at visits <= 0"),
+        (GradientOnAFrozenParameter, "gradients", "frozen parameters got gradients after attach: inner.scale"),
+        (UnusedAdapterParameter, "gradients", "parameters without gradients (unused?): adapter.spare"),
+        (PatchesForward, "attach", "attach replaced forward on the model object ('<model>.forward')"),
+    ],
+)
+def test_broken_adapters_fail_with_the_check_named(toy: type, check: str, fragment: str) -> None:
+    with pytest.raises(AssertionError) as info:
+        check_component(toy, recommender=CausalToy)
+    assert f"check_component({toy.__name__}) [{check}]" in str(info.value)
+    assert fragment in str(info.value)
+
+
+# ---------------------------------------------------------------- model extras
+class ExtrasToy(CausalToy):
+    """Provides ``representation`` (the causal code sum, [B, T, N]) and ``scale``."""
+
+    @classmethod
+    def extras_provided(cls, params: Params) -> frozenset[str]:
+        return frozenset({"representation", "scale"})
+
+    def values(self, batch) -> dict:  # noqa: ANN001
+        return {"representation": self.current(batch).cumsum(1), "scale": self.scale}
+
+    def forward(self, batch, extras=()):  # noqa: ANN001, ANN201
+        logits = super().forward(batch)
+        if not extras:
+            return logits
+        values = self.values(batch)
+        return ModelOutput(logits, {name: values[name] for name in extras})
+
+
+class ExtrasOnlyHead(ExtrasToy):
+    """A head used only for the ``projected`` extra (a dataclass field): its gradients come through the extras."""
+
+    @dataclasses.dataclass
+    class Projection:
+        values: torch.Tensor
+        mask: torch.Tensor
+
+    @classmethod
+    def extras_provided(cls, params: Params) -> frozenset[str]:
+        return frozenset({"representation", "projected"})
+
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.projector = nn.Linear(schema.n_drugs, 3)
+
+    def values(self, batch) -> dict:  # noqa: ANN001
+        representation = self.current(batch).cumsum(1)
+        projected = self.projector(representation).masked_fill(~batch.visit_mask[..., None], float("-inf"))
+        return {"representation": representation, "projected": self.Projection(projected, batch.visit_mask)}
+
+
+class ExtrasOnlyHeadUnused(ExtrasOnlyHead):
+    def __init__(self, params=None, schema=None) -> None:  # noqa: ANN001
+        super().__init__(params, schema)
+        self.forgotten = nn.Linear(2, 2)
+
+
+def test_parameters_serving_only_extras_get_their_gradients_through_them() -> None:
+    assert "gradients" in check_component(ExtrasOnlyHead)
+    with pytest.raises(AssertionError, match=r"\[gradients\] parameters without gradients \(unused\?\): "
+                                             r"forgotten.weight, forgotten.bias \(the objective covered the logits "
+                                             r"and the extras \['projected', 'representation'\]\)"):
+        check_component(ExtrasOnlyHeadUnused)
+
+
+class RepresentationLoss(Loss):
+    """Reads only the ``representation`` extra: the mean square at real visits."""
+
+    class Params(Params):
+        weight: float = 1.0
+
+    @classmethod
+    def extras_needed(cls, params: Params) -> frozenset[str]:
+        return frozenset({"representation"})
+
+    def forward(self, logits, batch, extras):  # noqa: ANN001, ANN201
+        return (extras["representation"][batch.visit_mask] ** 2).mean()
+
+
+def test_a_recommender_providing_extras_conforms() -> None:
+    assert check_component(ExtrasToy) == ["params", "shapes", "extras", "state_dict", "device", "determinism",
+                                          "causality", "gradients"]
+
+
+def test_a_loss_reading_extras_conforms_with_a_provider() -> None:
+    assert check_component(RepresentationLoss, recommender=ExtrasToy) == [
+        "params", "extras", "shapes", "state_dict", "device", "determinism", "gradients"]
+
+
+def test_a_loss_reading_extras_needs_a_provider() -> None:
+    with pytest.raises(AssertionError, match=r"check_component\(RepresentationLoss\) \[extras\] this loss reads the "
+                                             r"model extras \['representation'\]: pass recommender="):
+        check_component(RepresentationLoss)
+    with pytest.raises(AssertionError, match=r"\[extras\] recommender CausalToy does not provide the extras "
+                                             r"\['representation'\] this loss reads \(it provides: none\)"):
+        check_component(RepresentationLoss, recommender=CausalToy)
+
+
+class ReturnsTensorForExtras(ExtrasToy):
+    def forward(self, batch, extras=()):  # noqa: ANN001, ANN201
+        return CausalToy.forward(self, batch)
+
+
+class ForgetsAnExtra(ExtrasToy):
+    def forward(self, batch, extras=()):  # noqa: ANN001, ANN201
+        output = super().forward(batch, extras)
+        if isinstance(output, ModelOutput):
+            return ModelOutput(output.logits, {k: v for k, v in output.extras.items() if k != "scale"})
+        return output
+
+
+class AlwaysModelOutput(ExtrasToy):
+    def forward(self, batch, extras=()):  # noqa: ANN001, ANN201
+        return ModelOutput(CausalToy.forward(self, batch), self.values(batch))
+
+
+class ModelOutputForEmptyExtras(ExtrasToy):
+    """Returns a ModelOutput whenever ``extras`` is passed, even empty."""
+
+    def forward(self, batch, extras=None):  # noqa: ANN001, ANN201
+        if extras is None:
+            return CausalToy.forward(self, batch)
+        return ModelOutput(CausalToy.forward(self, batch), self.values(batch))
+
+
+class FlatLogitsWithExtras(ExtrasToy):
+    def forward(self, batch, extras=()):  # noqa: ANN001, ANN201
+        output = super().forward(batch, extras)
+        if isinstance(output, ModelOutput):
+            return ModelOutput(output.logits[..., :3], output.extras)
+        return output
+
+
+class DetachedExtras(ExtrasToy):
+    def values(self, batch) -> dict:  # noqa: ANN001
+        return {name: value.detach() for name, value in super().values(batch).items()}
+
+
+class InfiniteOnExtras(RepresentationLoss):
+    def forward(self, logits, batch, extras):  # noqa: ANN001, ANN201
+        return super().forward(logits, batch, extras) / 0.0
+
+
+@pytest.mark.parametrize(
+    ("toy", "fragment"),
+    [
+        (ReturnsTensorForExtras, "forward(batch, extras=('representation', 'scale')) must return a ModelOutput, "
+                                 "got Tensor"),
+        (ForgetsAnExtra, "forward(batch, extras=('representation', 'scale')) lacks the extras ['scale']"),
+        (ModelOutputForEmptyExtras, "forward(batch, extras=()) must still return the logits tensor, got ModelOutput"),
+        (FlatLogitsWithExtras, "ModelOutput.logits must be (12, 4, 15), got (12, 4, 3)"),
+    ],
+)
+def test_broken_extras_providers_fail(toy: type, fragment: str) -> None:
+    with pytest.raises(AssertionError) as info:
+        check_component(toy)
+    assert f"check_component({toy.__name__}) [extras]" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_a_model_output_without_extras_asked_fails_the_shapes() -> None:
+    with pytest.raises(AssertionError, match=r"check_component\(AlwaysModelOutput\) \[shapes\] forward\(batch\) "
+                                             r"must return the logits tensor, got a ModelOutput"):
+        check_component(AlwaysModelOutput)
+
+
+@pytest.mark.parametrize(
+    ("loss", "provider", "check", "fragment"),
+    [
+        (RepresentationLoss, DetachedExtras, "gradients", "no gradient reaches the parameters of DetachedExtras"),
+        (InfiniteOnExtras, ExtrasToy, "shapes", "output has NaN/inf"),
+        (RepresentationLoss, ReturnsTensorForExtras, "extras", "ReturnsTensorForExtras(batch, extras=("
+                                                               "'representation',)) must return a ModelOutput"),
+    ],
+)
+def test_broken_extras_losses_fail(loss: type, provider: type, check: str, fragment: str) -> None:
+    with pytest.raises(AssertionError) as info:
+        check_component(loss, recommender=provider)
+    assert f"check_component({loss.__name__}) [{check}]" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_moved_to_follows_containers_and_dataclasses() -> None:
+    from medtoolkit.testing.conformance import moved_to
+
+    @dataclasses.dataclass(frozen=True)
+    class Pair:
+        left: torch.Tensor
+        right: list
+
+    value = {"pair": Pair(torch.ones(1), [torch.zeros(2), "text"]), "n": 3}
+    moved = moved_to(value, "cpu")
+    assert moved["n"] == 3 and moved["pair"].right[1] == "text" and torch.equal(moved["pair"].left, torch.ones(1))
+    assert moved["pair"] is not value["pair"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from medtoolkit.components.base import Loss, Recommender
+from medtoolkit.components.base import Loss, ModelOutput, Recommender
 from medtoolkit.components.encoders.gru import GRUEncoder
 from medtoolkit.components.losses.bce import BCELoss
 from medtoolkit.components.losses.ddi import DDILoss
@@ -25,7 +25,7 @@ from medtoolkit.components.recommenders.logistic_regression import LogisticRegre
 from medtoolkit.components.recommenders.previous_visit import PreviousVisitRecommender
 from medtoolkit.components.schema import DataSchema
 from medtoolkit.config import TrainerParams
-from medtoolkit.data.batching import PaddedBatch
+from medtoolkit.data.batching import PaddedBatch, make_batch
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.testing import fake_batch, fake_ehr, fake_schema
 from medtoolkit.training.checkpoint import load_checkpoint, save_atomic
@@ -35,8 +35,10 @@ from medtoolkit.training.trainer import (
     Trainer,
     TrainingHistory,
     compute_loss,
+    extras_needed,
     format_tracked,
     loss_label,
+    run_model,
 )
 
 CPU = torch.device("cpu")
@@ -163,7 +165,8 @@ class HalvingGate(Loss):
     def forward(self, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
         return logits.new_zeros(())
 
-    def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+    def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: PaddedBatch,
+                extras: dict[str, Any] | None = None) -> torch.Tensor:
         self.seen.append(float(total))
         return total / 2
 
@@ -243,13 +246,239 @@ def test_without_patience_every_epoch_runs_and_the_best_is_kept(
     assert len(history.epochs) == 4 and not history.stopped_early and history.best_epoch == 2
 
 
-def test_select_metric_loss_picks_the_lowest_training_loss(data: EHRData, schema: DataSchema) -> None:
+def bce_of(logits: torch.Tensor, batch: PaddedBatch) -> float:
+    """BCE with logits over the batch's real visits, by hand (what ``bce`` computes)."""
+    mask = batch.visit_mask
+    probabilities = torch.sigmoid(logits[mask].double())
+    targets = batch.medications[mask].double()
+    return float(-(targets * probabilities.log() + (1 - targets) * (1 - probabilities).log()).mean())
+
+
+def ddi_penalty_of(logits: torch.Tensor, batch: PaddedBatch, adjacency: np.ndarray) -> float:
+    """GAMENet's mean DDI penalty ``p^T A p / N^2`` averaged over real visits, by hand."""
+    p = torch.sigmoid(logits[batch.visit_mask].double()).numpy()
+    n = p.shape[1]
+    return float(np.mean([row @ adjacency @ row / (n * n) for row in p]))
+
+
+def test_select_metric_loss_picks_the_lowest_validation_loss(data: EHRData, schema: DataSchema) -> None:
+    # lr 0.05 overfits: the training loss falls every epoch while the validation loss rises
     trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)],
                       params(epochs=3, lr=0.05, select_metric="loss"), CPU)
     history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
-    losses = [e.train_loss for e in history.epochs]
-    assert history.best_epoch == int(np.argmin(losses)) + 1
-    assert history.best_score == -min(losses)
+    validation_losses = [e.validation["loss"] for e in history.epochs]
+    train_losses = [e.train_loss for e in history.epochs]
+    assert history.best_epoch == int(np.argmin(validation_losses)) + 1
+    assert history.best_score == -min(validation_losses)
+    assert int(np.argmin(train_losses)) + 1 != history.best_epoch  # never the training loss
+    # the selected weights are back in the model: their validation loss is the best one
+    assert trainer.validation_loss(data, VAL) == pytest.approx(min(validation_losses), rel=1e-6)
+
+
+def test_validation_loss_is_the_weighted_sum_of_all_terms_by_hand(data: EHRData, schema: DataSchema) -> None:
+    model = gamenet(schema)
+    ddi = DDILoss(DDILoss.Params(weight=0.3, target=0.0, seed=3), schema)  # a gating term, plain here
+    bce = BCELoss(BCELoss.Params(weight=0.7), schema)
+    trainer = Trainer(model, [ddi, bce], params(select_metric="loss"), CPU, seed=11)
+    generator_state = ddi.generator.get_state()
+    model.train()  # the validation loss switches to eval mode and back
+    value = trainer.validation_loss(data, VAL, batch_size=8)  # 12 patients: batches of 8 and 4
+    assert model.training and ddi.training
+    model.eval()
+    expected = []
+    with torch.no_grad():
+        for patients in (VAL[:8], VAL[8:]):
+            batch = make_batch(data, patients)
+            logits = model(batch)
+            expected.append(0.7 * bce_of(logits, batch) + 0.3 * ddi_penalty_of(logits, batch, schema.ddi_adjacency))
+    assert value == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    # no switching decision drawn, nothing tracked, the schedule untouched
+    assert torch.equal(ddi.generator.get_state(), generator_state)
+    assert ddi.tracked() == {} and ddi.temperature == 2.0 and ddi.n_penalty_steps == ddi.n_prediction_steps == 0
+
+
+def test_validation_loss_leaves_the_training_random_stream_alone(data: EHRData, schema: DataSchema) -> None:
+    # gamenet has dropout: the same training losses with and without the validation loss
+    runs = {}
+    for metric in ("jaccard", "loss"):
+        trainer = Trainer(gamenet(schema, seed=3), [BCELoss(BCELoss.Params(), schema)],
+                          params(epochs=3, select_metric=metric), CPU, seed=3)
+        runs[metric] = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    assert [e.train_loss for e in runs["loss"].epochs] == [e.train_loss for e in runs["jaccard"].epochs]
+    assert "loss" not in runs["jaccard"].epochs[0].validation  # computed only when it selects
+    assert {"jaccard", "loss"} <= runs["loss"].epochs[0].validation.keys()
+
+
+class NoisyLogistic(LogisticRegressionRecommender):
+    """Adds uniform noise to its logits even in eval mode (stands in for random masking)."""
+
+    def forward(self, batch: PaddedBatch) -> torch.Tensor:
+        logits = super().forward(batch)
+        return logits + torch.rand_like(logits)
+
+
+def test_validation_loss_draws_the_same_randomness_every_time(data: EHRData, schema: DataSchema) -> None:
+    seed_everything(0)
+    model = NoisyLogistic(LogisticRegressionRecommender.Params(), schema)
+    trainer = Trainer(model, [BCELoss(BCELoss.Params(), schema)], params(), CPU, seed=4)
+    state = torch.get_rng_state()
+    first = trainer.validation_loss(data, VAL)
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream is untouched
+    torch.rand(5)  # whatever happened in between
+    assert trainer.validation_loss(data, VAL) == first
+    other = Trainer(model, [BCELoss(BCELoss.Params(), schema)], params(), CPU, seed=5)
+    assert other.validation_loss(data, VAL) != first  # the draws follow the trainer's seed
+
+
+@pytest.mark.parametrize("metric", ["loss", "jaccard"])
+def test_without_validation_patients_the_last_epoch_is_kept(
+    data: EHRData, schema: DataSchema, metric: str
+) -> None:
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+    model = logistic(schema)
+    trainer = Trainer(model, [BCELoss(BCELoss.Params(), schema)],
+                      params(epochs=4, lr=0.05, select_metric=metric, early_stopping_patience=1), CPU)
+    history = trainer.fit(data, TRAIN, np.array([], dtype=np.int64), schema.ddi_adjacency,
+                          on_epoch=lambda r: snapshots.update({r.epoch: {k: v.clone() for k, v in
+                                                                         model.state_dict().items()}}))
+    assert len(history.epochs) == 4 and not history.stopped_early
+    assert history.best_epoch == 4 and history.best_score == -np.inf
+    assert all(e.validation == {} for e in history.epochs)
+    assert same_state(model.state_dict(), snapshots[4])
+    assert history.to_json()["best_score"] is None
+
+
+def test_a_nan_validation_loss_is_never_selected(
+    data: EHRData, schema: DataSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = iter([0.5, float("nan"), 0.4])
+    monkeypatch.setattr(Trainer, "validation_loss", lambda self, *a, **k: next(values))
+    trainer = Trainer(logistic(schema), [BCELoss(BCELoss.Params(), schema)],
+                      params(epochs=3, select_metric="loss"), CPU)
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    assert history.best_epoch == 3 and history.best_score == -0.4
+
+
+def test_resume_with_select_metric_loss_matches_an_uninterrupted_run(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, reference_history = run_training(data, schema, tmp_path / "reference.pt", select_metric="loss")
+    with monkeypatch.context() as patch:
+        interrupt_during_epoch(patch, 3)
+        with pytest.raises(Interrupt):
+            run_training(data, schema, tmp_path / "run.pt", select_metric="loss")
+    resumed, resumed_history = run_training(data, schema, tmp_path / "run.pt", resume=True, select_metric="loss")
+    assert without_seconds(resumed_history) == without_seconds(reference_history)
+    assert all("loss" in e.validation for e in resumed_history.epochs)
+    assert same_state(resumed.model.state_dict(), reference.model.state_dict())
+
+
+# ---------------------------------------------------------------------------- named extras
+class LogisticWithExtras(LogisticRegressionRecommender):
+    """Provides ``doubled`` (twice the logits) and ``unused``; records what it was asked for."""
+
+    @classmethod
+    def extras_provided(cls, params: Params) -> frozenset[str]:
+        return frozenset({"doubled", "unused", "halved"})
+
+    def __init__(self, params: Params, schema: DataSchema, drop: str | None = None) -> None:
+        super().__init__(params, schema)
+        self.requests: list[tuple[str, ...] | None] = []
+        self.drop = drop
+
+    def forward(self, batch: PaddedBatch, extras: tuple[str, ...] = ()) -> Any:  # type: ignore[override]
+        self.requests.append(extras)
+        logits = super().forward(batch)
+        if not extras:
+            return logits
+        values = {"doubled": 2 * logits, "halved": logits / 2, "unused": None}
+        return ModelOutput(logits, {name: values[name] for name in extras if name != self.drop})
+
+
+class DoubledBCE(Loss):
+    """BCE on the model's ``doubled`` extra (so on ``2 * logits``), weight 0.5."""
+
+    class Params(Params):
+        weight: float = 0.5
+        extra: str = "doubled"
+
+    @classmethod
+    def extras_needed(cls, params: Params) -> frozenset[str]:
+        return frozenset({params.extra})
+
+    def __init__(self, params: Params | None = None, schema: DataSchema | None = None) -> None:
+        super().__init__(params, schema)
+        self.combined_with: list[list[str]] = []
+
+    def forward(self, logits: torch.Tensor, batch: PaddedBatch, extras: dict[str, Any]) -> torch.Tensor:
+        scaled = extras[self.params.extra] / (2.0 if self.params.extra == "doubled" else 0.5)
+        return BCELoss.forward(self, scaled, batch)  # type: ignore[arg-type]
+
+    def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: PaddedBatch,
+                extras: dict[str, Any] | None = None) -> torch.Tensor:
+        self.combined_with.append(sorted(extras or {}))
+        return super().combine(total, logits, batch, extras)
+
+
+def extras_model(schema: DataSchema, drop: str | None = None) -> LogisticWithExtras:
+    seed_everything(0)
+    return LogisticWithExtras(LogisticRegressionRecommender.Params(), schema, drop)
+
+
+def test_the_model_is_asked_for_the_union_of_the_losses_extras_sorted(data: EHRData, schema: DataSchema) -> None:
+    model = extras_model(schema)
+    doubled, halved = DoubledBCE(), DoubledBCE(DoubledBCE.Params(extra="halved"))
+    trainer = Trainer(model, [doubled, BCELoss(BCELoss.Params(), schema), halved], params(epochs=1), CPU)
+    assert trainer.extras == ("doubled", "halved")
+    trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    training_calls = [r for r in model.requests if r]
+    assert len(training_calls) == 4 and set(training_calls) == {("doubled", "halved")}  # 28 patients / 8
+    assert set(model.requests) == {("doubled", "halved"), ()}  # validation predicts logits only
+    assert doubled.combined_with == halved.combined_with == [["doubled", "halved"]] * 4
+
+
+def test_without_extras_the_model_is_called_plainly(data: EHRData, schema: DataSchema) -> None:
+    model = extras_model(schema)
+    trainer = Trainer(model, [BCELoss(BCELoss.Params(), schema)], params(epochs=1, select_metric="loss"), CPU)
+    assert trainer.extras == ()
+    trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+    assert set(model.requests) == {()}
+
+
+def test_extras_reach_the_loss_in_training_and_validation_by_hand(data: EHRData, schema: DataSchema) -> None:
+    model = extras_model(schema)
+    trainer = Trainer(model, [DoubledBCE(), BCELoss(BCELoss.Params(weight=0.25), schema)],
+                      params(epochs=1, select_metric="loss"), CPU)
+    batch = make_batch(data, VAL)
+    with torch.no_grad():
+        logits = model(batch)
+    # DoubledBCE reads 2 * logits and undoes the doubling: 0.5 * bce + 0.25 * bce
+    assert trainer.validation_loss(data, VAL) == pytest.approx(0.75 * bce_of(logits, batch), rel=1e-5)
+    assert model.requests[-1] == ("doubled",)
+    total = compute_loss(trainer.losses, logits, batch, {"doubled": 2 * logits})
+    assert float(total) == pytest.approx(0.75 * bce_of(logits, batch), rel=1e-5)
+
+
+def test_a_missing_extra_is_named(data: EHRData, schema: DataSchema) -> None:
+    trainer = Trainer(extras_model(schema, drop="doubled"), [DoubledBCE()], params(epochs=1), CPU)
+    with pytest.raises(ValueError, match=r"did not return the extras 'doubled' the losses need"):
+        trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency)
+
+
+def test_run_model_accepts_a_tensor_or_a_model_output_and_refuses_others(data: EHRData, schema: DataSchema) -> None:
+    batch = make_batch(data, np.arange(3))
+    model = extras_model(schema)
+    logits, extras = run_model(model, batch)
+    assert extras == {} and logits.shape == (*batch.visit_mask.shape, 10)
+    logits2, extras2 = run_model(model, batch, ("halved",))
+    assert torch.equal(logits2, logits) and torch.equal(extras2["halved"], logits / 2)
+    with pytest.raises(TypeError, match="returned a list"):
+        run_model(lambda b: [1], batch)  # type: ignore[arg-type]
+
+
+def test_extras_needed_is_the_sorted_union() -> None:
+    assert extras_needed([BCELoss(), DoubledBCE(DoubledBCE.Params(extra="z")), DoubledBCE()]) == ("doubled", "z")
+    assert extras_needed([BCELoss()]) == ()
 
 
 # ---------------------------------------------------------------------------- resume
