@@ -124,14 +124,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     config = experiment.config
     losses = ", ".join(n.type for n in config.losses) or "none"
+    stages = ""
+    if config.stages:
+        named = [s.name + (f" per {s.repeat_per}" if s.repeat_per else "") for s in config.stages]
+        stages = f" stages=[{', '.join(named)}]"
     print(f"OK: {args.run}: dataset={config.dataset.type} task={config.task.type} "
-          f"model={config.model.type} losses=[{losses}]")
+          f"model={config.model.type} losses=[{losses}]{stages}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from medtoolkit.experiment import Experiment
-    from medtoolkit.training.report import metrics_table
+    from medtoolkit.training.report import groups_table, metrics_table
 
     overrides = list(args.override)
     if args.device:
@@ -149,9 +153,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     if seconds:
         print(f"epochs: {len(seconds)}, mean {sum(seconds) / len(seconds):.2f} s/epoch; "
               f"parameters: {metrics['n_params']:,}; wall {metrics['wall_seconds']:.1f} s")
+    for stage in metrics.get("stages") or []:
+        print(stage_line(stage))
+    if (metrics["test"].get("groups") or {}).get("per_bin"):
+        print(groups_table(metrics["test"]), end="")
     if args.out:
         print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def stage_line(stage: dict[str, Any]) -> str:
+    """One line about a stage of ``metrics.json``'s ``stages``: units, trainable parameters, time.
+
+    Example: ``stage tune (per hospital, adapter finetune): 98 of 100 units trained, 2 skipped;
+    trainable 1,234 of 56,789 parameters (2.17%); 12.3 s``.
+    """
+    about = [f"per {stage['repeat_per']}"] if stage.get("repeat_per") else []
+    if stage.get("adapter"):
+        about.append(f"adapter {stage['adapter']}")
+    if stage.get("init_from"):
+        about.append(f"from {stage['init_from']}")
+    name = f"stage {stage.get('name', '?')}" + (f" ({', '.join(about)})" if about else "")
+    units, trained = stage.get("units", 0), stage.get("trained_units", 0)
+    skipped = len(stage.get("skipped_units") or [])
+    what = f"{trained} of {units} units trained" + (f", {skipped} skipped" if skipped else "")
+    share = stage.get("trainable_share")
+    share_text = f" ({share:.2%})" if isinstance(share, (int, float)) else ""
+    return (f"{name}: {what}; trainable {stage.get('trainable_params', 0):,} of {stage.get('total_params', 0):,} "
+            f"parameters{share_text}; {stage.get('seconds', 0.0):.1f} s")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Declarative run files: parsing, whole-config validation, overrides.
 
 A run file (YAML) has ``seed``, ``device``, ``dataset``, ``task``, ``model``, ``losses``,
-``trainer`` and ``eval``. Every component node is ``{type: <registered name>, ...params}``;
-parents declare child slots by kind (see :func:`medtoolkit.components.params.slot`).
+``trainer``, ``eval`` and, optionally, ``stages`` (:class:`StageParams`: a run trained in
+several stages, see ``docs/stages.rst``). Every component node is ``{type: <registered name>,
+...params}``; parents declare child slots by kind (see :func:`medtoolkit.components.params.slot`).
 :func:`validate_config` resolves every name and validates every ``Params``, collecting
 *all* errors with their config path before any data is read.
 """
@@ -64,7 +65,10 @@ class TrainerParams(BaseModel):
         None, ge=1, le=MAX_EPOCHS, description="stop after this many epochs without validation improvement"
     )
     select_metric: Literal["jaccard", "prauc", "f1", "loss"] = Field(
-        "jaccard", description="validation metric that selects the best epoch"
+        "jaccard",
+        description="what selects the best epoch: the highest validation jaccard, prauc or f1, or the lowest "
+                    "validation loss (loss: the weighted sum of the run's loss terms on the validation patients); "
+                    "without validation patients the last epoch is kept",
     )
     progress: Literal["auto", "bar", "log", "none"] = Field(
         "auto", description="progress bar on a terminal, plain log lines otherwise (YAML off/false: none)"
@@ -112,6 +116,63 @@ class EvalParams(BaseModel):
     )
 
 
+#: what a stage name looks like (it becomes part of file names: ``model_<split>.<stage>.pt``)
+STAGE_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+#: longest stage name
+MAX_STAGE_NAME = 64
+
+
+class StageParams(BaseModel):
+    """One stage of a staged run (the run file's ``stages`` list; see ``docs/stages.rst``).
+
+    Built by :func:`validate_config`, which resolves the nodes and merges the stage's
+    ``trainer`` keys over the run's ``trainer``: :attr:`trainer` holds the merged settings.
+
+    Attributes:
+        name: unique within the run; part of the stage's file names.
+        losses: the stage's loss terms (None: the run's ``losses``).
+        trainer: the run's trainer settings updated by the keys the stage gives.
+        init_from: an earlier stage whose selected weights this stage starts from (None:
+            a freshly built model).
+        freeze: fnmatch patterns over parameter names (after the adapter is attached) whose
+            parameters are not trained; a pattern matching no parameter is an error.
+        adapter: an adapter node (kind ``adapter``) attached before training (None: none).
+        repeat_per: None (train once) or ``"hospital"`` (one unit per hospital of the split).
+        evaluate: also score this stage on the test patients (the last stage always is).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(pattern=STAGE_NAME_PATTERN, max_length=MAX_STAGE_NAME,
+                      description="unique stage name: lower-case letters, digits and _ (starts with a letter)")
+    losses: list[Node] | None = Field(None, description="loss nodes of this stage (None: the run's losses)")
+    trainer: TrainerParams = Field(
+        default_factory=TrainerParams, description="trainer keys that differ from the run's trainer"
+    )
+    init_from: str | None = Field(None, description="an earlier stage whose selected weights this stage starts from")
+    freeze: list[str] = Field(
+        default_factory=list, description="fnmatch patterns of parameter names that are not trained"
+    )
+    adapter: Node | None = Field(None, description="adapter node attached before training (kind adapter)")
+    repeat_per: Literal["hospital"] | None = Field(
+        None, description="null: train once; hospital: train one unit per hospital of the split"
+    )
+    evaluate: bool = Field(False, description="also score this stage on the test patients (the last stage always is)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stage as plain data (trainer merged, every default filled in)."""
+        return {
+            "name": self.name,
+            "losses": None if self.losses is None else [node_to_dict(n) for n in self.losses],
+            "trainer": self.trainer.model_dump(),
+            "init_from": self.init_from,
+            "freeze": list(self.freeze),
+            "adapter": None if self.adapter is None else node_to_dict(self.adapter),
+            "repeat_per": self.repeat_per,
+            "evaluate": self.evaluate,
+        }
+
+
 class RunConfig(BaseModel):
     """A validated run file. Nodes are resolved :class:`Node` objects."""
 
@@ -126,10 +187,18 @@ class RunConfig(BaseModel):
     losses: list[Node] = Field(default_factory=list)
     trainer: TrainerParams = Field(default_factory=TrainerParams)
     eval: EvalParams = Field(default_factory=EvalParams)
+    stages: list[StageParams] = Field(
+        default_factory=list,
+        description="train in stages (pre-train, then tune per hospital...); empty: one stage, the run itself",
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain data (every default filled in)."""
-        return {
+        """The resolved config as plain data (every default filled in).
+
+        A config without stages has no ``stages`` key (its resolved file, and so its
+        ``--resume`` key, is the same as before stages existed).
+        """
+        resolved = {
             "name": self.name,
             "seed": self.seed,
             "device": self.device,
@@ -140,6 +209,24 @@ class RunConfig(BaseModel):
             "trainer": self.trainer.model_dump(),
             "eval": self.eval.model_dump(),
         }
+        if self.stages:
+            resolved["stages"] = [stage.to_dict() for stage in self.stages]
+        return resolved
+
+    def stage(self, name: str) -> StageParams:
+        """The stage called ``name``.
+
+        Raises:
+            KeyError: no stage has that name.
+        """
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"no stage named {name!r}")
+
+    def stage_losses(self, stage: StageParams) -> list[Node]:
+        """The loss nodes ``stage`` trains with: its own, else the run's."""
+        return list(self.losses if stage.losses is None else stage.losses)
 
 
 #: top-level key -> kind of its node(s)
@@ -380,7 +467,9 @@ def validate_config(
             )
             continue
         kind = NODE_SECTIONS.get(key)
-        if kind is None:
+        if key == "stages":
+            resolved[key] = _validate_stages(value, _run_trainer(raw.get("trainer")), host, errors)
+        elif kind is None:
             resolved[key] = value
         elif key == "losses":
             if not isinstance(value, list):
@@ -408,10 +497,157 @@ def validate_config(
 
         errors.extend(knowledge_errors(config))
         errors.extend(statistics_errors(config))
+        errors.extend(_extras_errors(config))
     if errors:
         raise ConfigValidationError(errors, source)
     assert config is not None
     return config
+
+
+def _extras_errors(config: RunConfig) -> list[ConfigError]:
+    """Losses needing model extras the recommender does not provide: the run's and each stage's own."""
+    try:
+        from medtoolkit.components.requirements import extras_errors
+    except ImportError:  # pragma: no cover - the check arrives with the extras machinery
+        return []
+    pairs = [(f"losses.{i}", node) for i, node in enumerate(config.losses)]
+    for i, stage in enumerate(config.stages):
+        pairs += [(f"stages.{i}.losses.{j}", node) for j, node in enumerate(stage.losses or [])]
+    return list(extras_errors(config.model, pairs))
+
+
+# ---------------------------------------------------------------------------- stages
+def _run_trainer(value: Any) -> TrainerParams | None:
+    """The run's trainer settings that stage trainers are merged over (None: they are invalid)."""
+    if isinstance(value, TrainerParams):
+        return value
+    try:
+        return TrainerParams.model_validate({} if value is None else value)
+    except ValidationError:
+        return None  # reported for the `trainer` section itself
+
+
+def _stage_trainer(
+    value: Any, run_trainer: TrainerParams | None, path: str, errors: list[ConfigError]
+) -> TrainerParams | None:
+    """The run's trainer updated by a stage's partial ``trainer`` mapping (None: invalid)."""
+    if isinstance(value, TrainerParams):
+        value = value.model_dump()
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        errors.append(ConfigError(path, f"expected a mapping of trainer keys, got {short_repr(value)}"))
+        return None
+    try:
+        given = TrainerParams.model_validate(dict(value))
+    except ValidationError as error:
+        errors.extend(_pydantic_errors(error, path, None, TrainerParams, set()))
+        return None
+    if run_trainer is None:
+        return None
+    return run_trainer.model_copy(update={key: getattr(given, key) for key in value})
+
+
+def _validate_stage(
+    value: Any, path: str, run_trainer: TrainerParams | None, host: "PluginHost", errors: list[ConfigError]
+) -> StageParams | None:
+    """Resolve one stage mapping (its nodes, merged trainer); append problems to ``errors``."""
+    if isinstance(value, StageParams):
+        value = value.to_dict()
+    if not isinstance(value, Mapping):
+        errors.append(ConfigError(path, f"expected a stage {{name: ..., ...}}, got {short_repr(value)}"))
+        return None
+    inputs: dict[str, Any] = {}
+    failed: set[str] = set()
+    for key, item in value.items():
+        if key == "losses" and item is not None:
+            if not isinstance(item, list):
+                errors.append(ConfigError(_join(path, key), f"expected a list of loss nodes, got {short_repr(item)}"))
+                failed.add(key)
+                continue
+            nodes = [_validate_node(node, "loss", _join(path, key, j), host, errors) for j, node in enumerate(item)]
+            if None in nodes:
+                failed.add(key)
+            inputs[key] = nodes
+        elif key == "adapter" and item is not None:
+            node = _validate_node(item, "adapter", _join(path, key), host, errors)
+            if node is None:
+                failed.add(key)
+            inputs[key] = node
+        elif key == "trainer":
+            trainer = _stage_trainer(item, run_trainer, _join(path, key), errors)
+            if trainer is None:
+                failed.add(key)
+            inputs[key] = trainer
+        else:
+            inputs[key] = item
+    if "trainer" not in value:
+        if run_trainer is None:
+            failed.add("trainer")
+        inputs["trainer"] = run_trainer
+    try:
+        stage = StageParams.model_validate({k: v for k, v in inputs.items() if k not in failed})
+    except ValidationError as error:
+        errors.extend(_pydantic_errors(error, path, None, StageParams, failed))
+        return None
+    return None if failed else stage
+
+
+def _validate_stages(
+    value: Any, run_trainer: TrainerParams | None, host: "PluginHost", errors: list[ConfigError]
+) -> list[StageParams] | None:
+    """Resolve the ``stages`` list and check names and ``init_from`` across stages."""
+    if not isinstance(value, list):
+        errors.append(ConfigError("stages", f"expected a list of stages ({{name: ..., ...}}), got {short_repr(value)}"))
+        return None
+    stages = [_validate_stage(item, f"stages.{i}", run_trainer, host, errors) for i, item in enumerate(value)]
+    errors.extend(_stage_order_errors(value))
+    return None if None in stages else stages
+
+
+def _stage_order_errors(items: list[Any]) -> list[ConfigError]:
+    """Duplicate names and ``init_from`` naming no earlier stage (read off the raw mappings)."""
+    found: list[ConfigError] = []
+
+    def raw(item: Any, key: str) -> Any:
+        if isinstance(item, StageParams):
+            return getattr(item, key)
+        return item.get(key) if isinstance(item, Mapping) else None
+
+    names = [raw(item, "name") for item in items]
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            found.append(ConfigError(f"stages.{i}.name", f"duplicate stage name {short_repr(name)} "
+                                                         f"(also stages.{first[name]}.name)"))
+        else:
+            first[name] = i
+    for i, item in enumerate(items):
+        source = raw(item, "init_from")
+        if source is None or not isinstance(source, str):
+            continue  # a wrong type is reported by StageParams
+        path = f"stages.{i}.init_from"
+        earlier = [n for n in names[:i] if isinstance(n, str)]
+        if source == names[i]:
+            found.append(ConfigError(path, f"stage {short_repr(source)} cannot start from itself; "
+                                           "name an earlier stage"))
+        elif source in earlier:
+            position = names.index(source)
+            if raw(items[position], "repeat_per") is not None and raw(item, "repeat_per") is None:
+                found.append(ConfigError(path, f"stage {short_repr(source)} is repeated per "
+                                               f"{raw(items[position], 'repeat_per')}, so a stage starting from it "
+                                               "must be repeated the same way (repeat_per)"))
+        elif source in names:
+            found.append(ConfigError(path, f"stage {short_repr(source)} comes later (stages.{names.index(source)}); "
+                                           "init_from must name an earlier stage"))
+        else:
+            close = difflib.get_close_matches(source, earlier, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listed = f" (earlier stages: {', '.join(earlier)})" if earlier else " (it is the first stage)"
+            found.append(ConfigError(path, f"unknown stage {short_repr(source)}{hint}{listed}"))
+    return found
 
 
 # ---------------------------------------------------------------------------- files & overrides

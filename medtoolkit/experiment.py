@@ -1,13 +1,14 @@
-"""An experiment: dataset -> task splits -> model + losses -> training -> bootstrapped test.
+"""An experiment: dataset -> task samples and splits -> model + losses -> training -> bootstrapped test.
 
 Every run writes a report directory: ``config.yaml`` (resolved), ``metrics.json``,
 ``report.md``, ``curves.png``, and per split ``model_<split>.pt`` (best weights with the
 resolved config, plugin versions and data fingerprint) and ``checkpoint_<split>.pt``
-(for ``--resume``). The directory is locked while a run writes it, and one that already
-holds a run is refused unless the run resumes or overwrites it
-(:mod:`medtoolkit.training.run_dir`). Training, scoring and report writing are the steps
-of :mod:`medtoolkit.training.pipeline`, shared with :func:`medtoolkit.fit.fit_evaluate`
-(the same run from parts built in Python).
+(for ``--resume``). A run file with ``stages`` trains them one after the other per split
+(:mod:`medtoolkit.training.stages`, which names its files per stage). The directory is
+locked while a run writes it, and one that already holds a run is refused unless the run
+resumes or overwrites it (:mod:`medtoolkit.training.run_dir`). Training, scoring and report
+writing are the steps of :mod:`medtoolkit.training.pipeline`, shared with
+:func:`medtoolkit.fit.fit_evaluate` (the same single-stage run from parts built in Python).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from medtoolkit.training.pipeline import (
 )
 from medtoolkit.training.predict import predict
 from medtoolkit.training.run_dir import open_run_dir
+from medtoolkit.training.stages import StagedSplit, StageRunner, staged_metrics
 
 __all__ = ["METRIC_KEYS", "Experiment", "RunResult", "evaluate_run", "resolve_raw_config"]
 
@@ -157,31 +159,46 @@ class Experiment:
             torch.set_num_threads(config.trainer.num_threads)
         device = resolve_device(config.device)
         resolved = config.to_dict()
-        data = self.load_data(progress=progress)
+        task = config.task.build(None)
+        data = task.prepare(self.load_data(progress=progress))
         saved = {"config": resolved, "resume_key": resume_key(resolved), "data_fingerprint": data.fingerprint(),
                  "plugins": self.plugin_versions()}
         if out is not None:  # a refused --resume leaves config.yaml as it was
             write_config(resolved, out, saved=saved, resume=resume)
-        task = config.task.build(None)
         results: dict[str, SplitResult] = {}
+        staged: dict[str, StagedSplit] = {}
         for split in task.splits(data):
             seed_everything(config.seed)
             schema = task.build_schema(data, split)
+            if config.stages:
+                staged[split.name] = StageRunner(config, data, split, schema, task, device, out=out, saved=saved,
+                                                 resume=resume).run()
+                continue
             model, losses = self._build_model(schema)
             results[split.name] = train_split(model, losses, data, split, schema, task, config.trainer, config.eval,
                                               device, config.seed, out=out, saved=saved, resume=resume)
-        metrics = run_metrics(config.name, config.model.type, results, data, task, config.eval, device,
-                              self.plugin_versions(), time.perf_counter() - started)
+        wall = time.perf_counter() - started
+        if config.stages:
+            metrics = staged_metrics(config, staged, data, task, device, self.plugin_versions(), wall)
+            models = {name: result.stages[-1].model for name, result in staged.items()}
+        else:
+            metrics = run_metrics(config.name, config.model.type, results, data, task, config.eval, device,
+                                  self.plugin_versions(), wall)
+            models = {name: r.model for name, r in results.items()}
         if out is not None:
             write_report(metrics, out)
-        return RunResult(metrics=metrics, out_dir=out, models={name: r.model for name, r in results.items()})
+        return RunResult(metrics=metrics, out_dir=out, models=models)
 
 
 def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None = None) -> dict[str, Any]:
     """Re-evaluate the saved best models of a finished run directory on its test split(s).
 
+    A staged run is re-scored from its last stage's model files (and those of the stages
+    it starts from), rebuilt as in training (:class:`~medtoolkit.training.stages.StageRunner`).
+
     Raises:
-        FileNotFoundError: no ``config.yaml`` or no ``model_<split>.pt``.
+        FileNotFoundError: no ``config.yaml`` or no ``model_<split>.pt`` (staged: a model
+            file of the last stage, or of one it starts from).
         ValueError: a model file is unreadable, was trained with another config than
             ``config.yaml`` or on other data, or its weights do not fit the model.
     """
@@ -194,11 +211,17 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
     config = experiment.config
     resolved = config.to_dict()
     device = resolve_device(device_name or config.device)
-    data = experiment.load_data()
-    fingerprint = data.fingerprint()
     task = config.task.build(None)
+    data = task.prepare(experiment.load_data())
+    fingerprint = data.fingerprint()
     per_split = {}
     for split in task.splits(data):
+        if config.stages:
+            saved = {"resume_key": resume_key(resolved), "data_fingerprint": fingerprint}
+            runner = StageRunner(config, data, split, task.build_schema(data, split), task, device, out=run_dir,
+                                 saved=saved, load_only=True)
+            per_split[split.name] = runner.run().test
+            continue
         path = run_dir / f"model_{split.name}.pt"
         saved = load_checkpoint(path)
         _check_saved_config(saved.get("config"), resolved, path)

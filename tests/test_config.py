@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 import medtoolkit
-from medtoolkit.components.base import Dataset, Encoder, Loss, Memory, Recommender, Task
+from medtoolkit.components.base import Adapter, Dataset, Encoder, Loss, Memory, Recommender, Task
 from medtoolkit.components.params import Node, Params, slot
 from medtoolkit.config import (
     ConfigError,
@@ -122,7 +122,19 @@ class ToyMarginLoss(ToyLoss):
         margin: float = 0.5
 
 
+class ToyAdapter(Adapter):
+    class Params(Params):
+        rank: int = Field(4, ge=1)
+
+    def attach(self, recommender: Recommender) -> Recommender:
+        return recommender
+
+
 class ToyCore:
+    @medtoolkit.hookimpl
+    def register_adapters(self, register: Register) -> None:
+        register("toy_adapter", ToyAdapter)
+
     @medtoolkit.hookimpl
     def register_datasets(self, register: Register) -> None:
         register("toy_data", ToyData)
@@ -864,3 +876,149 @@ def test_run_file_that_is_a_fifo_or_device_does_not_hang(tmp_path: Path) -> None
         "/dev/zero: <root>: cannot read the run file: it is not a regular file (a device, FIFO or socket)",
         f"{tmp_path}: <root>: cannot read the run file: it is a directory",
     ]
+
+
+# ---------------------------------------------------------------------------- stages
+def staged_config() -> dict[str, Any]:
+    raw = good_config()
+    raw["trainer"] = {"epochs": 5, "lr": 0.01, "batch_size": 4}
+    raw["stages"] = [
+        {"name": "pretrain", "losses": [{"type": "toy_margin", "margin": 0.2}], "trainer": {"select_metric": "loss"}},
+        {"name": "tune", "init_from": "pretrain", "adapter": {"type": "toy_adapter", "rank": 2},
+         "freeze": ["encoder.*"], "repeat_per": "hospital", "trainer": {"epochs": 2}},
+    ]
+    return raw
+
+
+def test_stages_resolve_nodes_and_merge_the_trainer_over_the_run_trainer(host: PluginHost) -> None:
+    config = validate_config(staged_config(), host)
+    pretrain, tune = config.stages
+    assert [n.component for n in pretrain.losses] == [ToyMarginLoss] and pretrain.losses[0].params.margin == 0.2
+    assert (pretrain.trainer.epochs, pretrain.trainer.lr, pretrain.trainer.select_metric) == (5, 0.01, "loss")
+    assert (tune.trainer.epochs, tune.trainer.lr, tune.trainer.batch_size) == (2, 0.01, 4)
+    assert tune.trainer.select_metric == "jaccard"  # the run's, not the previous stage's
+    assert tune.adapter.component is ToyAdapter and tune.adapter.params.rank == 2
+    assert (tune.init_from, tune.freeze, tune.repeat_per) == ("pretrain", ["encoder.*"], "hospital")
+    assert tune.evaluate is False
+    assert tune.losses is None and config.stage_losses(tune) == config.losses
+    assert config.stage("tune") is tune
+
+
+def test_staged_to_dict_round_trips_with_the_merged_trainer(host: PluginHost) -> None:
+    resolved = validate_config(staged_config(), host).to_dict()
+    assert list(resolved) == ["name", "seed", "device", "dataset", "task", "model", "losses", "trainer", "eval",
+                              "stages"]
+    tune = resolved["stages"][1]
+    assert tune["adapter"] == {"type": "toy_adapter", "rank": 2}
+    assert tune["losses"] is None and tune["evaluate"] is False
+    assert tune["trainer"] == {**resolved["trainer"], "epochs": 2}
+    assert validate_config(resolved, host).to_dict() == resolved
+
+
+def test_a_config_without_stages_resolves_without_a_stages_key(host: PluginHost) -> None:
+    assert "stages" not in validate_config(good_config(), host).to_dict()
+    assert "stages" not in validate_config({**good_config(), "stages": []}, host).to_dict()
+
+
+def test_every_stage_mistake_is_reported_at_once_with_its_path(host: PluginHost) -> None:
+    raw = staged_config()
+    raw["stages"][0]["losses"].append({"type": "toy_bcee"})
+    raw["stages"][0]["trainer"] = {"epochz": 3, "lr": -1}
+    raw["stages"][1]["adapter"]["rank"] = 0
+    raw["stages"][1]["repeat_pr"] = "hospital"
+    raw["stages"].append({"name": "Final", "evaluate": "sometimes"})
+    errors = errors_of(raw, host)
+    by_path = {e.path: e.message for e in errors}
+    assert sorted(by_path) == ["stages.0.losses.1.type", "stages.0.trainer.epochz", "stages.0.trainer.lr",
+                               "stages.1.adapter.rank", "stages.1.repeat_pr", "stages.2.evaluate", "stages.2.name"]
+    assert by_path["stages.0.losses.1.type"].startswith("unknown loss 'toy_bcee'")
+    assert by_path["stages.0.trainer.epochz"].startswith("unknown key 'epochz'; did you mean 'epochs'? (valid keys: ")
+    assert by_path["stages.0.trainer.lr"] == "Input should be greater than 0 (got -1)"
+    assert by_path["stages.1.adapter.rank"] == "Input should be greater than or equal to 1 (got 0)"
+    assert by_path["stages.1.repeat_pr"].startswith("unknown key 'repeat_pr'; did you mean 'repeat_per'? "
+                                                    "(valid keys: name, losses, trainer, init_from, freeze, adapter,")
+    assert "should match pattern" in by_path["stages.2.name"]
+
+
+def test_an_adapter_of_another_kind_is_named(host: PluginHost) -> None:
+    raw = staged_config()
+    raw["stages"][1]["adapter"] = {"type": "toy_bce"}
+    (error,) = errors_of(raw, host)
+    assert error.path == "stages.1.adapter.type"
+    assert "('toy_bce' is registered as kind 'loss', not 'adapter'.)" in error.message
+
+
+@pytest.mark.parametrize(
+    ("stages", "path", "message"),
+    [
+        ([{"name": "a"}, {"name": "a"}], "stages.1.name", "duplicate stage name 'a' (also stages.0.name)"),
+        ([{"name": "a", "init_from": "b"}, {"name": "b"}], "stages.0.init_from",
+         "stage 'b' comes later (stages.1); init_from must name an earlier stage"),
+        ([{"name": "a", "init_from": "a"}], "stages.0.init_from",
+         "stage 'a' cannot start from itself; name an earlier stage"),
+        ([{"name": "pretrain"}, {"name": "tune", "init_from": "pretrian"}], "stages.1.init_from",
+         "unknown stage 'pretrian'; did you mean 'pretrain'? (earlier stages: pretrain)"),
+        ([{"name": "a", "init_from": "z"}], "stages.0.init_from", "unknown stage 'z' (it is the first stage)"),
+        ([{"name": "a", "repeat_per": "hospital"}, {"name": "b", "init_from": "a"}], "stages.1.init_from",
+         "stage 'a' is repeated per hospital, so a stage starting from it must be repeated the same way (repeat_per)"),
+        ([{"name": "a", "repeat_per": "ward"}], "stages.0.repeat_per", "Input should be 'hospital' (got 'ward')"),
+        ([{"name": "a", "trainer": 3}], "stages.0.trainer", "expected a mapping of trainer keys, got 3"),
+        ([{"name": "a", "losses": {"type": "toy_bce"}}], "stages.0.losses",
+         "expected a list of loss nodes, got {'type': 'toy_bce'}"),
+        ([{"losses": []}], "stages.0.name", "Field required"),
+        (["pretrain"], "stages.0", "expected a stage {name: ..., ...}, got 'pretrain'"),
+        ({"name": "a"}, "stages", "expected a list of stages ({name: ..., ...}), got {'name': 'a'}"),
+    ],
+)
+def test_stage_structure_errors(host: PluginHost, stages: Any, path: str, message: str) -> None:
+    raw = good_config()
+    raw["stages"] = stages
+    (error,) = errors_of(raw, host)
+    assert (error.path, error.message) == (path, message)
+
+
+def test_stage_errors_come_with_the_other_sections_errors(host: PluginHost) -> None:
+    raw = staged_config()
+    raw["trainer"]["epochs"] = -1
+    raw["model"]["dropout"] = 2
+    raw["stages"][1]["init_from"] = "nowhere"
+    assert sorted(paths(errors_of(raw, host))) == ["model.dropout", "stages.1.init_from", "trainer.epochs"]
+
+
+def test_overrides_reach_into_stages(host: PluginHost) -> None:
+    raw, notes = apply_overrides(staged_config(), ["stages.1.trainer.epochs=7", "stages.0.trainer.lr=0.5",
+                                                   "stages.1.adapter.rank=3", "stages.1.evaluate=true"])
+    assert notes == []
+    config = validate_config(raw, host)
+    assert (config.stages[1].trainer.epochs, config.stages[0].trainer.lr) == (7, 0.5)
+    assert config.stages[1].adapter.params.rank == 3 and config.stages[1].evaluate is True
+    raw, _ = apply_overrides(good_config() | {"stages": [{"name": "a"}]}, ["stages.0.trainer.epochs=1"])
+    assert validate_config(raw, host).stages[0].trainer.epochs == 1  # a stage without a trainer section
+    with pytest.raises(ValueError, match="stages.2 is not an index of a list of 2"):
+        apply_overrides(staged_config(), ["stages.2.trainer.epochs=1"])
+
+
+def test_a_stage_loss_lacking_model_extras_is_refused_at_its_path() -> None:
+    class NeedsExtras(Loss):
+        class Params(Params):
+            weight: float = 1.0
+
+        @classmethod
+        def extras_needed(cls, params: Params) -> frozenset[str]:
+            return frozenset({"representation"})
+
+        def forward(self, logits: torch.Tensor, batch: Any, extras: Any = None) -> torch.Tensor:
+            return logits.sum()
+
+    class Extra:
+        @medtoolkit.hookimpl
+        def register_losses(self, register: Register) -> None:
+            register("toy_needs_extras", NeedsExtras)
+
+    host = PluginHost(load_entry_points=False, extra_plugins=(
+        ("toy-core", "1.0", ToyCore()), ("toy-encoders", "0.2", ToyEncoders()), ("extra", "1", Extra())))
+    raw = staged_config()
+    raw["stages"][0]["losses"] = [{"type": "toy_bce"}, {"type": "toy_needs_extras"}]
+    (error,) = errors_of(raw, host)
+    assert error.path == "stages.0.losses.1"
+    assert "needs model extras 'representation'" in error.message

@@ -95,6 +95,7 @@ def test_config_yaml_is_the_resolved_config(single: tuple[RunResult, Path]) -> N
     # defaults are filled in, so the file alone reproduces the run
     assert written["model"]["memory"]["type"] == "gcn"
     assert written["trainer"]["weight_decay"] == 0.0 and written["eval"]["bootstrap_fraction"] == 0.8
+    assert "stages" not in written  # a single-stage run's resolved file is as before stages existed
 
 
 def test_metrics_json_has_the_documented_keys(single: tuple[RunResult, Path]) -> None:
@@ -182,6 +183,32 @@ def test_same_seed_gives_identical_metrics(single: tuple[RunResult, Path]) -> No
     assert again.metrics["test"] == result.metrics["test"]
     losses = [[e["train_loss"] for e in h["epochs"]] for h in again.metrics["history"].values()]
     assert losses == [[e["train_loss"] for e in h["epochs"]] for h in result.metrics["history"].values()]
+
+
+def test_the_task_prepares_the_data_before_splitting_in_training_and_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medtoolkit.tasks.medication import MedicationRecommendationTask
+
+    calls: list[tuple[str, int]] = []
+    prepared: list[Any] = []
+    original_splits = MedicationRecommendationTask.splits
+
+    def prepare(self: Any, data: Any) -> Any:
+        calls.append(("prepare", id(data)))
+        prepared.append(copy.copy(data))  # a new object: the run must use it from here on
+        return prepared[-1]
+
+    def splits(self: Any, data: Any) -> Any:
+        calls.append(("splits", id(data)))
+        return original_splits(self, data)
+
+    monkeypatch.setattr(MedicationRecommendationTask, "prepare", prepare)
+    monkeypatch.setattr(MedicationRecommendationTask, "splits", splits)
+    medtoolkit.build(tiny(trainer={"epochs": 1})).run(out_dir=tmp_path, progress=False)
+    evaluate_run(tmp_path)
+    assert [name for name, _ in calls] == ["prepare", "splits", "prepare", "splits"]
+    assert calls[1][1] == id(prepared[0]) and calls[3][1] == id(prepared[1])
 
 
 # ---------------------------------------------------------------------------- building

@@ -76,15 +76,20 @@ def walk_nodes(node: Node, path: str) -> Iterator[tuple[str, Node]]:
 
 
 def component_nodes(config: "RunConfig") -> list[tuple[str, Node]]:
-    """Every resolved node of the model and the losses, with its dotted config path.
+    """Every resolved node of the model, the losses and the stages, with its dotted config path.
 
     Args:
         config: a validated run config.
 
     Returns:
-        ``(path, node)`` pairs: ``model`` and its sub-nodes, then ``losses.<i>`` and theirs.
+        ``(path, node)`` pairs: ``model`` and its sub-nodes, then ``losses.<i>`` and theirs,
+        then each stage's ``stages.<k>.losses.<i>`` and ``stages.<k>.adapter`` and theirs.
     """
     roots = [("model", config.model)] + [(f"losses.{i}", node) for i, node in enumerate(config.losses)]
+    for k, stage in enumerate(getattr(config, "stages", None) or ()):
+        roots += [(f"stages.{k}.losses.{i}", node) for i, node in enumerate(stage.losses or ())]
+        if stage.adapter is not None:
+            roots.append((f"stages.{k}.adapter", stage.adapter))
     return [(path, node) for root_path, root in roots for path, node in walk_nodes(root, root_path)]
 
 

@@ -22,7 +22,7 @@ from medtoolkit.config import EvalParams, TrainerParams
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import save_atomic, write_text_atomic
 from medtoolkit.training.predict import predict
-from medtoolkit.training.report import curves_title, plot_curves, render_report
+from medtoolkit.training.report import curves_title, plot_curves, plot_groups, render_report
 from medtoolkit.training.trainer import Trainer, TrainingHistory
 
 METRIC_KEYS = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
@@ -78,11 +78,25 @@ class SplitResult:
 
 
 def resume_key(config: dict[str, Any]) -> str:
-    """What ``--resume`` must find unchanged: the config less its device and run-length settings."""
+    """What ``--resume`` must find unchanged: the config less its device and run-length settings.
+
+    The run-length settings (:data:`RESUME_FREE`) are left out of the run's ``trainer`` and
+    of every stage's ``trainer``.
+    """
     comparable = {k: v for k, v in config.items() if k != "device"}
     if isinstance(config.get("trainer"), dict):
-        comparable["trainer"] = {k: v for k, v in config["trainer"].items() if k not in RESUME_FREE}
+        comparable["trainer"] = _resume_trainer(config["trainer"])
+    if isinstance(config.get("stages"), list):
+        comparable["stages"] = [
+            {**stage, "trainer": _resume_trainer(stage["trainer"])}
+            if isinstance(stage, dict) and isinstance(stage.get("trainer"), dict) else stage
+            for stage in config["stages"]
+        ]
     return json.dumps(comparable, sort_keys=True, default=str)
+
+
+def _resume_trainer(trainer: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in trainer.items() if k not in RESUME_FREE}
 
 
 def train_split(
@@ -140,14 +154,28 @@ def train_split(
 
 
 def combine_splits(per_split: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One split: its metrics. Several (random protocol): mean of means, std over splits."""
+    """One split: its metrics. Several (seeds): mean of means, std over splits.
+
+    A metric whose mean is None (e.g. the DDI rate without a DDI matrix) in every split is
+    ``{"mean": None, "std": None}``; splits without a value are left out of the mean.
+    Grouped metrics (``groups``, see :mod:`medtoolkit.tasks.grouping`) are combined per
+    size bin the same way (:func:`~medtoolkit.tasks.grouping.combine_groups`); the
+    per-hospital values stay in each split's entry under ``splits``.
+    """
     if len(per_split) == 1:
         return next(iter(per_split.values()))
+    from medtoolkit.tasks.grouping import combine_groups
+
     combined: dict[str, Any] = {}
     for key in METRIC_KEYS:
         means = [m[key]["mean"] for m in per_split.values() if key in m]
         if means:
-            combined[key] = {"mean": float(np.mean(means)), "std": float(np.std(means))}
+            present = [v for v in means if v is not None]
+            combined[key] = ({"mean": float(np.mean(present)), "std": float(np.std(present))} if present
+                             else {"mean": None, "std": None})
+    groups = [m["groups"] for m in per_split.values() if m.get("groups")]
+    if groups:
+        combined["groups"] = combine_groups(groups)
     combined["splits"] = per_split
     return combined
 
@@ -222,25 +250,35 @@ def write_config(config: dict[str, Any], out: Path, saved: dict[str, Any] | None
                  resume: bool = False) -> None:
     """``config.yaml``: the resolved run config.
 
-    With ``resume``, every ``checkpoint_<split>.pt`` already in ``out`` is checked against
-    ``saved`` (its ``resume_key`` and ``data_fingerprint``) first: a refused ``--resume``
-    leaves the run's ``config.yaml`` as it was (it must keep matching the model files).
+    With ``resume``, every ``checkpoint_<split>[.<stage>].pt`` and every stage model file
+    (``model_<split>.<stage>[.h<i>].pt``, :mod:`medtoolkit.training.stages`) already in
+    ``out`` is checked against ``saved`` (its ``resume_key`` and ``data_fingerprint``) first:
+    a refused ``--resume`` leaves the run's ``config.yaml`` as it was (it must keep matching
+    the model files).
 
     Raises:
-        ValueError: a checkpoint cannot be resumed by this run (nothing is written).
+        ValueError: a checkpoint or stage model file cannot be resumed by this run (nothing
+            is written).
     """
     if resume and saved is not None:
         from medtoolkit.training.checkpoint import load_checkpoint
+        from medtoolkit.training.stages import check_stage_file, is_stage_file
         from medtoolkit.training.trainer import check_resumable
 
         expected = {"config": saved.get("resume_key"), "data_fingerprint": saved.get("data_fingerprint")}
         for path in sorted(out.glob("checkpoint_*.pt")):
             check_resumable(load_checkpoint(path), expected, path)
+        for path in sorted(out.glob("model_*.pt")):
+            if is_stage_file(path):
+                check_stage_file(load_checkpoint(path), saved, path)
     write_text_atomic(yaml.safe_dump(config, sort_keys=False), out / "config.yaml")
 
 
 def write_report(metrics: dict[str, Any], out: Path) -> None:
-    """``metrics.json``, ``report.md`` and (for models that trained) ``curves.png``."""
+    """``metrics.json``, ``report.md``, (for models that trained) ``curves.png`` and, with grouped
+    test metrics (``eval.group_by: hospital``), ``groups.png``."""
     write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
     write_text_atomic(render_report(metrics), out / "report.md")
     plot_curves(metrics["history"], out / "curves.png", title=curves_title(metrics))
+    if (metrics["test"].get("groups") or {}).get("per_bin"):
+        plot_groups(metrics["test"], out / "groups.png")

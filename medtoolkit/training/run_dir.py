@@ -20,8 +20,11 @@ from pathlib import Path
 
 from medtoolkit.training.checkpoint import TMP_SUFFIX
 
-#: name patterns of the files a run writes into its directory
-RUN_FILES = ("config.yaml", "metrics.json", "report.md", "curves.png", "model_*.pt", "checkpoint_*.pt")
+#: name patterns of the files a run writes into its directory; ``model_*.pt`` and
+#: ``checkpoint_*.pt`` cover a staged run's per-stage and per-unit files too
+#: (``model_<split>.<stage>.pt``, ``model_<split>.<stage>.h<index>.pt``, ``checkpoint_<split>.<stage>.pt``)
+RUN_FILES = ("config.yaml", "metrics.json", "report.md", "curves.png", "groups.png", "model_*.pt",
+             "checkpoint_*.pt")
 LOCK_NAME = ".lock"
 
 log = logging.getLogger("medtoolkit")

@@ -46,6 +46,18 @@ def test_resume_key_leaves_out_the_device_and_how_long_to_train() -> None:
     assert resume_key({**CONFIG, "trainer": {**CONFIG["trainer"], "lr": 0.2}}) != resume_key(CONFIG)
 
 
+def test_resume_key_leaves_how_long_to_train_out_of_every_stage_too() -> None:
+    stage = {"name": "tune", "trainer": {**CONFIG["trainer"], "lr": 0.01}, "repeat_per": "hospital"}
+    staged = {**CONFIG, "stages": [stage]}
+    assert json.loads(resume_key(staged))["stages"] == [
+        {"name": "tune", "trainer": {"lr": 0.01}, "repeat_per": "hospital"}]
+    longer = {**staged, "stages": [{**stage, "trainer": {**stage["trainer"], "epochs": 9, "progress": "log"}}]}
+    assert resume_key(longer) == resume_key(staged)
+    other = {**staged, "stages": [{**stage, "trainer": {**stage["trainer"], "lr": 0.02}}]}
+    assert resume_key(other) != resume_key(staged)
+    assert "stages" not in json.loads(resume_key(CONFIG))  # a single-stage key is unchanged
+
+
 def test_one_split_is_its_own_result_and_several_are_averaged() -> None:
     one = {key: {"mean": 0.5, "std": 0.1} for key in METRIC_KEYS}
     assert combine_splits({"legacy": one}) is one

@@ -77,6 +77,22 @@ def test_overwrite_removes_only_the_files_medtoolkit_writes(tmp_path: Path) -> N
     assert names(tmp_path) == sorted(USER_FILES)
 
 
+STAGED_RUN = ["checkpoint_seed0.pretrain.pt", "config.yaml", "groups.png", "metrics.json",
+              "model_seed0.pretrain.pt", "model_seed0.tune.h0.pt", "model_seed0.tune.h17.pt", "report.md"]
+
+
+def test_a_staged_run_is_recognised_and_overwrite_removes_its_files(tmp_path: Path) -> None:
+    populate(tmp_path, STAGED_RUN + USER_FILES + ["tune.h0.pt", "model_seed0.tune.h0.pt.bak"])
+    assert [p.name for p in run_files(tmp_path)] == STAGED_RUN
+    with pytest.raises(RunDirectoryError, match=re.escape("holds a run (checkpoint_seed0.pretrain.pt, config.yaml, "
+                                                          "groups.png, ...)")):
+        with open_run_dir(tmp_path):
+            pass
+    with open_run_dir(tmp_path, overwrite=True):
+        assert run_files(tmp_path) == []
+    assert names(tmp_path) == sorted(USER_FILES + ["tune.h0.pt", "model_seed0.tune.h0.pt.bak"])
+
+
 def test_resume_and_overwrite_exclude_each_other(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="^--resume and --overwrite exclude each other"):
         with open_run_dir(tmp_path, resume=True, overwrite=True):

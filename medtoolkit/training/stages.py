@@ -1,0 +1,653 @@
+"""Staged runs: a run file's ``stages``, trained one after the other on every split.
+
+A stage trains one model (``repeat_per: null``) or one model per hospital
+(``repeat_per: hospital``: a *unit* per hospital of the split, trained on that hospital's
+training patients, selected on its validation patients, scored on its test patients).
+Every unit starts the same way:
+
+1. ``seed_everything(config.seed)`` and build ``config.model`` with the split's schema;
+2. load the weights of ``init_from`` (an earlier stage's selected weights; the same
+   hospital's when that stage was repeated too). The earlier stage's model is rebuilt
+   with the adapters of its own ``init_from`` chain, so its weights fit;
+3. make every parameter trainable, attach a freshly built ``adapter`` (which decides what
+   trains), then freeze the parameters whose names match a ``freeze`` pattern;
+4. train with the stage's ``trainer`` settings and losses (:class:`Trainer`).
+
+A patient's hospital is the hospital of its first visit. A hospital without training
+patients in the split keeps its initial weights (reported in ``skipped_units``). The test
+predictions of an evaluated stage (the last one, and those with ``evaluate: true``) are
+concatenated over its units in patient order and scored once by the task, grouped by
+hospital when ``eval.group_by`` asks for it.
+
+Files (in the run directory, ``<split>`` the split's name):
+
+* ``model_<split>.<stage>.pt``: a stage trained once: the model's whole ``state_dict``,
+  history, config, resume key, data fingerprint, plugin versions; and
+  ``checkpoint_<split>.<stage>.pt`` after every epoch, for ``--resume``;
+* ``model_<split>.<stage>.h<index>.pt``: one unit of a repeated stage (``index`` the
+  hospital index): only the entries of its trainable parameters and those its adapter
+  added, loaded over the initial weights; written when the unit finishes (no per-epoch
+  checkpoint: a unit is small and is retrained when it was interrupted).
+
+With ``--resume`` a stage or unit whose model file exists is loaded from it (after checking
+the run's resume key and data fingerprint); an unfinished stage trained once resumes from
+its checkpoint; unfinished units are retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from medtoolkit.components.adapters.common import count_parameters
+from medtoolkit.components.base import Recommender, Task
+from medtoolkit.components.schema import DataSchema
+from medtoolkit.config import RunConfig, StageParams
+from medtoolkit.data.ehr import EHRData
+from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights, save_atomic
+from medtoolkit.training.device import seed_everything
+from medtoolkit.training.pipeline import SplitResult, combine_splits, run_metrics
+from medtoolkit.training.predict import Predictions, predict
+from medtoolkit.training.trainer import Trainer, TrainingHistory
+
+__all__ = [
+    "StageResult",
+    "StageRunner",
+    "StagedSplit",
+    "Unit",
+    "UnitResult",
+    "check_stage_file",
+    "is_stage_file",
+    "patient_hospitals",
+    "stage_checkpoint_name",
+    "stage_model_name",
+    "staged_metrics",
+    "stage_units",
+]
+
+Status = Literal["trained", "loaded", "skipped"]
+
+
+# ---------------------------------------------------------------------------- file names
+def stage_model_name(split: str, stage: str, hospital: int | None = None) -> str:
+    """``model_<split>.<stage>.pt``, or ``model_<split>.<stage>.h<hospital>.pt`` for a unit."""
+    return f"model_{split}.{stage}.pt" if hospital is None else f"model_{split}.{stage}.h{hospital}.pt"
+
+
+def stage_checkpoint_name(split: str, stage: str) -> str:
+    """``checkpoint_<split>.<stage>.pt`` (per-epoch state of a stage trained once)."""
+    return f"checkpoint_{split}.{stage}.pt"
+
+
+def is_stage_file(path: Path) -> bool:
+    """Whether ``path`` is a stage's (or unit's) model file: ``model_<split>.<stage>[.h<i>].pt``."""
+    return path.name.startswith("model_") and path.name.endswith(".pt") and "." in path.name[len("model_"):-3]
+
+
+def check_stage_file(state: dict[str, Any], saved: dict[str, Any], path: Path, purpose: str = "resume") -> None:
+    """Refuse a stage model file of another run: its resume key and data fingerprint must match.
+
+    Args:
+        state: the loaded file.
+        saved: this run's ``resume_key`` and ``data_fingerprint``.
+        path: the file (named in errors).
+        purpose: ``"resume"`` (continuing a run) or ``"evaluate"`` (re-scoring one).
+
+    Raises:
+        ValueError: a key is missing or differs (the message names the file and, for the
+            config, the first setting that differs).
+    """
+    lacking = [key for key in ("resume_key", "data_fingerprint") if state.get(key) is None]
+    if lacking:
+        raise ValueError(f"{path} has no {', '.join(lacking)}: not a stage model file written by `medtoolkit train`")
+    if state["data_fingerprint"] != saved.get("data_fingerprint"):
+        if purpose == "evaluate":
+            raise ValueError(f"{path} was trained on different data (fingerprint mismatch)")
+        raise ValueError(f"cannot resume from {path}: the model file's data fingerprint differs from this run's "
+                         "(different data); use a new --out directory")
+    if state["resume_key"] != saved.get("resume_key"):
+        try:
+            difference = first_difference(json.loads(state["resume_key"]), json.loads(saved["resume_key"]))
+        except (TypeError, ValueError):
+            difference = None
+        where = f" at {difference}" if difference else ""
+        if purpose == "evaluate":
+            raise ValueError(f"{path} was trained with another config than config.yaml; first difference "
+                             f"(model file vs config.yaml): {difference}")
+        raise ValueError(f"cannot resume from {path}: the model file's config differs from this run's{where} "
+                         "(different settings); use a new --out directory")
+
+
+# ---------------------------------------------------------------------------- units
+@dataclass(frozen=True)
+class Unit:
+    """What one training unit of a stage sees.
+
+    Attributes:
+        position: 0-based position among the stage's units.
+        count: number of units of the stage.
+        hospital: hospital index (None: the stage is trained once, on the whole split).
+        label: the hospital's id as reported (its original id when the data knows it,
+            else the index as text); ``""`` for a stage trained once.
+        train, val, test: ``[P]`` int64 patient indices (ascending).
+    """
+
+    position: int
+    count: int
+    hospital: int | None
+    label: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def patient_hospitals(data: EHRData) -> np.ndarray:
+    """``[n_patients]`` int64 hospital index of each patient: that of its first visit.
+
+    Raises:
+        ValueError: the data has no hospital column.
+    """
+    if data.hospital is None:
+        raise ValueError(f"data {data.name!r} has no hospital column")
+    firsts = data.visit_offsets[:-1]
+    hospitals = np.zeros(data.n_patients, dtype=np.int64)
+    has_visits = data.visit_offsets[1:] > firsts
+    hospitals[has_visits] = data.hospital[firsts[has_visits]]
+    return hospitals
+
+
+def _hospital_label(schema: DataSchema, hospital: int) -> str:
+    ids = getattr(schema, "hospital_ids", ()) or ()
+    return str(ids[hospital]) if 0 <= hospital < len(ids) else str(hospital)
+
+
+def stage_units(stage: StageParams, split: Any, data: EHRData, schema: DataSchema) -> list[Unit]:
+    """The units of ``stage`` on ``split``: the whole split, or one per hospital of its patients.
+
+    Hospitals are those of the split's train, validation and test patients, ascending; one
+    without training patients is still a unit (it is skipped, but its test patients are
+    predicted with the initial weights).
+
+    Raises:
+        ValueError: ``repeat_per: hospital`` on data without hospitals (names the stage).
+    """
+    if stage.repeat_per is None:
+        return [Unit(0, 1, None, "", split.train, split.val, split.test)]
+    if data.hospital is None:
+        raise ValueError(f"stage {stage.name!r} has repeat_per: hospital, but the data ({data.name!r}) has no "
+                         "hospital column (e.g. dataset synthetic with n_hospitals > 0, or eicu)")
+    owner = patient_hospitals(data)
+    parts = {part: np.asarray(getattr(split, part), dtype=np.int64) for part in ("train", "val", "test")}
+    hospitals = np.unique(np.concatenate([owner[p] for p in parts.values()]))
+    units = []
+    for position, hospital in enumerate(hospitals.tolist()):
+        chosen = {part: patients[owner[patients] == hospital] for part, patients in parts.items()}
+        units.append(Unit(position, len(hospitals), int(hospital), _hospital_label(schema, int(hospital)),
+                          chosen["train"], chosen["val"], chosen["test"]))
+    return units
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass
+class UnitResult:
+    """One unit of a stage.
+
+    Attributes:
+        unit: the unit.
+        status: ``trained`` (now), ``loaded`` (from its model file) or ``skipped`` (no
+            training patients: initial weights).
+        history: its training history (empty when skipped).
+        seconds: wall time spent on it in this process.
+    """
+
+    unit: Unit
+    status: Status
+    history: TrainingHistory
+    seconds: float
+
+
+@dataclass
+class StageResult:
+    """One stage on one split.
+
+    Attributes:
+        stage: the stage's settings.
+        units: one result per unit.
+        trainable_params: parameters (elements) with ``requires_grad`` after the adapter was
+            attached and ``freeze`` applied (first trained unit; the first unit when none trained).
+        total_params: all parameters of that model.
+        seconds: wall time of the stage.
+        test: the task's test metrics of the stage (None: not evaluated).
+        model: the model of the last unit, with its final weights.
+    """
+
+    stage: StageParams
+    units: list[UnitResult]
+    trainable_params: int
+    total_params: int
+    seconds: float
+    test: dict[str, Any] | None
+    model: Recommender
+
+    @property
+    def history(self) -> TrainingHistory:
+        """The history of a stage trained once (the first unit's)."""
+        return self.units[0].history
+
+    @property
+    def skipped(self) -> list[str]:
+        """Labels of the skipped units."""
+        return [r.unit.label for r in self.units if r.status == "skipped"]
+
+
+@dataclass
+class StagedSplit:
+    """Every stage of one split.
+
+    Attributes:
+        stages: the results, in stage order (in :meth:`StageRunner.run` with
+            ``load_only``: only the stages the last one depends on).
+        schema: the split's schema.
+    """
+
+    stages: list[StageResult]
+    schema: DataSchema
+
+    @property
+    def test(self) -> dict[str, Any]:
+        """The last stage's test metrics: the split's result."""
+        final = self.stages[-1].test
+        assert final is not None
+        return final
+
+    def as_split_result(self) -> SplitResult:
+        """The split as a single-stage :class:`SplitResult` (the last stage's test and model)."""
+        final = self.stages[-1]
+        history = final.history if final.stage.repeat_per is None else TrainingHistory()
+        return SplitResult(test=self.test, history=history, model=final.model,
+                           select_metric=final.stage.trainer.select_metric,
+                           molecules=self.schema.molecule_summary(), statistics=self.schema.statistics_summary())
+
+
+@dataclass
+class _Weights:
+    """What a finished stage leaves for the stages starting from it.
+
+    Attributes:
+        shared: the whole ``state_dict`` (CPU) of a stage trained once.
+        per_hospital: a repeated stage's saved entries per hospital index (None: skipped, so
+            the unit's initial weights); kept only when a later stage starts from it.
+    """
+
+    shared: dict[str, torch.Tensor] | None = None
+    per_hospital: dict[int, dict[str, torch.Tensor] | None] = field(default_factory=dict)
+
+
+def _cpu_copy(state: dict[str, torch.Tensor], keys: set[str] | None = None) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items() if keys is None or k in keys}
+
+
+def _merge_predictions(parts: list[Predictions], n_drugs: int, with_hospital: bool) -> Predictions:
+    """Concatenate unit predictions in patient order, then visit order (as one ``predict`` call would)."""
+    if not parts:
+        return Predictions(np.zeros((0, n_drugs), np.float32), np.zeros((0, n_drugs), bool),
+                           np.zeros(0, np.int64), np.zeros(0, np.int64),
+                           np.zeros(0, np.int64) if with_hospital else None)
+    patient = np.concatenate([p.visit_patient for p in parts])
+    position = np.concatenate([p.visit_position for p in parts])
+    order = np.lexsort((position, patient))
+    hospital = None
+    if with_hospital:
+        hospital = np.concatenate([p.visit_hospital for p in parts if p.visit_hospital is not None])[order]
+    return Predictions(
+        probabilities=np.concatenate([p.probabilities for p in parts])[order],
+        targets=np.concatenate([p.targets for p in parts])[order],
+        visit_patient=patient[order], visit_position=position[order], visit_hospital=hospital,
+    )
+
+
+# ---------------------------------------------------------------------------- the runner
+class StageRunner:
+    """Trains (or loads) every stage of a run on one split.
+
+    Args:
+        config: the validated run config (``config.stages`` not empty).
+        data: the prepared dataset.
+        split: the split (``name``, ``train``, ``val``, ``test``).
+        schema: ``task.build_schema(data, split)``.
+        task: scores the test predictions.
+        device: where to train and predict.
+        out: the run directory (None: no files are read or written).
+        saved: what the files carry: ``config`` (plain data), ``resume_key``,
+            ``data_fingerprint``, ``plugins``.
+        resume: load finished stages and units from their files, resume an unfinished
+            stage from its checkpoint.
+        load_only: never train: load the last stage (and the stages it starts from) from
+            their files (re-scoring a run directory; a missing file is an error).
+    """
+
+    def __init__(
+        self, config: RunConfig, data: EHRData, split: Any, schema: DataSchema, task: Task, device: torch.device,
+        out: Path | None = None, saved: dict[str, Any] | None = None, resume: bool = False, load_only: bool = False,
+    ) -> None:
+        if not config.stages:
+            raise ValueError("a StageRunner needs a config with stages")
+        self.config, self.data, self.split, self.schema, self.task = config, data, split, schema, task
+        self.device, self.out, self.saved = device, out, saved or {}
+        self.resume, self.load_only = resume, load_only
+        self.weights: dict[str, _Weights] = {}
+        #: stages some later stage starts from (their per-hospital weights are kept)
+        self.sources = {stage.init_from for stage in config.stages if stage.init_from}
+
+    # ------------------------------------------------------------------ models
+    def attached_model(self, stage: StageParams, hospital: int | None) -> tuple[Recommender, set[str]]:
+        """A unit's model before training: init weights, fresh adapter attached, ``freeze`` applied.
+
+        Returns:
+            ``(model, saved keys)``: the model (on the CPU) and the ``state_dict`` keys a
+            unit file of this stage holds (trainable parameters and keys the adapter added).
+
+        Raises:
+            ValueError: the adapter refuses the model, or a ``freeze`` pattern matches no
+                parameter (the message names the stage).
+        """
+        if stage.init_from is None:
+            seed_everything(self.config.seed)
+            model = self.config.model.build(self.schema)
+        else:
+            source = self.config.stage(stage.init_from)
+            model = self.finished_model(source, hospital if source.repeat_per is not None else None)
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        before = set(model.state_dict())
+        if stage.adapter is not None:
+            adapter = stage.adapter.build(self.schema)
+            try:
+                model = adapter.attach(model)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"stage {stage.name!r}: adapter {stage.adapter.type!r}: {error}") from error
+        named = dict(model.named_parameters())
+        for pattern in stage.freeze:
+            matched = [name for name in named if fnmatchcase(name, pattern)]
+            if not matched:
+                shown = ", ".join(list(named)[:8]) + (", ..." if len(named) > 8 else "")
+                raise ValueError(f"stage {stage.name!r}: freeze pattern {pattern!r} matches no parameter of "
+                                 f"{self.config.model.type!r} (parameters: {shown})")
+            for name in matched:
+                named[name].requires_grad_(False)
+        trainable = {name for name, parameter in named.items() if parameter.requires_grad}
+        return model, trainable | (set(model.state_dict()) - before)
+
+    def finished_model(self, stage: StageParams, hospital: int | None) -> Recommender:
+        """The model of a finished stage (of one hospital, for a repeated stage) with its weights."""
+        model, _ = self.attached_model(stage, hospital)
+        weights = self.weights[stage.name]
+        where = f"stage {stage.name!r}"
+        if stage.repeat_per is None:
+            assert weights.shared is not None
+            load_weights(model, weights.shared, where)
+        elif weights.per_hospital.get(hospital) is not None:
+            _load_entries(model, weights.per_hospital[hospital], f"{where}, hospital {hospital}")
+        return model
+
+    # ------------------------------------------------------------------ files
+    def _path(self, stage: StageParams, unit: Unit) -> Path | None:
+        return None if self.out is None else self.out / stage_model_name(self.split.name, stage.name, unit.hospital)
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        state = load_checkpoint(path)
+        check_stage_file(state, self.saved, path, "evaluate" if self.load_only else "resume")
+        return state
+
+    def _write(self, path: Path, stage: StageParams, unit: Unit, entries: dict[str, torch.Tensor],
+               history: TrainingHistory) -> None:
+        payload: dict[str, Any] = {
+            "model": entries, "resume_key": self.saved.get("resume_key"),
+            "data_fingerprint": self.saved.get("data_fingerprint"), "plugins": self.saved.get("plugins", {}),
+            "split": self.split.name, "stage": stage.name, "history": history.to_json(),
+        }
+        if unit.hospital is None:
+            payload["config"] = self.saved.get("config")
+        else:
+            payload.update(hospital=unit.hospital, hospital_id=unit.label)
+        save_atomic(payload, path)
+
+    # ------------------------------------------------------------------ one unit
+    def _unit(self, stage: StageParams, unit: Unit) -> tuple[Recommender, Status, TrainingHistory, tuple[int, int]]:
+        """Train, load or skip one unit; record its weights for later stages."""
+        model, keys = self.attached_model(stage, unit.hospital)
+        counts = count_parameters(model)
+        path = self._path(stage, unit)
+        history = TrainingHistory()
+        if path is not None and (self.resume or self.load_only) and path.exists():
+            state = self._read(path)
+            if unit.hospital is None:
+                load_weights(model, state["model"], path)
+            else:
+                _load_entries(model, state["model"], path)
+            history = TrainingHistory.from_json(state.get("history") or {})
+            status: Status = "loaded"
+        elif len(unit.train) == 0:
+            status = "skipped"
+        elif self.load_only:
+            raise FileNotFoundError(f"{path} is missing: stage {stage.name!r} did not finish in this run directory")
+        else:
+            model, history = self._train(stage, unit, model)
+            status = "trained"
+        weights = self.weights.setdefault(stage.name, _Weights())
+        state_now = model.state_dict()
+        if unit.hospital is None:
+            weights.shared = _cpu_copy(state_now)
+        elif stage.name in self.sources:
+            weights.per_hospital[unit.hospital] = None if status == "skipped" else _cpu_copy(state_now, keys)
+        if status == "trained" and path is not None:
+            self._write(path, stage, unit, _cpu_copy(state_now, keys if unit.hospital is not None else None), history)
+        return model, status, history, counts
+
+    def _train(self, stage: StageParams, unit: Unit, model: Recommender) -> tuple[Recommender, TrainingHistory]:
+        losses = [node.build(self.schema) for node in self.config.stage_losses(stage)]
+        params = stage.trainer
+        if unit.hospital is not None:  # one progress line per unit instead of one per epoch
+            params = params.model_copy(update={"progress": "none"})
+        trainer = Trainer(model, losses, params, self.device, seed=self.config.seed,
+                          threshold=self.config.eval.threshold, averaging=self.config.eval.averaging)
+        checkpoint = None
+        if self.out is not None and unit.hospital is None:
+            checkpoint = self.out / stage_checkpoint_name(self.split.name, stage.name)
+        extra = {"config": self.saved.get("resume_key"), "data_fingerprint": self.saved.get("data_fingerprint"),
+                 "plugins": self.saved.get("plugins", {}), "split": self.split.name, "stage": stage.name}
+        history = trainer.fit(self.data, unit.train, unit.val, self.schema.ddi_adjacency,
+                              checkpoint_path=checkpoint, checkpoint_extra=extra, resume=self.resume)
+        return trainer.model, history
+
+    # ------------------------------------------------------------------ stages
+    def run(self) -> StagedSplit:
+        """Every stage in order (with ``load_only``: the last one and those it starts from)."""
+        stages = self.config.stages
+        needed = {stage.name for stage in stages}
+        if self.load_only:
+            needed, current = set(), stages[-1]
+            while True:
+                needed.add(current.name)
+                if current.init_from is None:
+                    break
+                current = self.config.stage(current.init_from)
+        if self.data.hospital is None:  # before any training
+            repeated = [stage.name for stage in stages if stage.name in needed and stage.repeat_per is not None]
+            if repeated:
+                stage_units(self.config.stage(repeated[0]), self.split, self.data, self.schema)
+        results = []
+        for position, stage in enumerate(stages):
+            if stage.name not in needed:
+                continue
+            last = position == len(stages) - 1
+            results.append(self.run_stage(stage, position, evaluated=last or (stage.evaluate and not self.load_only)))
+        return StagedSplit(results, self.schema)
+
+    def run_stage(self, stage: StageParams, position: int, evaluated: bool) -> StageResult:
+        """Train (or load) every unit of ``stage``; score the test predictions when ``evaluated``."""
+        started = time.perf_counter()
+        units = stage_units(stage, self.split, self.data, self.schema)
+        results: list[UnitResult] = []
+        predictions: list[Predictions] = []
+        counts: tuple[int, int] | None = None
+        model: Recommender | None = None
+        with _Progress(stage, position, len(self.config.stages), self.split.name, units,
+                       quiet=self.load_only) as progress:
+            for unit in units:
+                unit_started = time.perf_counter()
+                model, status, history, unit_counts = self._unit(stage, unit)
+                if counts is None and (status != "skipped" or unit is units[-1]):
+                    counts = unit_counts
+                if evaluated and len(unit.test):
+                    model.to(self.device)
+                    predictions.append(predict(model, self.data, unit.test, self.config.eval.batch_size, self.device))
+                result = UnitResult(unit, status, history, time.perf_counter() - unit_started)
+                results.append(result)
+                progress.unit_done(result, self._path(stage, unit))
+        assert model is not None and counts is not None  # a split has patients: at least one unit
+        test = None
+        if evaluated:
+            merged = _merge_predictions(predictions, self.data.n_drugs, self.data.hospital is not None)
+            test = self.task.evaluate(merged.probabilities, merged.targets, merged.visit_patient, self.schema,
+                                      self.config.eval, visit_group=merged.visit_hospital)
+        return StageResult(stage, results, counts[0], counts[1], time.perf_counter() - started, test, model)
+
+
+def _load_entries(model: torch.nn.Module, entries: Any, where: Any) -> None:
+    """Load a unit file's entries over ``model``'s current weights.
+
+    Raises:
+        ValueError: an entry is not in the model or has another shape (names ``where``).
+    """
+    if not isinstance(entries, dict):
+        raise ValueError(f"{where}: expected a state dict, found a {type(entries).__name__}")
+    merged = dict(model.state_dict())
+    unknown = [key for key in entries if key not in merged]
+    if unknown:
+        raise ValueError(f"{where} does not fit the model built from its config: unexpected keys "
+                         f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}")
+    merged.update(entries)
+    load_weights(model, merged, where)
+
+
+class _Progress:
+    """Progress of a stage on stderr: a start line, then one line per unit (and a bar on a terminal).
+
+    Follows the stage's ``trainer.progress``: ``none`` prints nothing, ``log`` lines only,
+    ``bar`` a tqdm bar over the units too, ``auto`` the bar when stderr is a terminal.
+    """
+
+    def __init__(self, stage: StageParams, position: int, n_stages: int, split: str, units: list[Unit],
+                 quiet: bool = False) -> None:
+        self.stage, self.units = stage, units
+        mode = stage.trainer.progress
+        self.quiet = quiet or mode == "none"
+        self.bar: Any = None
+        if not self.quiet and stage.repeat_per is not None and (
+                mode == "bar" or (mode == "auto" and sys.stderr.isatty())):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=len(units), desc=f"stage {stage.name}", unit="unit", leave=False)
+        if not self.quiet:
+            unit = units[0]
+            what = (f"{len(units)} hospitals" if stage.repeat_per is not None else
+                    f"{len(unit.train)} train / {len(unit.val)} val / {len(unit.test)} test patients")
+            self.write(f"stage {stage.name} ({position + 1}/{n_stages}), split {split}: {what}")
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def unit_done(self, result: UnitResult, path: Path | None) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+        unit = result.unit
+        if self.quiet or unit.hospital is None:
+            return
+        history = result.history
+        if result.status == "skipped":
+            what = "skipped: no training patients (keeps its initial weights)"
+        elif result.status == "loaded":
+            what = f"loaded from {path.name if path is not None else 'its model file'}"
+        else:
+            best = f", best epoch {history.best_epoch} of {len(history.epochs)}" if history.epochs else ""
+            what = f"trained on {len(unit.train)} patients ({len(unit.val)} val){best}"
+        self.write(f"stage {self.stage.name}: hospital {unit.position + 1}/{unit.count} (id {unit.label}): {what}, "
+                   f"{result.seconds:.2f} s")
+
+
+# ---------------------------------------------------------------------------- metrics
+def _stage_summary(per_split: dict[str, StageResult]) -> dict[str, Any]:
+    """The ``metrics.json`` entry of one stage over the splits it ran on."""
+    first = next(iter(per_split.values()))
+    stage = first.stage
+    units = [r for result in per_split.values() for r in result.units]
+    skipped = sorted({r.unit.label for r in units if r.status == "skipped"}, key=lambda t: (len(t), t))
+    if stage.repeat_per is None:
+        best: dict[str, Any] = {split: result.history.best_epoch for split, result in per_split.items()}
+    else:
+        best = {split: {r.unit.label: r.history.best_epoch for r in result.units if r.status != "skipped"}
+                for split, result in per_split.items()}
+    summary: dict[str, Any] = {
+        "name": stage.name,
+        "repeat_per": stage.repeat_per,
+        "init_from": stage.init_from,
+        "adapter": None if stage.adapter is None else stage.adapter.type,
+        "units": len(units),
+        "trained_units": sum(r.status != "skipped" for r in units),
+        "skipped_units": skipped,
+        "trainable_params": first.trainable_params,
+        "total_params": first.total_params,
+        "trainable_share": first.trainable_params / first.total_params if first.total_params else 0.0,
+        "select_metric": stage.trainer.select_metric,
+        "best_epochs": best,
+        "seconds": sum(result.seconds for result in per_split.values()),
+    }
+    tests = {split: result.test for split, result in per_split.items() if result.test is not None}
+    if tests:
+        summary["test"] = combine_splits(tests)
+    return summary
+
+
+def staged_metrics(
+    config: RunConfig, results: dict[str, StagedSplit], data: EHRData, task: Task, device: torch.device,
+    plugins: dict[str, str], wall_seconds: float,
+) -> dict[str, Any]:
+    """``metrics.json`` of a staged run: :func:`run_metrics` of the last stage, plus ``stages``.
+
+    ``history`` and ``best_epochs`` hold the stages trained once, keyed ``<split>.<stage>``;
+    ``epoch_seconds`` every epoch of every unit; ``stages`` one summary per stage (repeated
+    stages' best epochs per hospital inside it).
+    """
+    metrics = run_metrics(config.name, config.model.type, {s: r.as_split_result() for s, r in results.items()},
+                          data, task, config.eval, device, plugins, wall_seconds)
+    once = [(split, result) for split, staged in results.items() for result in staged.stages
+            if result.stage.repeat_per is None]
+    metrics["history"] = {f"{split}.{r.stage.name}": r.history.to_json() for split, r in once}
+    metrics["best_epochs"] = {f"{split}.{r.stage.name}": r.history.best_epoch for split, r in once}
+    metrics["epoch_seconds"] = [e.seconds for staged in results.values() for result in staged.stages
+                                for unit in result.units for e in unit.history.epochs]
+    by_stage: dict[str, dict[str, StageResult]] = {}
+    for split, staged in results.items():
+        for result in staged.stages:
+            by_stage.setdefault(result.stage.name, {})[split] = result
+    metrics["stages"] = [_stage_summary(by_stage[stage.name]) for stage in config.stages if stage.name in by_stage]
+    return metrics
