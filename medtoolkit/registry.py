@@ -38,8 +38,13 @@ KNOWN_PLUGIN_NAMES: dict[str, str] = {
     "dpr_ag": "dpr",
     "bpr": "dpr",
     "tempt": "tempt",
+    "tempt_finetune": "tempt",
+    "tempt_finetune_freeze": "tempt",
+    "tempt_lora": "tempt",
+    "tempt_single_train": "tempt",
+    "tempt_full_train": "tempt",
     "hospital_prompt": "tempt",
-    "transformer_set": "tempt",
+    "set_transformer": "tempt",
     "contrastive": "tempt",
     "masked_code": "tempt",
 }
@@ -54,7 +59,7 @@ PLUGIN_STATUS: dict[str, str] = {
     "algnet": "available",
     "molecule": "available",
     "dnmdr": "available",
-    "tempt": "planned",
+    "tempt": "available",
     "dpr": "planned",
 }
 

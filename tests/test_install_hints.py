@@ -118,7 +118,10 @@ def test_hint_texts() -> None:
     assert plugin_install_hint("molecule") == (
         'pip install "medtoolkit[molecule]" (from a checkout: pip install -e ".[molecule]" -e plugins/molecule)'
     )
-    assert plugin_install_hint("tempt") == "medtoolkit-tempt (planned, not released yet)"
+    assert plugin_install_hint("tempt") == (
+        'pip install "medtoolkit[tempt]" (from a checkout: pip install -e ".[tempt]" -e plugins/tempt)'
+    )
+    assert plugin_install_hint("dpr") == "medtoolkit-dpr (planned, not released yet)"
     assert name_install_hint("bpr") == "It belongs to the plugin medtoolkit-dpr (planned, not released yet)."
     assert name_install_hint("evolvegat") == (
         'It is provided by a plugin: pip install "medtoolkit[dnmdr]" '

@@ -142,7 +142,9 @@ def test_unknown_name_without_close_match_lists_what_exists(encoders: Registry) 
     assert message.endswith("Known encoders: toy_encoder.")
 
 
-@pytest.mark.parametrize(("name", "extra"), [("mpnn", "molecule"), ("lightgcn", "algnet")])
+@pytest.mark.parametrize(
+    ("name", "extra"), [("mpnn", "molecule"), ("lightgcn", "algnet"), ("set_transformer", "tempt")]
+)
 def test_unknown_plugin_name_points_to_the_extra(encoders: Registry, name: str, extra: str) -> None:
     assert encoders.unknown_message(name) == (
         f"unknown encoder {name!r}. It is provided by a plugin: pip install \"medtoolkit[{extra}]\""
@@ -150,7 +152,7 @@ def test_unknown_plugin_name_points_to_the_extra(encoders: Registry, name: str, 
     )
 
 
-@pytest.mark.parametrize(("name", "plugin"), [("tempt", "tempt"), ("hospital_prompt", "tempt"), ("bpr", "dpr")])
+@pytest.mark.parametrize(("name", "plugin"), [("package_gnn", "dpr"), ("dpr_wg", "dpr"), ("bpr", "dpr")])
 def test_a_planned_plugin_name_prints_no_command(encoders: Registry, name: str, plugin: str) -> None:
     assert encoders.unknown_message(name) == (
         f"unknown encoder {name!r}. It belongs to the plugin medtoolkit-{plugin} (planned, not released yet)."
