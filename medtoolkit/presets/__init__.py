@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,26 @@ def preset_config(name: str, host: Any = None) -> dict[str, Any]:
     else:
         data = copy.deepcopy(dict(obj))
     return data
+
+
+def derived_presets(base_name: str, base_path: Path, variants: Mapping[str, Sequence[str]]) -> dict[str, Path | dict[str, Any]]:
+    """A base preset file and presets derived from it by ``-o``-style overrides.
+
+    Plugins register the result from their ``register_presets`` hook, so every variant
+    differs from the base by exactly its overrides (and its ``name``).
+
+    Args:
+        base_name: name of the base preset.
+        base_path: its YAML run file.
+        variants: variant name -> ``key.path=value`` overrides of the base.
+
+    Returns:
+        ``{base_name: base_path, variant: raw config, ...}`` in the given order.
+    """
+    from medtoolkit.config import apply_overrides, load_yaml
+
+    base = load_yaml(base_path)
+    sources: dict[str, Path | dict[str, Any]] = {base_name: base_path}
+    for name, overrides in variants.items():
+        sources[name], _notes = apply_overrides(base, [f"name={name}", *overrides])
+    return sources

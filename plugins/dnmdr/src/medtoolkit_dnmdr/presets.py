@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medtoolkit.config import apply_overrides, load_yaml
+from medtoolkit.config import apply_overrides
 from medtoolkit.hookspecs import Register
+from medtoolkit.presets import derived_presets
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DNMDR_PATH = PRESET_DIR / "dnmdr.yaml"
@@ -79,7 +80,7 @@ def variant_config(variant: Variant, base: Mapping[str, Any]) -> dict[str, Any]:
     """The raw run config of ``variant``: ``base`` (the ``dnmdr`` preset) with its overrides.
 
     Args:
-        variant: the table row.
+        variant: the row.
         base: the raw ``dnmdr`` run config (not modified).
 
     Returns:
@@ -91,11 +92,7 @@ def variant_config(variant: Variant, base: Mapping[str, Any]) -> dict[str, Any]:
 
 def preset_sources() -> dict[str, Path | dict[str, Any]]:
     """Every preset of this plugin by name: the ``dnmdr`` YAML path or a derived raw config."""
-    base = load_yaml(DNMDR_PATH)
-    sources: dict[str, Path | dict[str, Any]] = {"dnmdr": DNMDR_PATH}
-    for variant in VARIANTS:
-        sources[variant.name] = variant_config(variant, base)
-    return sources
+    return derived_presets("dnmdr", DNMDR_PATH, {variant.name: variant.overrides for variant in VARIANTS})
 
 
 def register_presets(register: Register) -> None:

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medtoolkit.config import apply_overrides, load_yaml
+from medtoolkit.config import apply_overrides
 from medtoolkit.hookspecs import Register
+from medtoolkit.presets import derived_presets
 
 PRESET_DIR = Path(__file__).parent / "presets"
 TEMPT_PATH = PRESET_DIR / "tempt.yaml"
@@ -79,7 +80,7 @@ def variant_config(variant: Variant, base: Mapping[str, Any]) -> dict[str, Any]:
     """The raw run config of ``variant``: ``base`` (the ``tempt`` preset) with its overrides.
 
     Args:
-        variant: the comparison row.
+        variant: the row.
         base: the raw ``tempt`` run config (not modified).
 
     Returns:
@@ -91,11 +92,7 @@ def variant_config(variant: Variant, base: Mapping[str, Any]) -> dict[str, Any]:
 
 def preset_sources() -> dict[str, Path | dict[str, Any]]:
     """Every preset of this plugin by name: the ``tempt`` YAML path or a derived raw config."""
-    base = load_yaml(TEMPT_PATH)
-    sources: dict[str, Path | dict[str, Any]] = {"tempt": TEMPT_PATH}
-    for variant in VARIANTS:
-        sources[variant.name] = variant_config(variant, base)
-    return sources
+    return derived_presets("tempt", TEMPT_PATH, {variant.name: variant.overrides for variant in VARIANTS})
 
 
 def register_presets(register: Register) -> None:
