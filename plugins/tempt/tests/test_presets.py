@@ -7,11 +7,9 @@ from typing import Any
 import pytest
 
 import medtoolkit_tempt.plugin
-from medtoolkit.config import RunConfig, load_yaml, validate_config
+from medtoolkit.config import load_yaml, validate_config
 from medtoolkit.plugins import PluginHost
 from medtoolkit_tempt.presets import FULL_MODEL, TEMPT_PATH, VARIANTS, preset_sources
-
-pytestmark = pytest.mark.skipif("stages" not in RunConfig.model_fields, reason="the core has no staged runs yet")
 
 
 @pytest.fixture(scope="module")
