@@ -168,7 +168,7 @@ def merge(paths: list[Path], out: Path | None) -> None:
     if out is not None:
         merged = dict(loaded[0])
         merged.update({
-            "arguments": {**first, "seeds": [seed["seed"] for seed in per_seed]},
+            "arguments": {**first, "seeds": [seed["seed"] for seed in per_seed], "out": str(out)},
             "merged_from": [str(path) for path in paths],
             "wall_seconds_per_file": [payload["wall_seconds"] for payload in loaded],
             "per_seed": per_seed,
