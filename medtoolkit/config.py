@@ -115,6 +115,14 @@ class EvalParams(BaseModel):
         description="upper bounds (records per hospital, inclusive) of the size bins; the last bin is open",
     )
 
+    @field_validator("group_bins")
+    @classmethod
+    def _increasing_bins(cls, value: list[int]) -> list[int]:
+        """Bin bounds must increase strictly (checked before any data is read)."""
+        if any(low >= high for low, high in zip(value, value[1:])):
+            raise ValueError(f"group_bins must be strictly increasing, got {value}")
+        return value
+
 
 #: what a stage name looks like (it becomes part of file names: ``model_<split>.<stage>.pt``)
 STAGE_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -505,15 +513,16 @@ def validate_config(
 
 
 def _extras_errors(config: RunConfig) -> list[ConfigError]:
-    """Losses needing model extras the recommender does not provide: the run's and each stage's own."""
-    try:
-        from medtoolkit.components.requirements import extras_errors
-    except ImportError:  # pragma: no cover - the check arrives with the extras machinery
-        return []
+    """Losses needing model extras the recommender does not provide (the run's and each stage's own),
+    and stage adapters that cannot adapt the run's recommender."""
+    from medtoolkit.components.requirements import adapter_errors, extras_errors
+
     pairs = [(f"losses.{i}", node) for i, node in enumerate(config.losses)]
     for i, stage in enumerate(config.stages):
         pairs += [(f"stages.{i}.losses.{j}", node) for j, node in enumerate(stage.losses or [])]
-    return list(extras_errors(config.model, pairs))
+    adapters = [(f"stages.{i}.adapter", stage.adapter) for i, stage in enumerate(config.stages)
+                if stage.adapter is not None]
+    return [*extras_errors(config.model, pairs), *adapter_errors(config.model, adapters)]
 
 
 # ---------------------------------------------------------------------------- stages

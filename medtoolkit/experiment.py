@@ -161,6 +161,7 @@ class Experiment:
         resolved = config.to_dict()
         task = config.task.build(None)
         data = task.prepare(self.load_data(progress=progress))
+        check_groups(config.eval, data)
         saved = {"config": resolved, "resume_key": resume_key(resolved), "data_fingerprint": data.fingerprint(),
                  "plugins": self.plugin_versions()}
         if out is not None:  # a refused --resume leaves config.yaml as it was
@@ -188,6 +189,17 @@ class Experiment:
         if out is not None:
             write_report(metrics, out)
         return RunResult(metrics=metrics, out_dir=out, models=models)
+
+
+def check_groups(eval_params: Any, data: EHRData) -> None:
+    """Refuse ``eval.group_by: hospital`` on data without hospitals before anything trains.
+
+    Raises:
+        ValueError: the data has no hospital column (the message names the data and the setting).
+    """
+    if eval_params.group_by == "hospital" and data.hospital is None:
+        raise ValueError(f"eval.group_by is 'hospital', but the data ({data.name!r}) has no hospital per visit; "
+                         "use a dataset with hospitals or eval.group_by=none")
 
 
 def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None = None) -> dict[str, Any]:

@@ -1022,3 +1022,11 @@ def test_a_stage_loss_lacking_model_extras_is_refused_at_its_path() -> None:
     (error,) = errors_of(raw, host)
     assert error.path == "stages.0.losses.1"
     assert "needs model extras 'representation'" in error.message
+
+
+@pytest.mark.parametrize("bins", [[40, 20], [20, 20]])
+def test_group_bins_must_increase_at_validate_time(bins: list[int]) -> None:
+    raw = {"dataset": {"type": "synthetic"}, "model": {"type": "gamenet"}, "losses": [{"type": "bce"}],
+           "eval": {"group_by": "hospital", "group_bins": bins}}
+    with pytest.raises(ConfigValidationError, match="eval.group_bins: .*strictly increasing"):
+        validate_config(raw)

@@ -485,3 +485,13 @@ def test_a_run_directory_in_use_is_refused_before_any_work(tmp_path: Path, monke
 def test_resume_and_overwrite_together_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="^--resume and --overwrite exclude each other"):
         medtoolkit.build(tiny()).run(out_dir=tmp_path, resume=True, overwrite=True, progress=False)
+
+
+def test_grouping_by_hospital_without_hospitals_is_refused_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = {"dataset": {"type": "synthetic", "n_patients": 40, "n_hospitals": 0}, "model": {"type": "gamenet"},
+           "losses": [{"type": "bce"}], "trainer": {"epochs": 1}, "eval": {"group_by": "hospital"}}
+    experiment = Experiment.from_config(raw)
+    monkeypatch.setattr("medtoolkit.experiment.train_split",
+                        lambda *a, **k: pytest.fail("trained before refusing group_by: hospital"))
+    with pytest.raises(ValueError, match="eval.group_by is 'hospital', but the data .* has no hospital"):
+        experiment.run(out_dir=None, progress=False)

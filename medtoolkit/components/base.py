@@ -334,6 +334,15 @@ class Adapter(Component, nn.Module, ABC):
         nn.Module.__init__(self)
         self._store(params, schema)
 
+    @classmethod
+    def recommender_error(cls, params: Params, recommender: type) -> str | None:
+        """Why this adapter with ``params`` cannot adapt recommenders of class ``recommender``, or None.
+
+        ``medtoolkit validate`` asks it for every stage adapter, so a mismatch is refused
+        before any data is read (default: None, any recommender).
+        """
+        return None
+
     @abstractmethod
     def attach(self, recommender: Recommender) -> Recommender:
         """Adapt ``recommender`` (already holding its initial weights) and return the model to train.

@@ -229,3 +229,27 @@ def extras_errors(model: Node, losses: Sequence[tuple[str, Node]]) -> list["Conf
                 f"recommender {model.type!r} does not provide (it provides: {offered})",
             ))
     return errors
+
+
+def adapter_errors(model: Node, adapters: Sequence[tuple[str, Node]]) -> list["ConfigError"]:
+    """Stage adapters that refuse the run's recommender type, before any data is read.
+
+    Each adapter class answers :meth:`~medtoolkit.components.base.Adapter.recommender_error`
+    for the model's component class (default: it adapts any recommender).
+
+    Args:
+        model: the validated recommender node.
+        adapters: ``(config path, adapter node)`` pairs, e.g. ``("stages.1.adapter", node)``.
+
+    Returns:
+        one :class:`~medtoolkit.config.ConfigError` per refusing adapter, at its path.
+    """
+    from medtoolkit.config import ConfigError
+
+    found = []
+    for path, node in adapters:
+        check = getattr(node.component, "recommender_error", None)
+        problem = check(node.params, model.component) if check is not None else None
+        if problem:
+            found.append(ConfigError(path, f"adapter {node.type!r} cannot adapt recommender {model.type!r}: {problem}"))
+    return found

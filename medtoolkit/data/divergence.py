@@ -135,10 +135,16 @@ def jensen_shannon(p: np.ndarray) -> np.ndarray:
     return result
 
 
+#: most hospitals whose pairs :func:`hospital_divergence_summary` compares (beyond: a seeded sample)
+MAX_SUMMARY_HOSPITALS = 1000
+
+
 def hospital_divergence_summary(data: EHRData, n_hospitals: int | None = None) -> dict[str, Any]:
     """Mean, median, min and max pairwise JSD (bits) between hospitals' prescription distributions.
 
-    Hospital indices without visits are left out (counted in ``skipped_hospitals``).
+    Hospital indices without visits are left out (counted in ``skipped_hospitals``). With more
+    than :data:`MAX_SUMMARY_HOSPITALS` hospitals the statistics are over the pairs of a seeded
+    random sample of that many (``sampled_hospitals``), so the cost stays bounded.
 
     Args:
         data: data with a ``hospital`` index per visit.
@@ -161,6 +167,11 @@ def hospital_divergence_summary(data: EHRData, n_hospitals: int | None = None) -
         "n_pairs": kept * (kept - 1) // 2, "base": 2,
         "mean": None, "median": None, "min": None, "max": None,
     }
+    if kept > MAX_SUMMARY_HOSPITALS:  # the pairs grow quadratically: summarise a fixed random sample
+        chosen = np.sort(np.random.default_rng(0).choice(kept, MAX_SUMMARY_HOSPITALS, replace=False))
+        distributions = distributions[chosen]
+        kept = MAX_SUMMARY_HOSPITALS
+        summary.update(sampled_hospitals=kept, n_pairs=kept * (kept - 1) // 2)
     if kept < 2:
         return summary
     upper = jensen_shannon(distributions)[np.triu_indices(kept, k=1)]

@@ -21,7 +21,10 @@ class Predictions:
         targets: ``[V, n_drugs]`` bool ground truth.
         visit_patient: ``[V]`` dataset patient index of each visit.
         visit_position: ``[V]`` position t of each visit within its patient (0 = first).
-        visit_hospital: ``[V]`` hospital index of each visit, or None when the data has no hospitals.
+        visit_hospital: ``[V]`` hospital of each visit's sample: the hospital of the sample's
+            first visit (with per-stay samples, the stay's own hospital), the hospital a
+            ``repeat_per: hospital`` stage trains the sample under; None when the data has
+            no hospitals.
     """
 
     probabilities: np.ndarray
@@ -62,7 +65,8 @@ def predict(
         owners.append(grid_patient[mask].cpu().numpy())
         positions.append(grid_position[mask].cpu().numpy())
         if batch.hospital is not None:
-            hospitals.append(batch.hospital[mask].cpu().numpy())
+            # a patient belongs to the hospital of its first visit (as splits and units do)
+            hospitals.append(batch.hospital[:, :1].expand_as(mask)[mask].cpu().numpy())
     model.train(was_training)
     n_drugs = data.n_drugs
     return Predictions(

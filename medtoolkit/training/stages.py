@@ -11,7 +11,8 @@ Every unit starts the same way:
    with the adapters of its own ``init_from`` chain, so its weights fit;
 3. make every parameter trainable, attach a freshly built ``adapter`` (which decides what
    trains), then freeze the parameters whose names match a ``freeze`` pattern;
-4. train with the stage's ``trainer`` settings and losses (:class:`Trainer`).
+4. train with the stage's ``trainer`` settings and losses
+   (:class:`~medtoolkit.training.trainer.Trainer`).
 
 A patient's hospital is the hospital of its first visit. A hospital without training
 patients in the split keeps its initial weights (reported in ``skipped_units``). The test
@@ -32,12 +33,15 @@ Files (in the run directory, ``<split>`` the split's name):
 With ``--resume`` a stage or unit whose model file exists is loaded from it (after checking
 the run's resume key and data fingerprint); an unfinished stage trained once resumes from
 its checkpoint; unfinished units are retrained.
+
+This module is the runner (:class:`StageRunner`) and its results. The units of a stage are
+:mod:`medtoolkit.training.stage_units`, the files :mod:`medtoolkit.training.stage_files`,
+the progress lines and ``metrics.json`` :mod:`medtoolkit.training.stage_summary`; their
+public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -52,10 +56,21 @@ from medtoolkit.components.base import Recommender, Task
 from medtoolkit.components.schema import DataSchema
 from medtoolkit.config import RunConfig, StageParams
 from medtoolkit.data.ehr import EHRData
-from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights, save_atomic
+from medtoolkit.training.checkpoint import load_weights
 from medtoolkit.training.device import seed_everything
-from medtoolkit.training.pipeline import SplitResult, combine_splits, run_metrics
+from medtoolkit.training.pipeline import SplitResult
 from medtoolkit.training.predict import Predictions, predict
+from medtoolkit.training.stage_files import (
+    check_stage_file,
+    is_stage_file,
+    load_unit_entries,
+    read_stage_file,
+    stage_checkpoint_name,
+    stage_model_name,
+    write_stage_file,
+)
+from medtoolkit.training.stage_summary import StageProgress, staged_metrics
+from medtoolkit.training.stage_units import Unit, patient_hospitals, stage_units
 from medtoolkit.training.trainer import Trainer, TrainingHistory
 
 __all__ = [
@@ -74,125 +89,6 @@ __all__ = [
 ]
 
 Status = Literal["trained", "loaded", "skipped"]
-
-
-# ---------------------------------------------------------------------------- file names
-def stage_model_name(split: str, stage: str, hospital: int | None = None) -> str:
-    """``model_<split>.<stage>.pt``, or ``model_<split>.<stage>.h<hospital>.pt`` for a unit."""
-    return f"model_{split}.{stage}.pt" if hospital is None else f"model_{split}.{stage}.h{hospital}.pt"
-
-
-def stage_checkpoint_name(split: str, stage: str) -> str:
-    """``checkpoint_<split>.<stage>.pt`` (per-epoch state of a stage trained once)."""
-    return f"checkpoint_{split}.{stage}.pt"
-
-
-def is_stage_file(path: Path) -> bool:
-    """Whether ``path`` is a stage's (or unit's) model file: ``model_<split>.<stage>[.h<i>].pt``."""
-    return path.name.startswith("model_") and path.name.endswith(".pt") and "." in path.name[len("model_"):-3]
-
-
-def check_stage_file(state: dict[str, Any], saved: dict[str, Any], path: Path, purpose: str = "resume") -> None:
-    """Refuse a stage model file of another run: its resume key and data fingerprint must match.
-
-    Args:
-        state: the loaded file.
-        saved: this run's ``resume_key`` and ``data_fingerprint``.
-        path: the file (named in errors).
-        purpose: ``"resume"`` (continuing a run) or ``"evaluate"`` (re-scoring one).
-
-    Raises:
-        ValueError: a key is missing or differs (the message names the file and, for the
-            config, the first setting that differs).
-    """
-    lacking = [key for key in ("resume_key", "data_fingerprint") if state.get(key) is None]
-    if lacking:
-        raise ValueError(f"{path} has no {', '.join(lacking)}: not a stage model file written by `medtoolkit train`")
-    if state["data_fingerprint"] != saved.get("data_fingerprint"):
-        if purpose == "evaluate":
-            raise ValueError(f"{path} was trained on different data (fingerprint mismatch)")
-        raise ValueError(f"cannot resume from {path}: the model file's data fingerprint differs from this run's "
-                         "(different data); use a new --out directory")
-    if state["resume_key"] != saved.get("resume_key"):
-        try:
-            difference = first_difference(json.loads(state["resume_key"]), json.loads(saved["resume_key"]))
-        except (TypeError, ValueError):
-            difference = None
-        where = f" at {difference}" if difference else ""
-        if purpose == "evaluate":
-            raise ValueError(f"{path} was trained with another config than config.yaml; first difference "
-                             f"(model file vs config.yaml): {difference}")
-        raise ValueError(f"cannot resume from {path}: the model file's config differs from this run's{where} "
-                         "(different settings); use a new --out directory")
-
-
-# ---------------------------------------------------------------------------- units
-@dataclass(frozen=True)
-class Unit:
-    """What one training unit of a stage sees.
-
-    Attributes:
-        position: 0-based position among the stage's units.
-        count: number of units of the stage.
-        hospital: hospital index (None: the stage is trained once, on the whole split).
-        label: the hospital's id as reported (its original id when the data knows it,
-            else the index as text); ``""`` for a stage trained once.
-        train, val, test: ``[P]`` int64 patient indices (ascending).
-    """
-
-    position: int
-    count: int
-    hospital: int | None
-    label: str
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-
-def patient_hospitals(data: EHRData) -> np.ndarray:
-    """``[n_patients]`` int64 hospital index of each patient: that of its first visit.
-
-    Raises:
-        ValueError: the data has no hospital column.
-    """
-    if data.hospital is None:
-        raise ValueError(f"data {data.name!r} has no hospital column")
-    firsts = data.visit_offsets[:-1]
-    hospitals = np.zeros(data.n_patients, dtype=np.int64)
-    has_visits = data.visit_offsets[1:] > firsts
-    hospitals[has_visits] = data.hospital[firsts[has_visits]]
-    return hospitals
-
-
-def _hospital_label(schema: DataSchema, hospital: int) -> str:
-    ids = getattr(schema, "hospital_ids", ()) or ()
-    return str(ids[hospital]) if 0 <= hospital < len(ids) else str(hospital)
-
-
-def stage_units(stage: StageParams, split: Any, data: EHRData, schema: DataSchema) -> list[Unit]:
-    """The units of ``stage`` on ``split``: the whole split, or one per hospital of its patients.
-
-    Hospitals are those of the split's train, validation and test patients, ascending; one
-    without training patients is still a unit (it is skipped, but its test patients are
-    predicted with the initial weights).
-
-    Raises:
-        ValueError: ``repeat_per: hospital`` on data without hospitals (names the stage).
-    """
-    if stage.repeat_per is None:
-        return [Unit(0, 1, None, "", split.train, split.val, split.test)]
-    if data.hospital is None:
-        raise ValueError(f"stage {stage.name!r} has repeat_per: hospital, but the data ({data.name!r}) has no "
-                         "hospital column (e.g. dataset synthetic with n_hospitals > 0, or eicu)")
-    owner = patient_hospitals(data)
-    parts = {part: np.asarray(getattr(split, part), dtype=np.int64) for part in ("train", "val", "test")}
-    hospitals = np.unique(np.concatenate([owner[p] for p in parts.values()]))
-    units = []
-    for position, hospital in enumerate(hospitals.tolist()):
-        chosen = {part: patients[owner[patients] == hospital] for part, patients in parts.items()}
-        units.append(Unit(position, len(hospitals), int(hospital), _hospital_label(schema, int(hospital)),
-                          chosen["train"], chosen["val"], chosen["test"]))
-    return units
 
 
 # ---------------------------------------------------------------------------- results
@@ -395,7 +291,7 @@ class StageRunner:
             assert weights.shared is not None
             load_weights(model, weights.shared, where)
         elif weights.per_hospital.get(hospital) is not None:
-            _load_entries(model, weights.per_hospital[hospital], f"{where}, hospital {hospital}")
+            load_unit_entries(model, weights.per_hospital[hospital], f"{where}, hospital {hospital}")
         return model
 
     # ------------------------------------------------------------------ files
@@ -403,22 +299,11 @@ class StageRunner:
         return None if self.out is None else self.out / stage_model_name(self.split.name, stage.name, unit.hospital)
 
     def _read(self, path: Path) -> dict[str, Any]:
-        state = load_checkpoint(path)
-        check_stage_file(state, self.saved, path, "evaluate" if self.load_only else "resume")
-        return state
+        return read_stage_file(path, self.saved, "evaluate" if self.load_only else "resume")
 
     def _write(self, path: Path, stage: StageParams, unit: Unit, entries: dict[str, torch.Tensor],
                history: TrainingHistory) -> None:
-        payload: dict[str, Any] = {
-            "model": entries, "resume_key": self.saved.get("resume_key"),
-            "data_fingerprint": self.saved.get("data_fingerprint"), "plugins": self.saved.get("plugins", {}),
-            "split": self.split.name, "stage": stage.name, "history": history.to_json(),
-        }
-        if unit.hospital is None:
-            payload["config"] = self.saved.get("config")
-        else:
-            payload.update(hospital=unit.hospital, hospital_id=unit.label)
-        save_atomic(payload, path)
+        write_stage_file(path, entries, self.saved, self.split.name, stage.name, history, unit.hospital, unit.label)
 
     # ------------------------------------------------------------------ one unit
     def _unit(self, stage: StageParams, unit: Unit) -> tuple[Recommender, Status, TrainingHistory, tuple[int, int]]:
@@ -432,7 +317,7 @@ class StageRunner:
             if unit.hospital is None:
                 load_weights(model, state["model"], path)
             else:
-                _load_entries(model, state["model"], path)
+                load_unit_entries(model, state["model"], path)
             history = TrainingHistory.from_json(state.get("history") or {})
             status: Status = "loaded"
         elif len(unit.train) == 0:
@@ -500,8 +385,8 @@ class StageRunner:
         predictions: list[Predictions] = []
         counts: tuple[int, int] | None = None
         model: Recommender | None = None
-        with _Progress(stage, position, len(self.config.stages), self.split.name, units,
-                       quiet=self.load_only) as progress:
+        with StageProgress(stage, position, len(self.config.stages), self.split.name, units,
+                           quiet=self.load_only) as progress:
             for unit in units:
                 unit_started = time.perf_counter()
                 model, status, history, unit_counts = self._unit(stage, unit)
@@ -520,134 +405,3 @@ class StageRunner:
             test = self.task.evaluate(merged.probabilities, merged.targets, merged.visit_patient, self.schema,
                                       self.config.eval, visit_group=merged.visit_hospital)
         return StageResult(stage, results, counts[0], counts[1], time.perf_counter() - started, test, model)
-
-
-def _load_entries(model: torch.nn.Module, entries: Any, where: Any) -> None:
-    """Load a unit file's entries over ``model``'s current weights.
-
-    Raises:
-        ValueError: an entry is not in the model or has another shape (names ``where``).
-    """
-    if not isinstance(entries, dict):
-        raise ValueError(f"{where}: expected a state dict, found a {type(entries).__name__}")
-    merged = dict(model.state_dict())
-    unknown = [key for key in entries if key not in merged]
-    if unknown:
-        raise ValueError(f"{where} does not fit the model built from its config: unexpected keys "
-                         f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}")
-    merged.update(entries)
-    load_weights(model, merged, where)
-
-
-class _Progress:
-    """Progress of a stage on stderr: a start line, then one line per unit (and a bar on a terminal).
-
-    Follows the stage's ``trainer.progress``: ``none`` prints nothing, ``log`` lines only,
-    ``bar`` a tqdm bar over the units too, ``auto`` the bar when stderr is a terminal.
-    """
-
-    def __init__(self, stage: StageParams, position: int, n_stages: int, split: str, units: list[Unit],
-                 quiet: bool = False) -> None:
-        self.stage, self.units = stage, units
-        mode = stage.trainer.progress
-        self.quiet = quiet or mode == "none"
-        self.bar: Any = None
-        if not self.quiet and stage.repeat_per is not None and (
-                mode == "bar" or (mode == "auto" and sys.stderr.isatty())):
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=len(units), desc=f"stage {stage.name}", unit="unit", leave=False)
-        if not self.quiet:
-            unit = units[0]
-            what = (f"{len(units)} hospitals" if stage.repeat_per is not None else
-                    f"{len(unit.train)} train / {len(unit.val)} val / {len(unit.test)} test patients")
-            self.write(f"stage {stage.name} ({position + 1}/{n_stages}), split {split}: {what}")
-
-    def __enter__(self) -> "_Progress":
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def write(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
-        else:
-            print(message, file=sys.stderr, flush=True)
-
-    def unit_done(self, result: UnitResult, path: Path | None) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-        unit = result.unit
-        if self.quiet or unit.hospital is None:
-            return
-        history = result.history
-        if result.status == "skipped":
-            what = "skipped: no training patients (keeps its initial weights)"
-        elif result.status == "loaded":
-            what = f"loaded from {path.name if path is not None else 'its model file'}"
-        else:
-            best = f", best epoch {history.best_epoch} of {len(history.epochs)}" if history.epochs else ""
-            what = f"trained on {len(unit.train)} patients ({len(unit.val)} val){best}"
-        self.write(f"stage {self.stage.name}: hospital {unit.position + 1}/{unit.count} (id {unit.label}): {what}, "
-                   f"{result.seconds:.2f} s")
-
-
-# ---------------------------------------------------------------------------- metrics
-def _stage_summary(per_split: dict[str, StageResult]) -> dict[str, Any]:
-    """The ``metrics.json`` entry of one stage over the splits it ran on."""
-    first = next(iter(per_split.values()))
-    stage = first.stage
-    units = [r for result in per_split.values() for r in result.units]
-    skipped = sorted({r.unit.label for r in units if r.status == "skipped"}, key=lambda t: (len(t), t))
-    if stage.repeat_per is None:
-        best: dict[str, Any] = {split: result.history.best_epoch for split, result in per_split.items()}
-    else:
-        best = {split: {r.unit.label: r.history.best_epoch for r in result.units if r.status != "skipped"}
-                for split, result in per_split.items()}
-    summary: dict[str, Any] = {
-        "name": stage.name,
-        "repeat_per": stage.repeat_per,
-        "init_from": stage.init_from,
-        "adapter": None if stage.adapter is None else stage.adapter.type,
-        "units": len(units),
-        "trained_units": sum(r.status != "skipped" for r in units),
-        "skipped_units": skipped,
-        "trainable_params": first.trainable_params,
-        "total_params": first.total_params,
-        "trainable_share": first.trainable_params / first.total_params if first.total_params else 0.0,
-        "select_metric": stage.trainer.select_metric,
-        "best_epochs": best,
-        "seconds": sum(result.seconds for result in per_split.values()),
-    }
-    tests = {split: result.test for split, result in per_split.items() if result.test is not None}
-    if tests:
-        summary["test"] = combine_splits(tests)
-    return summary
-
-
-def staged_metrics(
-    config: RunConfig, results: dict[str, StagedSplit], data: EHRData, task: Task, device: torch.device,
-    plugins: dict[str, str], wall_seconds: float,
-) -> dict[str, Any]:
-    """``metrics.json`` of a staged run: :func:`run_metrics` of the last stage, plus ``stages``.
-
-    ``history`` and ``best_epochs`` hold the stages trained once, keyed ``<split>.<stage>``;
-    ``epoch_seconds`` every epoch of every unit; ``stages`` one summary per stage (repeated
-    stages' best epochs per hospital inside it).
-    """
-    metrics = run_metrics(config.name, config.model.type, {s: r.as_split_result() for s, r in results.items()},
-                          data, task, config.eval, device, plugins, wall_seconds)
-    once = [(split, result) for split, staged in results.items() for result in staged.stages
-            if result.stage.repeat_per is None]
-    metrics["history"] = {f"{split}.{r.stage.name}": r.history.to_json() for split, r in once}
-    metrics["best_epochs"] = {f"{split}.{r.stage.name}": r.history.best_epoch for split, r in once}
-    metrics["epoch_seconds"] = [e.seconds for staged in results.values() for result in staged.stages
-                                for unit in result.units for e in unit.history.epochs]
-    by_stage: dict[str, dict[str, StageResult]] = {}
-    for split, staged in results.items():
-        for result in staged.stages:
-            by_stage.setdefault(result.stage.name, {})[split] = result
-    metrics["stages"] = [_stage_summary(by_stage[stage.name]) for stage in config.stages if stage.name in by_stage]
-    return metrics

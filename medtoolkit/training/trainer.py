@@ -169,15 +169,20 @@ def compute_loss(
         losses: the terms, in the run's order (kept within each group).
         logits: ``[B, T, n_drugs]``.
         batch: the batch the logits are for.
-        extras: the model's named extras (:class:`ModelOutput`), passed to every
-            ``combine``; None when no term needs any.
+        extras: the model's named extras (:class:`ModelOutput`), passed as ``extras=`` to the
+            ``combine`` of the terms that need extras (:meth:`Loss.extras_needed`); the other
+            terms are called as ``combine(total, logits, batch)``, so a plugin's three-argument
+            ``combine`` keeps working. None when no term needs any.
 
     Returns:
         the scalar objective.
     """
     total = logits.new_zeros(())
     for loss in [term for term in losses if not term.gating] + [term for term in losses if term.gating]:
-        total = loss.combine(total, logits, batch, extras=extras)
+        if loss.extras_needed(loss.params):
+            total = loss.combine(total, logits, batch, extras=extras)
+        else:
+            total = loss.combine(total, logits, batch)
     return total
 
 

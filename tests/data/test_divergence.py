@@ -129,3 +129,15 @@ def test_three_hospitals_summary_by_hand() -> None:
 def test_data_without_hospitals_is_refused() -> None:
     with pytest.raises(ValueError, match="tiny: no hospital per visit"):
         hospital_divergence_summary(tiny(None))
+
+
+def test_the_summary_samples_hospitals_beyond_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtoolkit.testing import fake_ehr
+
+    data = fake_ehr(n_patients=60, n_hospitals=12, seed=1)
+    full = divergence.hospital_divergence_summary(data)
+    monkeypatch.setattr(divergence, "MAX_SUMMARY_HOSPITALS", 5)
+    sampled = divergence.hospital_divergence_summary(data)
+    assert sampled["sampled_hospitals"] == 5 and sampled["n_pairs"] == 10
+    assert full["n_pairs"] == full["n_hospitals"] * (full["n_hospitals"] - 1) // 2
+    assert full["min"] <= sampled["mean"] <= full["max"]

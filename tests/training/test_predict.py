@@ -96,3 +96,19 @@ def test_no_patients_gives_empty_arrays_of_the_right_width(data: EHRData, model:
     assert predictions.targets.shape == (0, data.n_drugs)
     assert predictions.visit_patient.shape == predictions.visit_position.shape == (0,)
     assert model.calls == []
+
+
+def test_every_visit_is_filed_under_its_patients_first_hospital() -> None:
+    # a patient with stays in several hospitals belongs to the hospital of its first visit,
+    # as splits and repeat_per units do; a per-stay sample is its own stay
+    data = fake_ehr(n_patients=12, n_drugs=9, max_visits=4, n_hospitals=3, seed=3)
+    data.hospital[:] = np.arange(len(data.hospital)) % 3  # visits of one patient in different hospitals
+    patients = np.arange(12)
+    predictions = predict(Stamp(fake_schema(data)), data, patients, batch_size=5, device=CPU)
+    first = data.hospital[data.visit_offsets[:-1]]
+    assert np.array_equal(predictions.visit_hospital, first[predictions.visit_patient])
+    assert not np.array_equal(predictions.visit_hospital, data.hospital[visits_of(data, patients)])
+
+
+def test_no_hospital_column_gives_none(data: EHRData, model: Stamp) -> None:
+    assert predict(model, data, np.arange(4), batch_size=3, device=CPU).visit_hospital is None

@@ -846,3 +846,18 @@ def test_cosine_schedule_sets_each_epochs_learning_rate(data: EHRData, schema: D
                 on_epoch=lambda record: seen.append(trainer.optimizer.param_groups[0]["lr"]))
     assert seen == pytest.approx([epoch_learning_rate(trainer.params, e) for e in range(3)])
     assert seen[0] == 0.02 and seen[2] < seen[1] < seen[0]
+
+
+def test_a_three_argument_combine_still_works() -> None:
+    # plugins written before extras existed override combine(total, logits, batch)
+    class OldStyle(BCELoss):
+        def combine(self, total: torch.Tensor, logits: torch.Tensor, batch: PaddedBatch) -> torch.Tensor:
+            return total + 2.0 * self(logits, batch)
+
+    data = fake_ehr(n_patients=4)
+    schema = fake_schema(data)
+    batch = make_batch(data, np.arange(4))
+    logits = torch.zeros(batch.batch_size, batch.max_visits, schema.n_drugs)
+    plain = BCELoss(BCELoss.Params(), schema)(logits, batch)
+    total = compute_loss([OldStyle(BCELoss.Params(), schema)], logits, batch, extras={"unused": 1})
+    assert torch.allclose(total, 2.0 * plain)

@@ -112,3 +112,19 @@ def test_refusals(schema: DataSchema, small_tempt: Factory) -> None:
 def test_conformance(small_encoder: Callable[..., Node], extra: dict[str, object]) -> None:
     check_component(HospitalPromptAdapter, HospitalPromptAdapter.Params(**extra), recommender=TEMPTRecommender,
                     recommender_params=TEMPTRecommender.Params(encoder=small_encoder()))
+
+
+def test_validate_refuses_prompts_on_another_recommender() -> None:
+    from medtoolkit.config import ConfigValidationError, validate_config
+    from medtoolkit.plugins import PluginHost
+
+    import medtoolkit_tempt.plugin
+
+    host = PluginHost(load_entry_points=False,
+                      extra_plugins=(("medtoolkit-tempt", "0.1.0", medtoolkit_tempt.plugin),))
+    raw = {"dataset": {"type": "synthetic", "n_hospitals": 3}, "model": {"type": "gamenet"},
+           "losses": [{"type": "bce"}],
+           "stages": [{"name": "a"}, {"name": "b", "init_from": "a", "adapter": {"type": "hospital_prompt"}}]}
+    with pytest.raises(ConfigValidationError,
+                       match="stages.1.adapter: adapter 'hospital_prompt' cannot adapt recommender 'gamenet'"):
+        validate_config(raw, host)

@@ -67,6 +67,13 @@ class HospitalPromptAdapter(Adapter):
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         super().__init__(params, schema)
 
+    @classmethod
+    def recommender_error(cls, params: Params, recommender: type) -> str | None:
+        """Only a ``tempt`` recommender takes prompts (checked by ``medtoolkit validate``)."""
+        if isinstance(recommender, type) and issubclass(recommender, TEMPTRecommender):
+            return None
+        return "prompts enter the set_transformer encoder of a 'tempt' recommender"
+
     def attach(self, recommender: Recommender) -> Recommender:
         """Add prompts to ``recommender`` and freeze all but the prompts (and the head).
 
