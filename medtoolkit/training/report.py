@@ -601,14 +601,7 @@ def plot_curves(histories: dict[str, dict[str, Any]], path: Path, title: str | N
     Returns:
         False (and nothing written) when no split has an epoch to plot.
     """
-    figure = curves_figure(histories, title)
-    if figure is None:
-        return False
-    import matplotlib.pyplot as plt
-
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return True
+    return _save_figure(curves_figure(histories, title), path)
 
 
 def _split_groups(test: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -696,7 +689,11 @@ def plot_groups(test: dict[str, Any], path: Path, metric: str = "jaccard") -> bo
     Returns:
         False (and nothing written) when the run has no per-hospital values.
     """
-    figure = groups_figure(test, metric)
+    return _save_figure(groups_figure(test, metric), path)
+
+
+def _save_figure(figure: "Figure | None", path: Path) -> bool:
+    """Write ``figure`` as a PNG and close it; False (nothing written) when it is None."""
     if figure is None:
         return False
     import matplotlib.pyplot as plt
