@@ -40,7 +40,6 @@ from medtoolkit.training.pipeline import (
     write_config,
     write_report,
 )
-from medtoolkit.training.predict import predict
 from medtoolkit.training.run_dir import open_run_dir
 from medtoolkit.training.stages import StagedSplit, StageRunner, staged_metrics
 
@@ -207,6 +206,8 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
 
     A staged run is re-scored from its last stage's model files (and those of the stages
     it starts from), rebuilt as in training (:class:`~medtoolkit.training.stages.StageRunner`).
+    The task predicts (:meth:`Task.predict <medtoolkit.components.base.Task.predict>`) with
+    the saved weights and fitted state; ``fit_state`` is not called again.
 
     Raises:
         FileNotFoundError: no ``config.yaml`` or no ``model_<split>.pt`` (staged: a model
@@ -243,7 +244,7 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
         model = config.model.build(schema)
         load_weights(model, saved["model"], path)
         model.to(device)
-        predictions = predict(model, data, split.test, config.eval.batch_size, device)
+        predictions = task.predict(model, data, split.test, config.eval.batch_size, device)
         per_split[split.name] = task.evaluate(
             predictions.probabilities, predictions.targets, predictions.visit_patient, schema, config.eval,
             visit_group=predictions.visit_hospital,

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from medtoolkit.config import EvalParams
     from medtoolkit.data.batching import PaddedBatch
     from medtoolkit.data.ehr import EHRData
+    from medtoolkit.training.predict import Predictions
 
 KINDS = ("dataset", "task", "encoder", "memory", "loss", "recommender", "adapter")
 
@@ -168,6 +169,42 @@ class Task(Component, ABC):
     def prepare(self, data: "EHRData") -> "EHRData":
         """The data as this task's samples (default: unchanged; a per-stay task makes each visit a sample)."""
         return data
+
+    def predict(
+        self,
+        model: "Recommender",
+        data: "EHRData",
+        patients: "np.ndarray",
+        batch_size: int,
+        device: torch.device,
+    ) -> "Predictions":
+        """The predictions of ``model`` for the test visits of ``patients``, which :meth:`evaluate` scores.
+
+        Every run scores its test patients through this method: a single-stage run
+        (:func:`~medtoolkit.training.pipeline.train_split`), every unit of an evaluated
+        stage (:class:`~medtoolkit.training.stages.StageRunner`, which concatenates the
+        units' predictions in patient order) and ``medtoolkit evaluate``
+        (:func:`~medtoolkit.experiment.evaluate_run`). A task whose protocol predicts
+        otherwise (e.g. choosing one candidate medication set per visit and reporting it as
+        0/1 scores) overrides it and returns the same
+        :class:`~medtoolkit.training.predict.Predictions` layout. Validation during
+        training does not come here: the trainer selects epochs on per-drug metrics of
+        :func:`~medtoolkit.training.predict.predict`.
+
+        Args:
+            model: the trained recommender, already on ``device``.
+            data: the prepared dataset.
+            patients: ``[P]`` patient indices (the test patients of a split or unit).
+            batch_size: patients per forward pass (``eval.batch_size``).
+            device: where batches go.
+
+        Returns:
+            Default: the per-drug probabilities of
+            :func:`medtoolkit.training.predict.predict`.
+        """
+        from medtoolkit.training.predict import predict
+
+        return predict(model, data, patients, batch_size, device)
 
 
 class Encoder(Component, nn.Module, ABC):
@@ -319,6 +356,44 @@ class Recommender(Component, nn.Module, ABC):
     def forward(self, batch: "PaddedBatch") -> torch.Tensor:
         """Logits ``[B, T, n_drugs]`` for every visit (visit t sees medications < t only)."""
 
+    def fit_state(self, data: "EHRData", patients: "np.ndarray", schema: "DataSchema") -> None:
+        """Compute state fitted on the training patients once training is over (default: nothing).
+
+        Called once per trained model, after the trainer has loaded the selected epoch's
+        weights and before the model is saved or scored: in a single-stage run with the
+        split's training patients, in a staged run with each trained unit's training
+        patients (a skipped unit keeps its initial state), and for non-trainable
+        recommenders too (a rule-based recommender builds its nearest-neighbour index here).
+        It runs without gradients, in eval mode, with the model on the training device.
+
+        The state must live in buffers declared with :meth:`register_fitted_state` in the
+        constructor: they are saved in ``model_<split>.pt`` and in stage and unit model files
+        (a unit file of a repeated stage stores them besides its trainable parameters), so
+        ``medtoolkit evaluate`` and ``--resume`` of a finished stage load them back without
+        calling ``fit_state`` again.
+
+        Args:
+            data: the prepared dataset.
+            patients: ``[P]`` training patient indices.
+            schema: the split's schema.
+        """
+
+    def register_fitted_state(self, name: str, tensor: torch.Tensor) -> None:
+        """Declare (in the constructor) or replace (in :meth:`fit_state`) a fitted-state buffer.
+
+        A persistent buffer, so ``state_dict`` and ``.to(device)`` carry it. Declare it in
+        the constructor with a placeholder whose shape may be empty (``torch.zeros(0, D)``)
+        when its size depends on the data (the number of training patients of a unit);
+        :meth:`fit_state` calls this again with the fitted tensor (any shape, on the
+        model's device). Loading a model file
+        (:func:`~medtoolkit.training.checkpoint.load_weights`) resizes each declared buffer
+        to the saved shape first, so a freshly built model accepts the fitted state.
+        """
+        names = self.__dict__.setdefault("_fitted_state_names", [])
+        if name not in names:
+            names.append(name)
+        self.register_buffer(name, tensor, persistent=True)
+
     @torch.no_grad()
     def predict_proba(self, batch: "PaddedBatch") -> torch.Tensor:
         """Probabilities ``[B, T, n_drugs]`` (sigmoid of the logits)."""
@@ -356,6 +431,48 @@ class Adapter(Component, nn.Module, ABC):
         Raises:
             TypeError: the recommender lacks what this adapter needs (the message names both).
         """
+
+
+def fit_model_state(model: nn.Module, data: "EHRData", patients: "np.ndarray", schema: "DataSchema") -> None:
+    """Call :meth:`Recommender.fit_state` of ``model`` (eval mode, no gradients).
+
+    ``model`` is the recommender or what an adapter returned for it: then the first
+    recommender among its submodules is asked (a recommender built from other recommenders
+    fits their state in its own ``fit_state``). Its training mode is restored afterwards.
+    """
+    recommender = next((m for m in model.modules() if isinstance(m, Recommender)), None)
+    if recommender is None:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            recommender.fit_state(data, patients, schema)
+    finally:
+        model.train(was_training)
+
+
+def fitted_state_keys(model: nn.Module) -> set[str]:
+    """The ``state_dict`` keys of the fitted-state buffers (:meth:`Recommender.register_fitted_state`) in ``model``."""
+    keys = set()
+    for prefix, module in model.named_modules():
+        for name in module.__dict__.get("_fitted_state_names", ()):
+            keys.add(f"{prefix}.{name}" if prefix else name)
+    return keys
+
+
+def resize_fitted_state(model: nn.Module, state: Mapping[str, Any]) -> None:
+    """Give each fitted-state buffer of ``model`` the shape it has in ``state`` (before loading ``state``).
+
+    The buffer keeps its dtype and device; its values are left to ``load_state_dict``.
+    Buffers absent from ``state`` are left alone.
+    """
+    for prefix, module in model.named_modules():
+        for name in module.__dict__.get("_fitted_state_names", ()):
+            saved = state.get(f"{prefix}.{name}" if prefix else name)
+            current = module._buffers.get(name)
+            if current is not None and hasattr(saved, "shape") and tuple(saved.shape) != tuple(current.shape):
+                module._buffers[name] = torch.empty(tuple(saved.shape), dtype=current.dtype, device=current.device)
 
 
 BASE_CLASSES: dict[str, type] = {

@@ -136,9 +136,16 @@ def state_dict_mismatch(expected: Mapping[str, Any], saved: Mapping[str, Any]) -
 def load_weights(model: torch.nn.Module, state: Mapping[str, Any], path: str | Path) -> None:
     """``model.load_state_dict(state)`` with a mismatch reported as a ValueError naming ``path``.
 
+    Fitted-state buffers (:meth:`~medtoolkit.components.base.Recommender.register_fitted_state`)
+    take the shape they have in ``state`` first: their size may depend on the training data.
+
     Raises:
         ValueError: keys are missing or unexpected, or tensor shapes differ.
     """
+    from medtoolkit.components.base import resize_fitted_state
+
+    if isinstance(state, Mapping):
+        resize_fitted_state(model, state)
     problem = state_dict_mismatch(model.state_dict(), state)
     if problem is None:
         try:

@@ -17,11 +17,10 @@ import numpy as np
 import torch
 import yaml
 
-from medtoolkit.components.base import Loss, Recommender, Task
+from medtoolkit.components.base import Loss, Recommender, Task, fit_model_state
 from medtoolkit.config import EvalParams, TrainerParams
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import save_atomic, write_text_atomic
-from medtoolkit.training.predict import predict
 from medtoolkit.training.report import curves_title, plot_curves, plot_groups, render_report
 from medtoolkit.training.trainer import Trainer, TrainingHistory
 
@@ -116,13 +115,19 @@ def train_split(
 ) -> SplitResult:
     """Train ``model`` on ``split``, score it on the split's test patients, save its files.
 
+    After training, the model's fitted state is computed on the split's training patients
+    (:meth:`Recommender.fit_state <medtoolkit.components.base.Recommender.fit_state>`, also
+    for non-trainable models), then the task predicts (:meth:`Task.predict
+    <medtoolkit.components.base.Task.predict>`) and scores the test patients, and
+    ``model_<split>.pt`` is written with the fitted state in it.
+
     Args:
         model: a freshly built recommender.
         losses: its loss terms.
         data: the dataset.
         split: a split of ``task`` (``train``, ``val``, ``test`` patient indices, ``name``).
         schema: ``task.build_schema(data, split)``.
-        task: scores the test predictions.
+        task: predicts and scores the test patients.
         trainer_params: trainer settings.
         eval_params: threshold, averaging and bootstrap.
         device: where to train.
@@ -142,7 +147,8 @@ def train_split(
         checkpoint_path=(out / f"checkpoint_{split.name}.pt") if out is not None else None,
         checkpoint_extra={"config": saved.get("resume_key"), **common}, resume=resume,
     )
-    predictions = predict(trainer.model, data, split.test, eval_params.batch_size, device)
+    fit_model_state(trainer.model, data, split.train, schema)
+    predictions = task.predict(trainer.model, data, split.test, eval_params.batch_size, device)
     test = task.evaluate(predictions.probabilities, predictions.targets, predictions.visit_patient, schema,
                          eval_params, visit_group=predictions.visit_hospital)
     if out is not None:

@@ -2,8 +2,8 @@
 
 A stage trained once writes ``model_<split>.<stage>.pt`` (the whole ``state_dict``) and
 ``checkpoint_<split>.<stage>.pt`` after every epoch; one unit of a repeated stage writes
-``model_<split>.<stage>.h<index>.pt`` (only the entries of its trainable parameters and those
-its adapter added, loaded over the unit's initial weights). Every model file carries the
+``model_<split>.<stage>.h<index>.pt`` (only the entries of its trainable parameters, those
+its adapter added and its fitted-state buffers, loaded over the unit's initial weights). Every model file carries the
 run's resume key and data fingerprint, and is refused (:func:`check_stage_file`) when they
 are not this run's; :class:`~medtoolkit.training.stages.StageRunner` decides when each file
 is read or written.

@@ -12,11 +12,14 @@ Every unit starts the same way:
 3. make every parameter trainable, attach a freshly built ``adapter`` (which decides what
    trains), then freeze the parameters whose names match a ``freeze`` pattern;
 4. train with the stage's ``trainer`` settings and losses
-   (:class:`~medtoolkit.training.trainer.Trainer`).
+   (:class:`~medtoolkit.training.trainer.Trainer`), then compute the model's fitted state on
+   the unit's training patients (:meth:`Recommender.fit_state
+   <medtoolkit.components.base.Recommender.fit_state>`) before its weights are kept or saved.
 
 A patient's hospital is the hospital of its first visit. A hospital without training
 patients in the split keeps its initial weights (reported in ``skipped_units``). The test
 predictions of an evaluated stage (the last one, and those with ``evaluate: true``) are
+made by the task (:meth:`Task.predict <medtoolkit.components.base.Task.predict>`) per unit,
 concatenated over its units in patient order and scored once by the task, grouped by
 hospital when ``eval.group_by`` asks for it.
 
@@ -26,8 +29,8 @@ Files (in the run directory, ``<split>`` the split's name):
   history, config, resume key, data fingerprint, plugin versions; and
   ``checkpoint_<split>.<stage>.pt`` after every epoch, for ``--resume``;
 * ``model_<split>.<stage>.h<index>.pt``: one unit of a repeated stage (``index`` the
-  hospital index): only the entries of its trainable parameters and those its adapter
-  added, loaded over the initial weights; written when the unit finishes (no per-epoch
+  hospital index): only the entries of its trainable parameters, those its adapter
+  added and its fitted-state buffers, loaded over the initial weights; written when the unit finishes (no per-epoch
   checkpoint: a unit is small and is retrained when it was interrupted).
 
 With ``--resume`` a stage or unit whose model file exists is loaded from it (after checking
@@ -52,14 +55,14 @@ import numpy as np
 import torch
 
 from medtoolkit.components.adapters.common import count_parameters
-from medtoolkit.components.base import Recommender, Task
+from medtoolkit.components.base import Recommender, Task, fit_model_state, fitted_state_keys
 from medtoolkit.components.schema import DataSchema
 from medtoolkit.config import RunConfig, StageParams
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import load_weights
 from medtoolkit.training.device import seed_everything
 from medtoolkit.training.pipeline import SplitResult
-from medtoolkit.training.predict import Predictions, predict
+from medtoolkit.training.predict import Predictions
 from medtoolkit.training.stage_files import (
     check_stage_file,
     is_stage_file,
@@ -249,7 +252,9 @@ class StageRunner:
 
         Returns:
             ``(model, saved keys)``: the model (on the CPU) and the ``state_dict`` keys a
-            unit file of this stage holds (trainable parameters and keys the adapter added).
+            unit file of this stage holds (trainable parameters, keys the adapter added and
+            fitted-state buffers, :meth:`Recommender.register_fitted_state
+            <medtoolkit.components.base.Recommender.register_fitted_state>`).
 
         Raises:
             ValueError: the adapter refuses the model, or a ``freeze`` pattern matches no
@@ -280,7 +285,7 @@ class StageRunner:
             for name in matched:
                 named[name].requires_grad_(False)
         trainable = {name for name, parameter in named.items() if parameter.requires_grad}
-        return model, trainable | (set(model.state_dict()) - before)
+        return model, trainable | (set(model.state_dict()) - before) | fitted_state_keys(model)
 
     def finished_model(self, stage: StageParams, hospital: int | None) -> Recommender:
         """The model of a finished stage (of one hospital, for a repeated stage) with its weights."""
@@ -351,6 +356,7 @@ class StageRunner:
                  "plugins": self.saved.get("plugins", {}), "split": self.split.name, "stage": stage.name}
         history = trainer.fit(self.data, unit.train, unit.val, self.schema.ddi_adjacency,
                               checkpoint_path=checkpoint, checkpoint_extra=extra, resume=self.resume)
+        fit_model_state(trainer.model, self.data, unit.train, self.schema)
         return trainer.model, history
 
     # ------------------------------------------------------------------ stages
@@ -394,7 +400,8 @@ class StageRunner:
                     counts = unit_counts
                 if evaluated and len(unit.test):
                     model.to(self.device)
-                    predictions.append(predict(model, self.data, unit.test, self.config.eval.batch_size, self.device))
+                    predictions.append(self.task.predict(model, self.data, unit.test, self.config.eval.batch_size,
+                                                         self.device))
                 result = UnitResult(unit, status, history, time.perf_counter() - unit_started)
                 results.append(result)
                 progress.unit_done(result, self._path(stage, unit))

@@ -323,7 +323,15 @@ class Trainer:
 
     def validate(self, data: EHRData, patients: np.ndarray, ddi_adjacency: np.ndarray | None,
                  batch_size: int = 256) -> dict[str, float]:
-        """Full (no bootstrap) validation metrics."""
+        """Full (no bootstrap) validation metrics of per-drug predictions.
+
+        Always :func:`~medtoolkit.training.predict.predict`, never the task's
+        :meth:`~medtoolkit.components.base.Task.predict`: epochs are selected on per-drug
+        metrics (``select_metric``: jaccard, prauc, f1 at the threshold, or the loss), which
+        exist for every recommender and task, and the model's fitted state
+        (:meth:`~medtoolkit.components.base.Recommender.fit_state`) a task's prediction may
+        read is only computed after training.
+        """
         predictions = predict(self.model, data, patients, batch_size, self.device)
         scores = score_visits(predictions.targets, predictions.probabilities, self.threshold, ddi_adjacency)
         return aggregate(scores, predictions.visit_patient, self.averaging)
