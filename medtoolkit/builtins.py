@@ -23,8 +23,10 @@ def register_datasets(register: Register) -> None:
 @hookimpl
 def register_tasks(register: Register) -> None:
     from medtoolkit.tasks.medication import MedicationRecommendationTask
+    from medtoolkit.tasks.package_task import PackageRecommendationTask
 
     register("medication_recommendation", MedicationRecommendationTask)
+    register("package_recommendation", PackageRecommendationTask)
 
 
 @hookimpl

@@ -33,7 +33,6 @@ KNOWN_PLUGIN_NAMES: dict[str, str] = {
     "gamenet_controllable_ddi": "molecule",
     "algnet_controllable_ddi": "molecule",
     "package_gnn": "dpr",
-    "package_recommendation": "dpr",
     "dpr_wg": "dpr",
     "dpr_ag": "dpr",
     "bpr": "dpr",

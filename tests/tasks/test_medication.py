@@ -227,7 +227,10 @@ def test_registered_by_the_core_plugin() -> None:
 
     found: dict[str, type] = {}
     builtins.register_tasks(lambda name, cls: found.__setitem__(name, cls))
-    assert found == {"medication_recommendation": MedicationRecommendationTask}
+    from medtoolkit.tasks.package_task import PackageRecommendationTask
+
+    assert found == {"medication_recommendation": MedicationRecommendationTask,
+                     "package_recommendation": PackageRecommendationTask}
 
 
 def test_evaluate_without_ddi_matrix_reports_ddi_rate_as_not_available() -> None:
