@@ -16,12 +16,10 @@ losses, trainer and evaluation stay identical by construction:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medtoolkit.config import apply_overrides
 from medtoolkit.hookspecs import Register
 from medtoolkit.presets import derived_presets
 
@@ -74,20 +72,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("dnmdr_dim128", "dim 128", 5, _paper(0.5283, 0.6810, 0.7795, 0.06020, 19.11), _width(128)),
     Variant("dnmdr_dim256", "dim 256", 5, _paper(0.5309, 0.6847, 0.7816, 0.05980, 20.34), _width(256)),
 )
-
-
-def variant_config(variant: Variant, base: Mapping[str, Any]) -> dict[str, Any]:
-    """The raw run config of ``variant``: ``base`` (the ``dnmdr`` preset) with its overrides.
-
-    Args:
-        variant: the row.
-        base: the raw ``dnmdr`` run config (not modified).
-
-    Returns:
-        a new raw config named ``variant.name``.
-    """
-    config, _notes = apply_overrides(base, [f"name={variant.name}", *variant.overrides])
-    return config
 
 
 def preset_sources() -> dict[str, Path | dict[str, Any]]:

@@ -18,12 +18,10 @@ model, trainer and evaluation stay identical by construction:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medtoolkit.config import apply_overrides
 from medtoolkit.hookspecs import Register
 from medtoolkit.presets import derived_presets
 
@@ -74,20 +72,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("tempt_full_train", "Full-Train", _overall(0.4840, 0.2839, 0.4265),
             _groups(0.4766, 0.4908, 0.4913, 0.4840), ("stages=[]",)),
 )
-
-
-def variant_config(variant: Variant, base: Mapping[str, Any]) -> dict[str, Any]:
-    """The raw run config of ``variant``: ``base`` (the ``tempt`` preset) with its overrides.
-
-    Args:
-        variant: the row.
-        base: the raw ``tempt`` run config (not modified).
-
-    Returns:
-        a new raw config named ``variant.name``.
-    """
-    config, _notes = apply_overrides(base, [f"name={variant.name}", *variant.overrides])
-    return config
 
 
 def preset_sources() -> dict[str, Path | dict[str, Any]]:
