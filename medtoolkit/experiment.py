@@ -244,7 +244,7 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
         model = config.model.build(schema)
         load_weights(model, saved["model"], path)
         model.to(device)
-        predictions = task.predict(model, data, split.test, config.eval.batch_size, device)
+        predictions = task.predict(model, data, split, split.test, config.eval.batch_size, device)
         per_split[split.name] = task.evaluate(
             predictions.probabilities, predictions.targets, predictions.visit_patient, schema, config.eval,
             visit_group=predictions.visit_hospital,

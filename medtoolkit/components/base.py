@@ -174,6 +174,7 @@ class Task(Component, ABC):
         self,
         model: "Recommender",
         data: "EHRData",
+        split: Any,
         patients: "np.ndarray",
         batch_size: int,
         device: torch.device,
@@ -194,6 +195,8 @@ class Task(Component, ABC):
         Args:
             model: the trained recommender, already on ``device``.
             data: the prepared dataset.
+            split: the split (of :meth:`splits`) the model was trained on; ``patients`` are
+                test patients of it (a task that chooses among training items reads them here).
             patients: ``[P]`` patient indices (the test patients of a split or unit).
             batch_size: patients per forward pass (``eval.batch_size``).
             device: where batches go.

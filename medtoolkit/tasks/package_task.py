@@ -35,6 +35,7 @@ and the number of training packages.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -156,27 +157,11 @@ class PackageRecommendationTask(MedicationRecommendationTask):
 
     def __init__(self, params: Any = None, schema: DataSchema | None = None) -> None:
         super().__init__(params, schema)
-        self._splits: dict[int, Split] = {}
         self._indexes: dict[int, tuple[Split, PackageIndex, np.ndarray]] = {}
         self._reset_stats()
 
     def _reset_stats(self) -> None:
         self._stats: dict[str, Any] = {"visits": 0, "candidates": 0, "true_among": 0, "n_train_packages": None}
-
-    # ------------------------------------------------------------------ splits
-    def build_schema(self, data: EHRData, split: Split) -> DataSchema:
-        """The medication task's schema; the split is remembered so that :meth:`predict` finds its training part."""
-        self._splits[id(split)] = split
-        return super().build_schema(data, split)
-
-    def _split_of(self, data: EHRData, patients: np.ndarray) -> Split:
-        """The split whose test part holds ``patients`` (the latest schema built first)."""
-        remembered = list(self._splits.values())[::-1]
-        for split in remembered + [s for s in self.splits(data) if id(s) not in self._splits]:
-            if np.isin(patients, split.test).all():
-                return split
-        raise ValueError("task.predict: the patients are not the test patients of any split of this task; "
-                         "build the split's schema with task.build_schema(data, split) first")
 
     def package_index(self, data: EHRData, split: Split) -> tuple[PackageIndex, np.ndarray]:
         """The package index of ``split``'s training visits and its patients' embeddings (cached per split).
@@ -204,15 +189,15 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         self,
         model: "Recommender",
         data: EHRData,
+        split: Split,
         patients: np.ndarray,
         batch_size: int,
         device: "torch.device",
     ) -> "Predictions":
         """The chosen package of every test visit, as 0/1 scores.
 
-        Runs the default per-drug prediction, then :meth:`choose_packages`. The split is the
-        one whose schema was built (:meth:`build_schema`) and whose test part holds
-        ``patients``.
+        Runs the default per-drug prediction, then :meth:`choose_packages` with the
+        packages and neighbours of ``split``'s training part.
 
         Returns:
             :class:`~medtoolkit.training.predict.Predictions` whose ``probabilities`` are
@@ -220,11 +205,11 @@ class PackageRecommendationTask(MedicationRecommendationTask):
             chosen sets); targets, patients, positions and hospitals as the default gives.
 
         Raises:
-            ValueError: ``task.k_neighbours`` exceeds the split's training patients; the
-                patients are in no split's test part.
+            ValueError: ``task.k_neighbours`` exceeds the split's training patients, or some
+                ``patients`` are training patients of ``split``.
         """
-        predictions = super().predict(model, data, patients, batch_size, device)
-        return self.choose_packages(predictions, data, self._split_of(data, np.asarray(patients)))
+        predictions = super().predict(model, data, split, patients, batch_size, device)
+        return self.choose_packages(predictions, data, split)
 
     def choose_packages(self, predictions: "Predictions", data: EHRData, split: Split) -> "Predictions":
         """Replace per-drug probabilities by the chosen training package of each visit.
@@ -242,8 +227,6 @@ class PackageRecommendationTask(MedicationRecommendationTask):
             ValueError: ``task.k_neighbours`` exceeds the number of training patients, or a
                 predicted visit belongs to a training patient.
         """
-        from medtoolkit.training.predict import Predictions
-
         owners = np.asarray(predictions.visit_patient, dtype=np.int64)
         if np.isin(owners, split.train).any():
             raise ValueError(f"split {split.name!r}: packages are chosen for test visits, but some visits "
@@ -274,13 +257,7 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         stats["candidates"] += n_candidates
         stats["true_among"] += true_among
         stats["n_train_packages"] = index.n_packages
-        return Predictions(
-            probabilities=index.packages[chosen].astype(np.float32),
-            targets=predictions.targets,
-            visit_patient=predictions.visit_patient,
-            visit_position=predictions.visit_position,
-            visit_hospital=predictions.visit_hospital,
-        )
+        return dataclasses.replace(predictions, probabilities=index.packages[chosen].astype(np.float32))
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(

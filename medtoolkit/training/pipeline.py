@@ -148,7 +148,7 @@ def train_split(
         checkpoint_extra={"config": saved.get("resume_key"), **common}, resume=resume,
     )
     fit_model_state(trainer.model, data, split.train, schema)
-    predictions = task.predict(trainer.model, data, split.test, eval_params.batch_size, device)
+    predictions = task.predict(trainer.model, data, split, split.test, eval_params.batch_size, device)
     test = task.evaluate(predictions.probabilities, predictions.targets, predictions.visit_patient, schema,
                          eval_params, visit_group=predictions.visit_hospital)
     if out is not None:

@@ -400,7 +400,7 @@ class StageRunner:
                     counts = unit_counts
                 if evaluated and len(unit.test):
                     model.to(self.device)
-                    predictions.append(self.task.predict(model, self.data, unit.test, self.config.eval.batch_size,
+                    predictions.append(self.task.predict(model, self.data, self.split, unit.test, self.config.eval.batch_size,
                                                          self.device))
                 result = UnitResult(unit, status, history, time.perf_counter() - unit_started)
                 results.append(result)

@@ -40,9 +40,10 @@ class PerfectTask(MedicationRecommendationTask):
 
     calls: list[np.ndarray] = []
 
-    def predict(self, model: Any, data: Any, patients: np.ndarray, batch_size: int, device: Any) -> Predictions:
+    def predict(self, model: Any, data: Any, split: Any, patients: np.ndarray, batch_size: int,
+                device: Any) -> Predictions:
         type(self).calls.append(np.array(patients))
-        predictions = super().predict(model, data, patients, batch_size, device)
+        predictions = super().predict(model, data, split, patients, batch_size, device)
         predictions.probabilities = predictions.targets.astype(np.float32)
         return predictions
 
