@@ -9,6 +9,8 @@ interrupted process left behind.
 
 from __future__ import annotations
 
+import json
+
 import os
 import pickle
 import re
@@ -182,6 +184,14 @@ def first_difference(left: Any, right: Any, path: str = "") -> str | None:
                 return found
         return None
     return None if left == right else f"{where} ({left!r} vs {right!r})"
+
+
+def resume_key_difference(saved: Any, current: Any) -> str | None:
+    """:func:`first_difference` of two resume keys (JSON text); None when they cannot be parsed."""
+    try:
+        return first_difference(json.loads(saved), json.loads(current))
+    except (TypeError, ValueError):
+        return None
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:

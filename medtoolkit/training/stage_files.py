@@ -11,13 +11,12 @@ is read or written.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights, save_atomic
+from medtoolkit.training.checkpoint import load_checkpoint, load_weights, resume_key_difference, save_atomic
 from medtoolkit.training.trainer import TrainingHistory
 
 __all__ = [
@@ -70,10 +69,7 @@ def check_stage_file(state: dict[str, Any], saved: dict[str, Any], path: Path, p
         raise ValueError(f"cannot resume from {path}: the model file's data fingerprint differs from this run's "
                          "(different data); use a new --out directory")
     if state["resume_key"] != saved.get("resume_key"):
-        try:
-            difference = first_difference(json.loads(state["resume_key"]), json.loads(saved["resume_key"]))
-        except (TypeError, ValueError):
-            difference = None
+        difference = resume_key_difference(state["resume_key"], saved["resume_key"])
         where = f" at {difference}" if difference else ""
         if purpose == "evaluate":
             raise ValueError(f"{path} was trained with another config than config.yaml; first difference "

@@ -9,7 +9,6 @@ reached into, so a wrapper (``DistributedDataParallel``) can stand in for it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -28,9 +27,9 @@ from medtoolkit.data.batching import PaddedBatch, iterate_batches
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.metrics import aggregate, score_visits
 from medtoolkit.training.checkpoint import (
-    first_difference,
     load_checkpoint,
     load_weights,
+    resume_key_difference,
     save_atomic,
     state_dict_mismatch,
 )
@@ -611,16 +610,10 @@ def check_resumable(state: dict[str, Any], expected: dict[str, Any], path: Path)
         if key in expected and state[key] != expected[key]:
             where = ""
             if key == "config":
-                difference = _config_difference(state[key], expected[key])
+                difference = resume_key_difference(state[key], expected[key])
                 where = f" at {difference}" if difference else ""
             raise ValueError(
                 f"cannot resume from {path}: the checkpoint's {key.replace('_', ' ')} differs from this run's{where} "
                 "(different data or settings); use a new --out directory"
             )
 
-
-def _config_difference(saved: Any, current: Any) -> str | None:
-    try:
-        return first_difference(json.loads(saved), json.loads(current))
-    except (TypeError, ValueError):
-        return None
