@@ -187,7 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from medtoolkit.experiment import evaluate_run
     from medtoolkit.training.report import metrics_table
 
-    metrics = evaluate_run(args.run_dir, device_name=args.device)
+    metrics = evaluate_run(args.run_dir, device_name=args.device, overrides=args.override)
     print(metrics_table(metrics["test"], title=f"{metrics['name']} ({metrics['model']}) - test"))
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -315,6 +315,8 @@ def build_parser(host: Any | None = None, with_plugins: bool = True) -> argparse
 
     p = sub.add_parser("evaluate", help="re-evaluate a finished run directory on its test split")
     p.add_argument("run_dir")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="task.KEY=VALUE",
+                   help="change one of the task's prediction parameters (e.g. task.generate=true)")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)

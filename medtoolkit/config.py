@@ -514,15 +514,17 @@ def validate_config(
 
 def _extras_errors(config: RunConfig) -> list[ConfigError]:
     """Losses needing model extras the recommender does not provide (the run's and each stage's own),
-    and stage adapters that cannot adapt the run's recommender."""
-    from medtoolkit.components.requirements import adapter_errors, extras_errors
+    stage adapters that cannot adapt the run's recommender, and batch items or a recommender the
+    task refuses."""
+    from medtoolkit.components.requirements import adapter_errors, extras_errors, task_errors
 
     pairs = [(f"losses.{i}", node) for i, node in enumerate(config.losses)]
     for i, stage in enumerate(config.stages):
         pairs += [(f"stages.{i}.losses.{j}", node) for j, node in enumerate(stage.losses or [])]
     adapters = [(f"stages.{i}.adapter", stage.adapter) for i, stage in enumerate(config.stages)
                 if stage.adapter is not None]
-    return [*extras_errors(config.model, pairs), *adapter_errors(config.model, adapters)]
+    return [*extras_errors(config.model, pairs), *adapter_errors(config.model, adapters),
+            *task_errors(config.model, config.task)]
 
 
 # ---------------------------------------------------------------------------- stages

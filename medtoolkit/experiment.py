@@ -13,19 +13,21 @@ writing are the steps of :mod:`medtoolkit.training.pipeline`, shared with
 
 from __future__ import annotations
 
+import difflib
+
 import logging
 import os
 import stat
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from medtoolkit.components.base import Recommender
-from medtoolkit.config import RunConfig, apply_overrides, load_yaml, validate_config
+from medtoolkit.config import RunConfig, apply_overrides, load_yaml, parse_override, validate_config
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights
 from medtoolkit.training.device import resolve_device, seed_everything
@@ -41,6 +43,7 @@ from medtoolkit.training.pipeline import (
     write_report,
 )
 from medtoolkit.training.run_dir import open_run_dir
+from medtoolkit.yaml_limits import short_repr
 from medtoolkit.training.stages import StagedSplit, StageRunner, staged_metrics
 
 __all__ = ["METRIC_KEYS", "Experiment", "RunResult", "evaluate_run", "resolve_raw_config"]
@@ -74,7 +77,12 @@ def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
         raise FileNotFoundError(f"run file not found: {text}")
     from medtoolkit.registry import name_install_hint
 
-    message = f"{text!r} is neither a run file nor a preset; presets: {', '.join(host.registry('preset').names())}"
+    names = host.registry("preset").names()
+    close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
+    message = f"{text!r} is neither a run file nor a preset"
+    if close:
+        message += f"; did you mean {', '.join(map(repr, close))}?"
+    message += f" ({len(names)} presets: 'medtoolkit presets' lists them)"
     note = host.not_loaded_note() if callable(getattr(host, "not_loaded_note", None)) else ""
     hint = name_install_hint(text)
     message = f"{message} {note}" if note else message
@@ -201,7 +209,25 @@ def check_groups(eval_params: Any, data: EHRData) -> None:
                          "use a dataset with hospitals or eval.group_by=none")
 
 
-def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None = None) -> dict[str, Any]:
+def _prediction_overrides(config: RunConfig, overrides: Sequence[str]) -> None:
+    """Refuse an ``evaluate`` override that is not one of the task's prediction parameters.
+
+    Raises:
+        ValueError: the override is not ``task.<name>=...`` with ``name`` in the task's
+            :attr:`~medtoolkit.components.base.Task.prediction_params` (the message lists them).
+    """
+    allowed = sorted(config.task.component.prediction_params)
+    for text in overrides:
+        keys, _ = parse_override(text)
+        if len(keys) < 2 or keys[0] != "task" or keys[1] not in allowed:
+            listed = ", ".join(f"task.{name}" for name in allowed) or "none for this task"
+            raise ValueError(f"evaluate may only change how test visits are predicted; {short_repr(text)} is not "
+                             f"one of the task's prediction parameters ({listed})")
+
+
+def evaluate_run(
+    run_dir: str | Path, host: Any = None, device_name: str | None = None, overrides: Sequence[str] = (),
+) -> dict[str, Any]:
     """Re-evaluate the saved best models of a finished run directory on its test split(s).
 
     A staged run is re-scored from its last stage's model files (and those of the stages
@@ -209,11 +235,21 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
     The task predicts (:meth:`Task.predict <medtoolkit.components.base.Task.predict>`) with
     the saved weights and fitted state; ``fit_state`` is not called again.
 
+    Args:
+        run_dir: a ``medtoolkit train --out`` directory.
+        host: plugin host (None: the default one).
+        device_name: where to predict (None: the run's device).
+        overrides: ``task.<name>=value`` changes of the task's prediction parameters
+            (:attr:`Task.prediction_params <medtoolkit.components.base.Task.prediction_params>`,
+            e.g. the candidate step of a package task); the saved models are checked against
+            ``config.yaml`` as written, and the changed run config is validated again.
+
     Raises:
         FileNotFoundError: no ``config.yaml`` or no ``model_<split>.pt`` (staged: a model
             file of the last stage, or of one it starts from).
         ValueError: a model file is unreadable, was trained with another config than
-            ``config.yaml`` or on other data, or its weights do not fit the model.
+            ``config.yaml`` or on other data, or its weights do not fit the model; an override
+            is not a prediction parameter of the task.
     """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
@@ -224,7 +260,11 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
     config = experiment.config
     resolved = config.to_dict()
     device = resolve_device(device_name or config.device)
-    task = config.task.build(None)
+    predicting = config
+    if overrides:
+        _prediction_overrides(config, overrides)
+        predicting = Experiment.from_config(resolved, overrides=list(overrides), host=experiment.host).config
+    task = predicting.task.build(None)
     data = task.prepare(experiment.load_data())
     fingerprint = data.fingerprint()
     per_split = {}
@@ -250,7 +290,10 @@ def evaluate_run(run_dir: str | Path, host: Any = None, device_name: str | None 
             visit_group=predictions.visit_hospital,
         )
     print(f"evaluated {run_dir} on {len(per_split)} split(s)", file=sys.stderr)
-    return {"name": config.name, "model": config.model.type, "test": combine_splits(per_split)}
+    result = {"name": config.name, "model": config.model.type, "test": combine_splits(per_split)}
+    if overrides:
+        result["overrides"] = list(overrides)
+    return result
 
 
 def _check_saved_config(saved: Any, resolved: dict[str, Any], path: Path) -> None:

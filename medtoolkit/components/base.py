@@ -27,7 +27,10 @@ from torch import nn
 from medtoolkit.components.params import Params
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
+    import pandas as pd
 
     from medtoolkit.components.schema import DataSchema
     from medtoolkit.config import EvalParams
@@ -132,6 +135,9 @@ class Task(Component, ABC):
     """Turns a dataset into splits and a schema, and owns the evaluation protocol."""
 
     kind: ClassVar[str] = "task"
+    #: parameters that change only how test visits are predicted, never training or the
+    #: splits: ``medtoolkit evaluate RUN -o task.<name>=...`` may change them on a finished run
+    prediction_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         self._store(params, schema)
@@ -208,6 +214,63 @@ class Task(Component, ABC):
         from medtoolkit.training.predict import predict
 
         return predict(model, data, patients, batch_size, device)
+
+    @classmethod
+    def recommender_error(cls, params: Params, recommender: type) -> str | None:
+        """Why this task with ``params`` cannot use recommenders of class ``recommender``, or None (default).
+
+        ``medtoolkit validate`` asks it for the run's model before any data is read (e.g. a
+        task scoring packages with the model refuses a recommender that scores none).
+        """
+        return None
+
+    @classmethod
+    def batch_items_provided(cls, params: Params) -> frozenset[str]:
+        """Names of the per-batch items :meth:`collate_fn` can add with ``params`` (``PaddedBatch.items``).
+
+        ``medtoolkit validate`` refuses a recommender whose
+        :meth:`Recommender.batch_items_needed` names an item missing here, before any data
+        is read. Default: none.
+        """
+        return frozenset()
+
+    def collate_fn(
+        self, data: "EHRData", split: Any, schema: "DataSchema", items: frozenset[str],
+    ) -> "Callable[[PaddedBatch], PaddedBatch] | None":
+        """A function adding the requested ``items`` to a (CPU) batch, or None when nothing is to add.
+
+        The trainer applies it to every training and validation batch before moving it to
+        the device (:class:`~medtoolkit.training.trainer.Trainer` ``collate``); the pipeline
+        and the stage runner build it with the recommender's
+        :meth:`Recommender.batch_items_needed`.
+
+        Args:
+            data: the prepared dataset.
+            split: the split being trained (items may use its training part only).
+            schema: the split's schema (training statistics).
+            items: the item names the recommender needs (a subset of
+                :meth:`batch_items_provided`).
+
+        Returns:
+            ``batch -> batch with items[name]`` set for every requested name (a new
+            :class:`~medtoolkit.data.batching.PaddedBatch`; the input is not modified), or
+            None. Default: None.
+
+        Raises:
+            ValueError: an item this task does not provide is requested (default: any item).
+        """
+        if items:
+            raise ValueError(f"task {type(self).__name__} provides no batch items, but "
+                             f"{', '.join(repr(name) for name in sorted(items))} were requested")
+        return None
+
+    def prediction_table(self) -> "pd.DataFrame | None":
+        """A per-visit table of the last scored predictions, or None (default).
+
+        Read by the pipeline right after :meth:`evaluate` (single-stage runs and every
+        evaluated stage) and written as ``predictions_<split>.csv`` in the run directory.
+        """
+        return None
 
 
 class Encoder(Component, nn.Module, ABC):
@@ -340,6 +403,19 @@ class Recommender(Component, nn.Module, ABC):
     #: submodule names (prefixes of parameter names) forming the output head; the
     #: ``finetune_freeze`` adapter trains only these (empty: the last ``nn.Linear``)
     head_modules: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`score_packages` is implemented (a package scorer; a package task's
+    #: ``scoring: model`` needs it)
+    scores_packages: ClassVar[bool] = False
+
+    @classmethod
+    def batch_items_needed(cls, params: Params) -> frozenset[str]:
+        """Names of the task-supplied per-batch items (``batch.items``) ``forward`` reads with ``params``.
+
+        ``medtoolkit validate`` refuses the run when the task's
+        :meth:`Task.batch_items_provided` lacks one; the trainer adds them to every batch
+        with the task's :meth:`Task.collate_fn`. Default: none.
+        """
+        return frozenset()
 
     @classmethod
     def extras_provided(cls, params: Params) -> frozenset[str]:
@@ -396,6 +472,93 @@ class Recommender(Component, nn.Module, ABC):
         if name not in names:
             names.append(name)
         self.register_buffer(name, tensor, persistent=True)
+
+    def visit_embedding(self, batch: "PaddedBatch") -> torch.Tensor | None:
+        """A learnt embedding of every visit (the package task's neighbour search), or None (default).
+
+        Args:
+            batch: a padded batch.
+
+        Returns:
+            ``[B, T, D]`` float visit embeddings (padding rows are ignored), causal like the
+            logits (visit t reads codes of visits <= t and medications of visits < t); None
+            when the recommender has none.
+        """
+        return None
+
+    @torch.no_grad()
+    def fit_neighbour_index(self, data: "EHRData", patients: "np.ndarray", batch_size: int = 512) -> None:
+        """Embed every visit of ``patients`` with :meth:`visit_embedding` and keep the result as fitted state.
+
+        Called from :meth:`fit_state` by a recommender providing a visit embedding (which
+        declares the buffers ``neighbour_keys`` ``[0, D]`` float32 and ``neighbour_visits``
+        ``[0]`` int64 with :meth:`register_fitted_state` in its constructor; they are
+        declared here otherwise). Runs in eval mode without gradients on the model's device.
+
+        Args:
+            data: the prepared dataset.
+            patients: ``[P]`` training patient indices.
+            batch_size: patients per forward pass.
+
+        Sets:
+            ``neighbour_keys`` ``[V, D]`` float32, the embedding of every visit of
+            ``patients`` (patient order, then time order), and ``neighbour_visits`` ``[V]``
+            int64, their global visit indices (``data.visit_offsets[p] + position``).
+
+        Raises:
+            ValueError: :meth:`visit_embedding` returns None or not ``[B, T, D]``.
+        """
+        import numpy as np
+
+        from medtoolkit.tasks.medication import visits_of
+        from medtoolkit.training.predict import embed_visits
+
+        device = next(iter(self.parameters()), next(iter(self.buffers()), torch.empty(0))).device
+        patients = np.asarray(patients, dtype=np.int64)
+        keys = embed_visits(self, data, patients, batch_size, device)
+        if keys is None:
+            raise ValueError(f"{type(self).__name__}.visit_embedding returned None: a recommender "
+                             f"without a visit embedding has no neighbour index")
+        visits = torch.from_numpy(visits_of(data, patients))
+        self.register_fitted_state("neighbour_keys", keys.contiguous())
+        self.register_fitted_state("neighbour_visits", visits.to(device))
+
+    def neighbour_index(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The fitted visit index of :meth:`fit_neighbour_index`, or None when there is none (or it is empty).
+
+        Returns:
+            ``(keys [V, D] float32, visits [V] int64 global visit indices)``.
+        """
+        keys = self._buffers.get("neighbour_keys")
+        visits = self._buffers.get("neighbour_visits")
+        if keys is None or visits is None or keys.shape[0] == 0 or keys.shape[0] != visits.shape[0]:
+            return None
+        return keys, visits
+
+    def score_packages(
+        self,
+        batch: "PaddedBatch",
+        graphs: Any,
+        pair_visit: torch.Tensor,
+        pair_graph: torch.Tensor,
+    ) -> torch.Tensor:
+        """Score (visit, package graph) pairs (a package scorer; set :attr:`scores_packages`).
+
+        Args:
+            batch: the padded batch the visits come from.
+            graphs: ``torch_geometric`` ``Batch`` of G package graphs
+                (:func:`~medtoolkit.tasks.package_graphs.build_package_graphs`).
+            pair_visit: ``[n_pairs]`` int64 index of the visit among the batch's real visits
+                (row-major order of ``batch.visit_mask``).
+            pair_graph: ``[n_pairs]`` int64 graph index in ``[0, G)``.
+
+        Returns:
+            ``[n_pairs]`` float scores (higher is better).
+
+        Raises:
+            NotImplementedError: the default; the recommender is no package scorer.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not score packages (scores_packages is False)")
 
     @torch.no_grad()
     def predict_proba(self, batch: "PaddedBatch") -> torch.Tensor:

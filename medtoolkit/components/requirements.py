@@ -18,6 +18,12 @@ A loss that reads named model extras (:meth:`~medtoolkit.components.base.Loss.ex
 must sit beside a recommender that provides them
 (:meth:`~medtoolkit.components.base.Recommender.extras_provided`): :func:`extras_errors`.
 
+A recommender reading task-supplied batch items
+(:meth:`~medtoolkit.components.base.Recommender.batch_items_needed`) must run under a task
+providing them (:meth:`~medtoolkit.components.base.Task.batch_items_provided`), and the task
+may refuse the recommender outright (:meth:`~medtoolkit.components.base.Task.recommender_error`):
+:func:`task_errors`.
+
 Knowledge names: :data:`KNOWLEDGE_NAMES`. Molecule graphs and a BRICS substructure mask are
 built from SMILES with rdkit (the ``chem`` extra), so they count as provided when the dataset
 provides ``"smiles"`` and rdkit is installed; without rdkit the refusal names the extra.
@@ -253,3 +259,39 @@ def adapter_errors(model: Node, adapters: Sequence[tuple[str, Node]]) -> list["C
         if problem:
             found.append(ConfigError(path, f"adapter {node.type!r} cannot adapt recommender {model.type!r}: {problem}"))
     return found
+
+
+def task_errors(model: Node, task: Node) -> list["ConfigError"]:
+    """The recommender's needs the task does not meet, before any data is read.
+
+    Two checks: every batch item of the model's
+    :meth:`~medtoolkit.components.base.Recommender.batch_items_needed` must be in the task's
+    :meth:`~medtoolkit.components.base.Task.batch_items_provided`, and the task's
+    :meth:`~medtoolkit.components.base.Task.recommender_error` must accept the model class.
+
+    Args:
+        model: the validated recommender node (``config.model``).
+        task: the validated task node (``config.task``).
+
+    Returns:
+        the :class:`~medtoolkit.config.ConfigError` s, at ``model`` for missing items (naming
+        the recommender, the items and the task) and at ``task`` for a refusal.
+    """
+    from medtoolkit.config import ConfigError
+
+    errors: list[ConfigError] = []
+    if model._component is None or task._component is None:  # an invalid node: reported on its own
+        return errors
+    missing = _declared(model, "batch_items_needed") - _declared(task, "batch_items_provided")
+    if missing:
+        offered = ", ".join(repr(name) for name in sorted(_declared(task, "batch_items_provided"))) or "none"
+        errors.append(ConfigError(
+            "model",
+            f"recommender {model.type!r} needs batch items {', '.join(repr(n) for n in sorted(missing))} that "
+            f"task {task.type!r} does not provide (it provides: {offered})",
+        ))
+    check = getattr(task.component, "recommender_error", None)
+    problem = check(task.params, model.component) if check is not None else None
+    if problem:
+        errors.append(ConfigError("task", f"task {task.type!r} cannot use recommender {model.type!r}: {problem}"))
+    return errors

@@ -6,8 +6,9 @@ Code tensors hold vocabulary index **+ 1** so that 0 means padding
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,11 @@ class PaddedBatch:
             (the target of visit t; models may only read it at visits < t).
         patient_index: ``[B]`` int64 index of each patient in the dataset.
         hospital: ``[B, T]`` int64 hospital index per visit (0 when unknown), or None.
+        items: task-supplied per-batch items by name (e.g. ``"package_graphs"``, added by
+            the task's :meth:`~medtoolkit.components.base.Task.collate_fn`); tensors and
+            objects with ``.to`` / ``.pin_memory`` (a ``torch_geometric`` ``Batch``) move with
+            the batch, anything else is carried as is. Empty unless a recommender asked
+            for items (:meth:`~medtoolkit.components.base.Recommender.batch_items_needed`).
     """
 
     codes: dict[str, torch.Tensor]
@@ -33,6 +39,7 @@ class PaddedBatch:
     medications: torch.Tensor
     patient_index: torch.Tensor
     hospital: torch.Tensor | None = None
+    items: dict[str, Any] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -48,28 +55,26 @@ class PaddedBatch:
         return int(self.visit_mask.sum())
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "PaddedBatch":
-        """A copy with every tensor on ``device``."""
-        moved = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, torch.Tensor):
-                value = value.to(device, non_blocking=non_blocking)
-            elif isinstance(value, dict):
-                value = {k: v.to(device, non_blocking=non_blocking) for k, v in value.items()}
-            moved[item.name] = value
-        return PaddedBatch(**moved)
+        """A copy with every tensor (and every item with a ``.to`` method) on ``device``."""
+        return self._map(lambda value: value.to(device, non_blocking=non_blocking), "to")
 
     def pin_memory(self) -> "PaddedBatch":
-        """A copy in pinned host memory (faster host-to-GPU copies)."""
-        pinned = {}
+        """A copy in pinned host memory (faster host-to-GPU copies); items with ``.pin_memory`` too."""
+        return self._map(lambda value: value.pin_memory(), "pin_memory")
+
+    def _map(self, apply: Callable[[Any], Any], method: str) -> "PaddedBatch":
+        """A copy with ``apply`` run on every tensor, every tensor of ``codes`` and every item having ``method``."""
+        mapped: dict[str, Any] = {}
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, torch.Tensor):
-                value = value.pin_memory()
+                value = apply(value)
+            elif item.name == "items":
+                value = {k: apply(v) if callable(getattr(v, method, None)) else v for k, v in value.items()}
             elif isinstance(value, dict):
-                value = {k: v.pin_memory() for k, v in value.items()}
-            pinned[item.name] = value
-        return PaddedBatch(**pinned)
+                value = {k: apply(v) for k, v in value.items()}
+            mapped[item.name] = value
+        return PaddedBatch(**mapped)
 
 
 def make_batch(

@@ -111,9 +111,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ADVERSE_ACTIVITIES", "MAX_FILE_BYTES", "Relation", "TypePairs", "fallback_relation_matrix",
-           "match_drugs_by_smiles", "read_templates", "read_type_pairs", "signed_relation_matrix",
-           "template_sign", "template_signs"]
+__all__ = ["ADVERSE_ACTIVITIES", "MAX_FILE_BYTES", "RELATION_FILES", "Relation", "TypePairs",
+           "fallback_relation_matrix", "match_drugs_by_smiles", "read_drug_smiles", "read_templates",
+           "read_type_pairs", "relations_from_directory", "signed_relation_matrix", "template_sign",
+           "template_signs"]
+
+#: the files :func:`relations_from_directory` reads: typed pairs, type templates, DrugBank SMILES
+RELATION_FILES = ("Drugbank.txt", "Interaction_information.csv", "drug_smiles.csv")
 
 MAX_FILE_BYTES = 200 * 1024 * 1024
 """Files larger than this (200 MiB) are refused by the readers of this module."""
@@ -547,3 +551,86 @@ def fallback_relation_matrix(ddi_adjacency: np.ndarray) -> tuple[np.ndarray, dic
         "n_edges": int(edges.sum() // 2),
     }
     return relation, report
+
+
+def read_drug_smiles(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> dict[str, str]:
+    """Read DeepDDI's ``drug_smiles.csv``: DrugBank id -> SMILES.
+
+    Args:
+        path: a CSV with the columns ``drug_id`` and ``smiles`` (an unnamed index column is
+            ignored).
+        max_bytes: refuse larger files.
+
+    Returns:
+        ``{drug_id: smiles}`` (rows with an empty SMILES are skipped; the last row of a
+        repeated id wins).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: too large or a column is missing (the message names it).
+    """
+    path = Path(path)
+    _check_size(path, max_bytes)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    columns = {str(c).strip().lower(): c for c in frame.columns}
+    for needed in ("drug_id", "smiles"):
+        if needed not in columns:
+            raise ValueError(f"{path}: missing column {needed!r} (columns: {', '.join(map(str, frame.columns))})")
+    ids = frame[columns["drug_id"]].str.strip()
+    smiles = frame[columns["smiles"]].str.strip()
+    keep = (ids != "") & (smiles != "")
+    return dict(zip(ids[keep], smiles[keep]))
+
+
+def relations_from_directory(
+    directory: str | Path,
+    atc_codes: Sequence[str],
+    atc_smiles: Mapping[str, Sequence[str]],
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Signed relations over an ATC vocabulary from a DeepDDI-format directory.
+
+    Reads :data:`RELATION_FILES` (``Drugbank.txt`` typed pairs, ``Interaction_information.csv``
+    templates signed by :func:`template_signs`, ``drug_smiles.csv``), matches DrugBank ids to
+    ATC codes by canonical SMILES (:func:`match_drugs_by_smiles`, needs rdkit) and aggregates
+    with :func:`signed_relation_matrix`.
+
+    Args:
+        directory: the folder holding the three files.
+        atc_codes: the vocabulary, ``n`` codes (matrix order).
+        atc_smiles: ATC code -> its SMILES (codes without SMILES are simply not matched).
+
+    Returns:
+        ``(relation, covered, report)``: ``[n, n]`` int8 :class:`Relation` matrix;
+        ``[n]`` bool, the ATC codes matched to a DrugBank drug (for those, no listed
+        interaction means no interaction); the report of :func:`signed_relation_matrix`
+        plus ``"directory"``, ``"coverage"`` (matched ATC codes / vocabulary),
+        ``"n_atc_matched"``, ``"n_atc"`` and ``"matching"`` (the SMILES-match coverage).
+
+    Raises:
+        FileNotFoundError: the directory or one of the files is missing (named).
+        ImportError: rdkit is missing.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"typed DDI directory not found: {folder}")
+    missing = [name for name in RELATION_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"typed DDI directory {folder} lacks {', '.join(missing)} "
+                                f"(expected {', '.join(RELATION_FILES)})")
+    pairs = read_type_pairs(folder / RELATION_FILES[0])
+    signs = template_signs(read_templates(folder / RELATION_FILES[1]))
+    codes = [str(code) for code in atc_codes]
+    wanted = {code: atc_smiles[code] for code in codes if code in atc_smiles}
+    drug_to_atc, matching = match_drugs_by_smiles(read_drug_smiles(folder / RELATION_FILES[2]), wanted)
+    relation, report = signed_relation_matrix(pairs, signs, drug_to_atc, codes)
+    matched = {code for linked in drug_to_atc.values() for code in linked}
+    covered = np.array([code in matched for code in codes], dtype=bool)
+    n = len(codes)
+    report.update({
+        "directory": str(folder),
+        "n_atc": n,
+        "n_atc_matched": int(covered.sum()),
+        "coverage": float(covered.sum() / n) if n else 0.0,
+        "matching": {k: v for k, v in matching.items() if k != "unmatched_atc"},
+    })
+    return relation, covered, report

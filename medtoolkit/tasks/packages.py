@@ -10,10 +10,13 @@ prescribed together - among the packages of the patients most similar to the que
   received. Built without a Python loop over visits: every visit's multi-hot row is packed
   into bytes (:func:`numpy.packbits`) and the rows are made unique as fixed-size byte
   strings.
-* :func:`nearest_patients`: the ``k`` training patients nearest to each query by cosine
-  similarity of their embeddings (the paper takes ``k = 10``), blockwise over queries.
-* :func:`candidate_packages`: the union of the neighbours' packages per query (the
-  paper's candidate set), as a CSR structure.
+* :func:`nearest_keys`: the ``k`` keys (training visits, or patients) nearest to each query
+  by cosine similarity of their embeddings (the paper takes ``k = 10``), blockwise over
+  queries.
+* :func:`visit_candidates`: the distinct packages of each query's neighbour training visits
+  (the paper's candidate set; the package task's neighbours are visits).
+* :func:`candidate_packages`: the union of neighbour *patients'* packages per query, as a
+  CSR structure.
 * :func:`package_scores`: per-visit precision, recall, F1 and Jaccard of the chosen
   package against the true medication set, and the DDI rate of the chosen packages.
 
@@ -230,7 +233,7 @@ def _top_k_block(similarity: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(candidates, order, axis=1)
 
 
-def nearest_patients(query: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> np.ndarray:
+def nearest_keys(query: np.ndarray, keys: np.ndarray, k: int, block: int = 4096) -> np.ndarray:
     """The ``k`` keys most similar to each query by cosine similarity.
 
     Similarities are computed for ``block`` queries at a time (a ``[block, N]`` float64
@@ -276,7 +279,42 @@ def nearest_patients(query: np.ndarray, keys: np.ndarray, k: int, block: int = 4
     return out
 
 
+#: the per-patient name of :func:`nearest_keys` (keys are any embeddings: patients or visits)
+nearest_patients = nearest_keys
+
+
 # ----------------------------------------------------------------------------- candidates
+def visit_candidates(visit_package: np.ndarray, neighbour_visits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate packages of each query: the distinct packages of its neighbour training visits.
+
+    Args:
+        visit_package: ``[V]`` int64 package of each training visit
+            (:attr:`PackageIndex.visit_package`).
+        neighbour_visits: ``[Q, k]`` neighbours of each query as training-visit rows in
+            ``[0, V)`` (what :func:`nearest_keys` returns for keys in training-visit order).
+
+    Returns:
+        ``(offsets, package_ids)`` CSR: the candidates of query ``q`` are
+        ``package_ids[offsets[q]:offsets[q + 1]]``, distinct and ascending.
+
+    Raises:
+        ValueError: ``neighbour_visits`` is not 2-D integers or points outside ``[0, V)``.
+    """
+    neighbours = np.asarray(neighbour_visits)
+    packages = np.asarray(visit_package, dtype=np.int64)
+    if neighbours.ndim != 2 or not (neighbours.size == 0 or np.issubdtype(neighbours.dtype, np.integer)):
+        raise ValueError(f"neighbour_visits must be a 2-D integer [queries, k] array, got shape "
+                         f"{neighbours.shape} and dtype {neighbours.dtype}")
+    if neighbours.size and (neighbours.min() < 0 or neighbours.max() >= len(packages)):
+        raise ValueError(f"neighbour_visits must be training-visit rows in [0, {len(packages)})")
+    n_queries = neighbours.shape[0]
+    width = int(packages.max(initial=0)) + 1
+    owner = np.repeat(np.arange(n_queries, dtype=np.int64), neighbours.shape[1])
+    pairs = np.unique(owner * width + packages[neighbours.reshape(-1).astype(np.int64)])
+    pair_query = pairs // width
+    return _offsets_from_groups(pair_query, n_queries), pairs - pair_query * width
+
+
 def candidate_packages(index: PackageIndex, neighbour_patients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The candidate packages of each query: the union of its neighbours' packages.
 

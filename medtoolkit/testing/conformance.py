@@ -42,6 +42,10 @@ Every check raises ``AssertionError`` whose message starts with
   every real code replaced by another valid code, padding kept) does not change outputs at
   visits <= t; changing visit t+1's codes (or query) does not change outputs at visits <= t.
   Drug encoders read no visits: skipped.
+* ``batch_items`` (a recommender, or the ``recommender=`` provider, whose
+  :meth:`~medtoolkit.components.base.Recommender.batch_items_needed` is not empty): pass
+  ``collate=`` (e.g. the task's ``collate_fn``); it is applied to every batch the checks
+  build (perturbed batches are re-collated) and must add every needed item.
 * ``extras`` (recommenders whose :meth:`~medtoolkit.components.base.Recommender.extras_provided`
   is not empty): ``model(batch, extras=names)`` returns a
   :class:`~medtoolkit.components.base.ModelOutput` holding every name, with logits
@@ -281,8 +285,11 @@ class _Checker:
         seed: int,
         recommender: type | None = None,
         recommender_params: BaseModel | None = None,
+        collate: Callable[[PaddedBatch], PaddedBatch] | None = None,
     ) -> None:
         self.cls = component_class
+        #: the task's batch-item function applied to every batch built here (None: none)
+        self.collate = collate
         self.kind = getattr(component_class, "kind", "")
         #: a drug encoder: ``forward()`` without a batch, ``[n_drugs, output_dim]``
         self.drug = isinstance(component_class, type) and issubclass(component_class, DrugEncoder)
@@ -316,6 +323,32 @@ class _Checker:
         self.extras: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
+    def collated(self, batch: PaddedBatch) -> PaddedBatch:
+        """``batch`` with its items rebuilt by ``collate`` (unchanged without it)."""
+        if self.collate is None:
+            return batch
+        return self.collate(dataclasses.replace(batch, items={}))
+
+    def check_batch_items(self) -> None:
+        """A recommender (or the ``recommender=`` provider) needing batch items needs ``collate=``, which adds them."""
+        name = "batch_items"
+        cls, params = (self.cls, self.params) if self.kind == "recommender" else (
+            self.recommender_cls, self.recommender_params)
+        needs = getattr(cls, "batch_items_needed", None) if cls is not None else None
+        if needs is None:
+            return
+        if params is None:
+            params = cls.Params()
+        needed = frozenset(needs(params))
+        if not needed:
+            return
+        self.expect(self.collate is not None, name,
+                    f"{cls.__name__} needs batch items {sorted(needed)}: pass collate= (the task's "
+                    f"collate_fn(data, split, schema, items)) so that every checked batch carries them")
+        missing = sorted(needed - set(self.batch.items))
+        self.expect(not missing, name, f"collate= did not add the batch items {missing} that {cls.__name__} needs")
+        self.passed.append(name)
+
     def fail(self, check: str, message: str) -> None:
         raise AssertionError(f"check_component({self.cls.__name__}) [{check}] {message}")
 
@@ -830,7 +863,7 @@ class _Checker:
             if self.kind in ("recommender", "adapter", "memory"):
                 medications = self.batch.medications.clone()
                 medications[:, t] = torch.where(mask[:, t, None], 1 - medications[:, t], medications[:, t])
-                changed = dataclasses.replace(self.batch, medications=medications)
+                changed = self.collated(dataclasses.replace(self.batch, medications=medications))
                 perturbations.append(
                     (f"changing the medications of visit {t} changed outputs at visits <= {t}", t,
                      lambda b=changed: self.run(module, b))
@@ -838,7 +871,7 @@ class _Checker:
             if MEDICATIONS in self.batch.codes:
                 codes = dict(self.batch.codes)
                 codes[MEDICATIONS] = self.replaced_codes(MEDICATIONS, t, generator)
-                changed = dataclasses.replace(self.batch, codes=codes)
+                changed = self.collated(dataclasses.replace(self.batch, codes=codes))
                 perturbations.append(
                     (f"changing the medication codes of visit {t} (batch.codes['medications']) changed outputs "
                      f"at visits <= {t}: the current visit's medication codes are its target", t,
@@ -846,7 +879,7 @@ class _Checker:
                 )
             if t + 1 < n_visits and self.kind in ("recommender", "adapter", "encoder"):
                 codes = {vocab: self.replaced_codes(vocab, t + 1, generator) for vocab in self.batch.codes}
-                changed = dataclasses.replace(self.batch, codes=codes)
+                changed = self.collated(dataclasses.replace(self.batch, codes=codes))
                 perturbations.append(
                     (f"changing the codes of visit {t + 1} changed outputs at visits <= {t}", t,
                      lambda b=changed: self.run(module, b))
@@ -877,6 +910,7 @@ def check_component(
     seed: int = 0,
     recommender: type | None = None,
     recommender_params: BaseModel | None = None,
+    collate: Callable[[PaddedBatch], PaddedBatch] | None = None,
 ) -> list[str]:
     """Run the conformance checks on a component class.
 
@@ -894,6 +928,11 @@ def check_component(
             :class:`~medtoolkit.components.recommenders.gamenet.GAMENet`), or that provides
             the extras a loss reads (required for such a loss); ignored otherwise.
         recommender_params: its ``Params`` (default: ``recommender.Params()``).
+        collate: adds task-supplied items to every batch the checks build (the fake batch
+            and each perturbed copy, rebuilt from scratch), e.g. a task's
+            :meth:`~medtoolkit.components.base.Task.collate_fn`. Required when the
+            recommender (or the ``recommender=`` provider) declares
+            :meth:`~medtoolkit.components.base.Recommender.batch_items_needed`.
 
     Returns:
         the names of the checks that ran and passed.
@@ -906,11 +945,14 @@ def check_component(
     data = data if data is not None else fake_ehr(n_hospitals=CHECK_HOSPITALS)
     schema = schema if schema is not None else fake_schema(data)
     batch = fake_batch(data)
+    if collate is not None:
+        batch = collate(batch)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     checker = _Checker(component_class, params, schema, batch, torch.device(device), query_dim, seed,
-                       recommender, recommender_params)
+                       recommender, recommender_params, collate)
     checker.check_params()
+    checker.check_batch_items()
     if checker.kind not in MODULE_KINDS:
         return checker.passed
     if checker.kind == "adapter":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import yaml
 
 from medtoolkit.components.base import Loss, Recommender, Task, fit_model_state
 from medtoolkit.config import EvalParams, TrainerParams
+from medtoolkit.data.batching import PaddedBatch
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import save_atomic, write_text_atomic
 from medtoolkit.training.report import curves_title, plot_curves, plot_groups, render_report
@@ -98,6 +100,37 @@ def _resume_trainer(trainer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in trainer.items() if k not in RESUME_FREE}
 
 
+def task_collate(
+    task: Task, data: EHRData, split: Any, schema: Any, recommender: type[Recommender], params: Any,
+) -> Callable[[PaddedBatch], PaddedBatch] | None:
+    """The trainer's ``collate``: the task's :meth:`~medtoolkit.components.base.Task.collate_fn` for the
+    batch items the recommender needs (None when it needs none).
+
+    Args:
+        task: the run's task.
+        data: the prepared dataset.
+        split: the split being trained.
+        schema: its schema.
+        recommender: the recommender class (``config.model.component``).
+        params: its validated params.
+    """
+    needed = frozenset(recommender.batch_items_needed(params))
+    return task.collate_fn(data, split, schema, needed) if needed else None
+
+
+def write_prediction_table(task: Task, path: Path) -> bool:
+    """Write the task's :meth:`~medtoolkit.components.base.Task.prediction_table` as CSV at ``path``.
+
+    Returns:
+        whether a table was written (False when the task has none).
+    """
+    table = task.prediction_table()
+    if table is None:
+        return False
+    write_text_atomic(table.to_csv(index=False), path)
+    return True
+
+
 def train_split(
     model: Recommender,
     losses: list[Loss],
@@ -119,7 +152,10 @@ def train_split(
     (:meth:`Recommender.fit_state <medtoolkit.components.base.Recommender.fit_state>`, also
     for non-trainable models), then the task predicts (:meth:`Task.predict
     <medtoolkit.components.base.Task.predict>`) and scores the test patients, and
-    ``model_<split>.pt`` is written with the fitted state in it.
+    ``model_<split>.pt`` is written with the fitted state in it, besides
+    ``predictions_<split>.csv`` when the task has a :meth:`prediction table
+    <medtoolkit.components.base.Task.prediction_table>`. Training and validation batches get
+    the task's batch items the recommender needs (:func:`task_collate`).
 
     Args:
         model: a freshly built recommender.
@@ -139,7 +175,8 @@ def train_split(
     """
     saved = saved or {}
     trainer = Trainer(model, losses, trainer_params, device, seed=seed,
-                      threshold=eval_params.threshold, averaging=eval_params.averaging)
+                      threshold=eval_params.threshold, averaging=eval_params.averaging,
+                      collate=task_collate(task, data, split, schema, type(model), model.params))
     common = {"data_fingerprint": saved.get("data_fingerprint"), "plugins": saved.get("plugins", {}),
               "split": split.name}
     history = trainer.fit(
@@ -152,6 +189,7 @@ def train_split(
     test = task.evaluate(predictions.probabilities, predictions.targets, predictions.visit_patient, schema,
                          eval_params, visit_group=predictions.visit_hospital)
     if out is not None:
+        write_prediction_table(task, out / f"predictions_{split.name}.csv")
         save_atomic({"model": trainer.model.state_dict(), "config": saved.get("config"), **common},
                     out / f"model_{split.name}.pt")
     return SplitResult(test=test, history=history, model=trainer.model,

@@ -77,3 +77,49 @@ def predict(
         visit_hospital=(np.concatenate(hospitals) if hospitals else np.zeros(0, np.int64))
         if data.hospital is not None else None,
     )
+
+
+@torch.no_grad()
+def embed_visits(
+    model: Recommender,
+    data: EHRData,
+    patients: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """The model's visit embedding (:meth:`Recommender.visit_embedding`) of every visit of ``patients``.
+
+    Args:
+        model: the recommender (on ``device``); run in eval mode, its mode restored after.
+        data: the dataset.
+        patients: ``[P]`` patient indices.
+        batch_size: patients per forward pass.
+        device: where batches go.
+
+    Returns:
+        ``[V, D]`` float32 (on ``device``), the real visits in patient order then visit order
+        (the order of :func:`predict` and of
+        :func:`~medtoolkit.tasks.medication.visits_of`); None when the model has no visit
+        embedding.
+
+    Raises:
+        ValueError: the embedding is not ``[B, T, D]``.
+    """
+    was_training = model.training
+    model.eval()
+    chunks: list[torch.Tensor] = []
+    try:
+        for batch in iterate_batches(data, patients, batch_size, sort_by_length=False):
+            batch = batch.to(device)
+            embedding = model.visit_embedding(batch)
+            if embedding is None:
+                return None
+            if embedding.dim() != 3 or tuple(embedding.shape[:2]) != tuple(batch.visit_mask.shape):
+                raise ValueError(f"{type(model).__name__}.visit_embedding must return [B, T, D] = "
+                                 f"[{batch.batch_size}, {batch.max_visits}, D], got {tuple(embedding.shape)}")
+            chunks.append(embedding[batch.visit_mask].float())
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return torch.zeros(0, 0, device=device)
+    return torch.cat(chunks)

@@ -28,6 +28,9 @@ Files (in the run directory, ``<split>`` the split's name):
 * ``model_<split>.<stage>.pt``: a stage trained once: the model's whole ``state_dict``,
   history, config, resume key, data fingerprint, plugin versions; and
   ``checkpoint_<split>.<stage>.pt`` after every epoch, for ``--resume``;
+* ``predictions_<split>.csv`` (the last stage) and ``predictions_<split>.<stage>.csv`` (other
+  evaluated stages): the task's per-visit table, when it has one
+  (:meth:`Task.prediction_table <medtoolkit.components.base.Task.prediction_table>`);
 * ``model_<split>.<stage>.h<index>.pt``: one unit of a repeated stage (``index`` the
   hospital index): only the entries of its trainable parameters, those its adapter
   added and its fitted-state buffers, loaded over the initial weights; written when the unit finishes (no per-epoch
@@ -61,7 +64,7 @@ from medtoolkit.config import RunConfig, StageParams
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import load_weights
 from medtoolkit.training.device import seed_everything
-from medtoolkit.training.pipeline import SplitResult
+from medtoolkit.training.pipeline import SplitResult, task_collate, write_prediction_table
 from medtoolkit.training.predict import Predictions
 from medtoolkit.training.stage_files import (
     check_stage_file,
@@ -347,8 +350,11 @@ class StageRunner:
         params = stage.trainer
         if unit.hospital is not None:  # one progress line per unit instead of one per epoch
             params = params.model_copy(update={"progress": "none"})
+        collate = task_collate(self.task, self.data, self.split, self.schema, self.config.model.component,
+                               self.config.model.params)
         trainer = Trainer(model, losses, params, self.device, seed=self.config.seed,
-                          threshold=self.config.eval.threshold, averaging=self.config.eval.averaging)
+                          threshold=self.config.eval.threshold, averaging=self.config.eval.averaging,
+                          collate=collate)
         checkpoint = None
         if self.out is not None and unit.hospital is None:
             checkpoint = self.out / stage_checkpoint_name(self.split.name, stage.name)
@@ -411,4 +417,8 @@ class StageRunner:
             merged = _merge_predictions(predictions, self.data.n_drugs, self.data.hospital is not None)
             test = self.task.evaluate(merged.probabilities, merged.targets, merged.visit_patient, self.schema,
                                       self.config.eval, visit_group=merged.visit_hospital)
+            if self.out is not None:
+                last = stage.name == self.config.stages[-1].name
+                suffix = "" if last else f".{stage.name}"
+                write_prediction_table(self.task, self.out / f"predictions_{self.split.name}{suffix}.csv")
         return StageResult(stage, results, counts[0], counts[1], time.perf_counter() - started, test, model)

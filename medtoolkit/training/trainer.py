@@ -254,6 +254,9 @@ class Trainer:
         seed: seeds batch shuffling.
         threshold: probability threshold used for validation metrics.
         averaging: validation averaging (``"patient"`` or ``"visit"``).
+        collate: adds task-supplied items to every (CPU) batch of :meth:`train_epoch` and
+            :meth:`validation_loss` before it moves to ``device``
+            (:meth:`Task.collate_fn <medtoolkit.components.base.Task.collate_fn>`); None: none.
     """
 
     def __init__(
@@ -265,7 +268,10 @@ class Trainer:
         seed: int = 0,
         threshold: float = 0.5,
         averaging: str = "patient",
+        collate: Callable[[PaddedBatch], PaddedBatch] | None = None,
     ) -> None:
+        #: adds the recommender's batch items to each CPU batch (None: nothing to add)
+        self.collate = collate
         #: whether the model trains at all, read once here (the model may be wrapped later)
         self.trainable = bool(getattr(model, "trainable", True))
         if self.trainable and not losses:
@@ -292,6 +298,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.rng = np.random.default_rng(seed)
 
+    def _collated(self, batch: PaddedBatch) -> PaddedBatch:
+        """``batch`` with the task's items added (unchanged without ``collate``)."""
+        return batch if self.collate is None else self.collate(batch)
+
     # ------------------------------------------------------------------ one epoch
     def train_epoch(self, data: EHRData, patients: np.ndarray, progress: Any = None) -> float:
         """One pass over ``patients``; returns the mean loss per batch."""
@@ -301,7 +311,7 @@ class Trainer:
         for batch in iterate_batches(
             data, patients, self.params.batch_size, shuffle=True, generator=self.rng, sort_by_length=True
         ):
-            batch = batch.to(self.device, non_blocking=True)
+            batch = self._collated(batch).to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, enabled=self.use_amp):
                 logits, extras = run_model(self.model, batch, self.extras)
@@ -368,7 +378,7 @@ class Trainer:
                 if cuda:
                     torch.cuda.default_generators[devices[0]].manual_seed(self.seed)
                 for batch in iterate_batches(data, patients, batch_size):
-                    batch = batch.to(self.device, non_blocking=True)
+                    batch = self._collated(batch).to(self.device, non_blocking=True)
                     with torch.autocast(self.device.type, enabled=self.use_amp):
                         logits, extras = run_model(self.model, batch, self.extras)
                     logits = logits.float()
