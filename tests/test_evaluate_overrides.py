@@ -68,3 +68,13 @@ def test_the_cli_passes_overrides_and_reports_one_error_line(
     assert main(["evaluate", str(package_run), "-o", "seed=3"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: evaluate may only change how test visits are predicted")
+
+
+def test_threshold_scoring_is_the_multi_label_recommender_on_the_same_visits(package_run: Path) -> None:
+    rescored = evaluate_run(package_run, overrides=["task.scoring=threshold"])["test"]
+    as_medication_task = medtoolkit.build("logistic_regression", overrides=[
+        "trainer.epochs=2", "trainer.progress=none"]).run(progress=False).metrics["test"]
+    # the same seed and split train the same weights: the per-drug metrics agree exactly
+    for key in ("jaccard", "f1", "precision", "recall", "avg_drugs"):
+        assert rescored[key]["mean"] == pytest.approx(as_medication_task[key]["mean"], abs=1e-9), key
+    assert "packages" not in rescored

@@ -31,7 +31,10 @@ differs. For every test visit:
      of the batch's distinct candidates, :mod:`medtoolkit.tasks.package_graphs`);
    * ``nearest``: the package of the single nearest training visit (no choice);
    * ``top_k``: the ``top_k`` drugs of highest ``p`` (default: the mean training set size,
-     rounded), not chosen among candidates.
+     rounded), not chosen among candidates;
+   * ``threshold``: no package at all: the per-drug probabilities are returned unchanged and
+     evaluation thresholds them (``eval.threshold``), so a multi-label recommender is scored
+     as such on the same test visits (no ``"packages"`` report entry).
 
    Ties go to the first candidate: the lower package id, then generated sets.
 
@@ -188,7 +191,7 @@ class PackageRecommendationTask(MedicationRecommendationTask):
             k_neighbours: nearest training visits whose packages are the candidates of a
                 test visit (the paper's K = 10); at most the number of training visits.
             similarity: ``"auto"``, ``"codes"`` or ``"model"`` (see the module docstring).
-            scoring: ``"likelihood"``, ``"model"``, ``"nearest"`` or ``"top_k"``.
+            scoring: ``"likelihood"``, ``"model"``, ``"nearest"``, ``"top_k"`` or ``"threshold"``.
             top_k: drugs per set with ``scoring: top_k`` (None: the mean training set size, rounded).
             graph_threshold: co-occurrence proportion above which two drugs of a package graph
                 are joined (:func:`~medtoolkit.tasks.package_graphs.package_graph_rules`).
@@ -203,10 +206,11 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         similarity: Literal["auto", "codes", "model"] = Field(
             "auto", description="neighbour similarity: 'codes' (diagnosis+procedure multi-hots), 'model' (visit "
                                 "embedding) or 'auto' (model when the recommender has a visit embedding)")
-        scoring: Literal["likelihood", "model", "nearest", "top_k"] = Field(
+        scoring: Literal["likelihood", "model", "nearest", "top_k", "threshold"] = Field(
             "likelihood", description="'likelihood' (Bernoulli log-likelihood under the model), 'model' (the "
-                                      "recommender's package scorer), 'nearest' (nearest visit's package) or "
-                                      "'top_k' (the top_k most probable drugs)")
+                                      "recommender's package scorer), 'nearest' (nearest visit's package), "
+                                      "'top_k' (the top_k most probable drugs) or 'threshold' (per-drug "
+                                      "probabilities at eval.threshold, no package)")
         top_k: int | None = Field(None, ge=1, description="drugs per set for scoring top_k (None: mean training set size)")
         graph_threshold: float = Field(
             0.01, ge=0.0, le=1.0,
@@ -336,6 +340,8 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         packages and neighbours of ``split``'s training visits.
         """
         predictions = super().predict(model, data, split, patients, batch_size, device)
+        if self.params.scoring == "threshold":
+            return predictions
         return self.choose_packages(predictions, data, split, model, batch_size, device)
 
     def choose_packages(
