@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "plugins" / "molecule" / "src"))
 # And the DNMDR plugin's (it imports the molecule plugin's parts only through the registry).
 sys.path.insert(0, str(ROOT / "plugins" / "dnmdr" / "src"))
 sys.path.insert(0, str(ROOT / "plugins" / "tempt" / "src"))
+sys.path.insert(0, str(ROOT / "plugins" / "dpr" / "src"))
 #: modules mocked while autodoc imports the documented modules (only those not installed)
 OPTIONAL_IMPORTS = ("torch_geometric",)
 

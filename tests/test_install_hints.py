@@ -121,8 +121,12 @@ def test_hint_texts() -> None:
     assert plugin_install_hint("tempt") == (
         'pip install "medtoolkit[tempt]" (from a checkout: pip install -e ".[tempt]" -e plugins/tempt)'
     )
-    assert plugin_install_hint("dpr") == "medtoolkit-dpr (planned, not released yet)"
-    assert name_install_hint("bpr") == "It belongs to the plugin medtoolkit-dpr (planned, not released yet)."
+    assert plugin_install_hint("dpr") == (
+        'pip install "medtoolkit[dpr]" (from a checkout: pip install -e ".[dpr]" -e plugins/dpr)'
+    )
+    assert name_install_hint("bpr") == (
+        'It is provided by a plugin: pip install "medtoolkit[dpr]" (from a checkout: pip install -e ".[dpr]" -e plugins/dpr).'
+    )
     assert name_install_hint("evolvegat") == (
         'It is provided by a plugin: pip install "medtoolkit[dnmdr]" '
         '(from a checkout: pip install -e ".[dnmdr]" -e plugins/dnmdr -e plugins/molecule).'
@@ -134,6 +138,12 @@ def test_hint_texts() -> None:
     with pytest.raises(KeyError) as caught:
         plugin_install_hint(["molecule", "chem"])
     assert str(caught.value) == "\"no plugin extra named 'chem'; known: algnet, molecule, dnmdr, tempt, dpr\""
+
+
+def test_a_planned_extra_prints_no_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PLUGIN_STATUS, "dpr", "planned")
+    assert plugin_install_hint("dpr") == "medtoolkit-dpr (planned, not released yet)"
+    assert name_install_hint("bpr") == "It belongs to the plugin medtoolkit-dpr (planned, not released yet)."
 
 
 def test_dnmdr_installs_the_molecule_plugin_it_builds_on() -> None:
