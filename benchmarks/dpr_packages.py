@@ -14,7 +14,8 @@ Every row trains with ``task.protocol=legacy`` (the fixed 2/3 : 1/6 : 1/6 patien
 scored on the same test visits, averaged per visit (the paper's per-record metrics) with 10
 bootstrap rounds of 80 % of the test patients. Package rows use the ``package_recommendation``
 task: one package per test visit chosen among the packages of the 10 nearest training visits (NN:
-the nearest one; NCF: the top-K drugs). GAMENet is trained once per seed and scored twice on the
+the nearest one; NCF: the top-K drugs). ``nn`` re-scores the trained ``ncf`` models with
+``task.scoring=nearest`` (the ``dpr_nn`` preset trains exactly as ``dpr_ncf``). GAMENet is trained once per seed and scored twice on the
 same visits: choosing a package by likelihood among the candidates, and as a multi-label
 recommender (threshold 0.5). ``wg_nosign``/``ag_nosign`` train without the signed-interaction file (the shipped
 DDI pairs as antagonism edges only); ``wg_generate`` re-scores each trained ``dpr_wg`` model with
@@ -51,7 +52,6 @@ PAPER = {
 #: trained row -> (label, preset, extra overrides, uses the signed file)
 ROWS: dict[str, tuple[str, str, list[str], bool]] = {
     "ncf": ("NCF", "dpr_ncf", [], False),
-    "nn": ("NN", "dpr_nn", [], False),
     "gnn": ("GNN", "dpr_gnn", [], True),
     "wg": ("DPR-WG", "dpr_wg", [], True),
     "ag": ("DPR-AG", "dpr_ag", [], True),
@@ -61,6 +61,8 @@ ROWS: dict[str, tuple[str, str, list[str], bool]] = {
 }
 #: re-scored row -> (label, trained row whose models it re-scores, evaluate overrides)
 RESCORED: dict[str, tuple[str, str, list[str]]] = {
+    # dpr_nn is dpr_ncf with scoring nearest: the same training, so its models are re-scored
+    "nn": ("NN", "ncf", ["task.scoring=nearest", "task.similarity=model"]),
     "gamenet": ("GAMENet (multi-label, threshold 0.5)", "gamenet_package", ["task.scoring=threshold"]),
     "wg_generate": ("DPR-WG + package generation", "wg", ["task.generate=true"]),
 }
@@ -151,6 +153,9 @@ def main() -> None:
         return
     if args.data is None:
         parser.error("--data is required (unless --merge)")
+    # absolute paths: the run directories' config.yaml must resolve from anywhere when re-scored
+    args.data = str(Path(args.data).resolve())
+    args.relations = str(Path(args.relations).resolve())
     unknown = [r for r in args.rows if r not in ROWS and r not in RESCORED]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: {[*ROWS, *RESCORED]}")
@@ -180,7 +185,7 @@ def main() -> None:
             print(f"{row} seed {seed}: f1 {per_seed[-1]['test']['f1']['mean']:.4f}", flush=True)
         shares = [(r["packages"] or {}).get("generated_share") for r in per_seed]
         results["models"][row] = {
-            "label": label, "rescores": source, "overrides": overrides, "summary": summarise(per_seed),
+            "label": label, "rescores": source, "paper": PAPER.get(row), "overrides": overrides, "summary": summarise(per_seed),
             "per_seed": per_seed,
             "generated_share": float(np.mean(shares)) if all(v is not None for v in shares) else None}
         if args.out:
