@@ -10,6 +10,7 @@ import medtoolkit_dnmdr.plugin
 import medtoolkit_molecule.plugin
 from medtoolkit.config import load_yaml, validate_config
 from medtoolkit.plugins import PluginHost
+from medtoolkit.testing.presets import config_leaves
 from medtoolkit_dnmdr.presets import DNMDR_PATH, FULL_MODEL, VARIANTS, preset_sources
 
 
@@ -18,15 +19,6 @@ def host() -> PluginHost:
     return PluginHost(load_entry_points=False, extra_plugins=(
         ("medtoolkit-molecule", "0.1.0", medtoolkit_molecule.plugin),
         ("medtoolkit-dnmdr", "0.1.0", medtoolkit_dnmdr.plugin)))
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else key))
-    return out
 
 
 def test_every_preset_validates(host: PluginHost) -> None:
@@ -46,8 +38,8 @@ def test_paper_settings_of_the_base_preset() -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_each_variant_changes_only_its_part(variant: Any) -> None:
-    base = flatten(load_yaml(DNMDR_PATH))
-    derived = flatten(preset_sources()[variant.name])
+    base = config_leaves(load_yaml(DNMDR_PATH))
+    derived = config_leaves(preset_sources()[variant.name])
     changed = {key for key in base.keys() | derived.keys() if base.get(key) != derived.get(key)} - {"name"}
     parts = {key.split(".")[1] for key in changed}
     assert changed, variant.name

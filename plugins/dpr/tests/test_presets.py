@@ -10,26 +10,13 @@ import pytest
 import medtoolkit_dpr.plugin
 from medtoolkit.config import load_yaml, validate_config
 from medtoolkit.plugins import PluginHost
+from medtoolkit.testing.presets import config_leaves
 from medtoolkit_dpr.presets import NCF_PATH, VARIANTS, WG_PATH, preset_sources
 
 
 @pytest.fixture(scope="module")
 def host() -> PluginHost:
     return PluginHost(extra_plugins=(("medtoolkit-dpr", "0.1.0", medtoolkit_dpr.plugin),))
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b.0.c": value}`` for every leaf (list items by index)."""
-    if isinstance(config, dict):
-        items = config.items()
-    elif isinstance(config, list) and config and all(isinstance(item, (dict, list)) for item in config):
-        items = ((str(index), item) for index, item in enumerate(config))
-    else:
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in items:
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 def test_every_preset_validates(host: PluginHost) -> None:
@@ -68,8 +55,8 @@ EXPECTED = {
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_derived_preset_changes_only_its_part(name: str) -> None:
     variant = {v.name: v for v in VARIANTS}[name]
-    base = flatten(load_yaml(NCF_PATH if variant.base == "dpr_ncf" else WG_PATH))
-    derived = flatten(preset_sources()[name])
+    base = config_leaves(load_yaml(NCF_PATH if variant.base == "dpr_ncf" else WG_PATH))
+    derived = config_leaves(preset_sources()[name])
     changed = {key for key in base.keys() | derived.keys() if base.get(key) != derived.get(key)} - {"name"}
     assert changed == EXPECTED[name]
 

@@ -9,26 +9,13 @@ import pytest
 import medtoolkit_tempt.plugin
 from medtoolkit.config import load_yaml, validate_config
 from medtoolkit.plugins import PluginHost
+from medtoolkit.testing.presets import config_leaves
 from medtoolkit_tempt.presets import FULL_MODEL, TEMPT_PATH, VARIANTS, preset_sources
 
 
 @pytest.fixture(scope="module")
 def host() -> PluginHost:
     return PluginHost(load_entry_points=False, extra_plugins=(("medtoolkit-tempt", "0.1.0", medtoolkit_tempt.plugin),))
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b.0.c": value}`` for every leaf (list items by index)."""
-    if isinstance(config, dict):
-        items = config.items()
-    elif isinstance(config, list) and config and all(isinstance(item, (dict, list)) for item in config):
-        items = ((str(index), item) for index, item in enumerate(config))
-    else:
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in items:
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 def test_every_preset_validates(host: PluginHost) -> None:
@@ -75,7 +62,7 @@ EXPECTED_CHANGES = {
 def test_each_variant_changes_only_its_stages(variant: Any) -> None:
     base_raw = load_yaml(TEMPT_PATH)
     derived_raw = preset_sources()[variant.name]
-    base, derived = flatten(base_raw), flatten(derived_raw)
+    base, derived = config_leaves(base_raw), config_leaves(derived_raw)
     changed = {key for key in base.keys() | derived.keys() if base.get(key) != derived.get(key)} - {"name"}
     assert changed and all(key.startswith("stages") for key in changed), changed
     assert {k: v for k, v in base_raw.items() if k not in ("name", "stages")} == {
