@@ -538,7 +538,9 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         drug_row, drug = np.nonzero(sets)
         words = pd.Series(codes[drug]).groupby(drug_row).agg(" ".join) if len(drug) else pd.Series(dtype=object)
         self._rows.append(pd.DataFrame({
-            "patient_id": np.asarray(predictions.visit_patient, dtype=np.int64),
+            "patient": np.asarray(predictions.visit_patient, dtype=np.int64),
+            "patient_id": np.asarray(data.patient_ids, dtype=object)[np.asarray(predictions.visit_patient,
+                                                                                dtype=np.int64)],
             "visit": np.asarray(predictions.visit_position, dtype=np.int64),
             "package": package.astype(np.int64),
             "generated": generated.astype(np.int64),
@@ -583,14 +585,15 @@ class PackageRecommendationTask(MedicationRecommendationTask):
                 "relations": {key: report.get(key) for key in ("source", "coverage", "note")},
             }
             table = pd.concat(self._rows, ignore_index=True)
-            self._table = table.sort_values(["patient_id", "visit"], kind="stable", ignore_index=True)
+            self._table = table.sort_values(["patient", "visit"], kind="stable", ignore_index=True)
             self._reset_stats()
         return result
 
     def prediction_table(self) -> pd.DataFrame | None:
         """The per-visit choices of the last evaluation, or None before any.
 
-        Columns: ``patient_id`` (patient index), ``visit`` (position), ``package`` (training
+        Columns: ``patient`` (patient index), ``patient_id`` (the dataset's identifier),
+        ``visit`` (position), ``package`` (training
         package id, -1 when generated or, for top_k, when the set is no training package),
         ``generated`` (0/1), ``n_candidates``, ``drugs`` (space-separated drug codes).
         """

@@ -120,7 +120,7 @@ def test_chosen_package_is_the_likelihood_argmax_among_neighbour_packages(data: 
                               "relations": packages_entry["relations"]}
     assert packages_entry["relations"]["coverage"] == 1.0
     table = the_task.prediction_table()
-    assert table.to_dict("list") == {"patient_id": [3, 3], "visit": [0, 1], "package": [1, 2], "generated": [0, 0],
+    assert table.to_dict("list") == {"patient": [3, 3], "patient_id": [data.patient_ids[3]] * 2, "visit": [0, 1], "package": [1, 2], "generated": [0, 0],
                                      "n_candidates": [2, 2], "drugs": ["M0", "M2"]}
     # the statistics are consumed by the evaluation
     again = the_task.evaluate(chosen.probabilities, chosen.targets, chosen.visit_patient,
@@ -198,6 +198,6 @@ def test_end_to_end_run_reports_packages(tmp_path: Path) -> None:
     assert 0 <= metrics["test"]["f1"]["mean"] <= 1
     assert result.metrics["test"]["packages"] == packages
     table = pd.read_csv(tmp_path / "run" / f"predictions_{metrics['protocol']['splits'][0]}.csv")
-    assert list(table.columns) == ["patient_id", "visit", "package", "generated", "n_candidates", "drugs"]
-    assert len(table) > 0 and table["patient_id"].is_monotonic_increasing
+    assert list(table.columns) == ["patient", "patient_id", "visit", "package", "generated", "n_candidates", "drugs"]
+    assert len(table) > 0 and table["patient"].is_monotonic_increasing
     assert (table["n_candidates"] >= 1).all() and (table["generated"] == 0).all()
