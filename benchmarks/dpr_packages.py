@@ -72,8 +72,9 @@ KEYS = ("precision", "recall", "f1", "jaccard", "ddi_rate", "avg_drugs")
 def run_row(row: str, args: argparse.Namespace, seed: int, out_dir: Path) -> dict[str, Any]:
     """Train one row for one seed; its test metrics, package report and timings."""
     label, preset, extra, signed = ROWS[row]
-    overrides = ["dataset.type=safedrug_pickle", f"dataset.root={args.data}", "task.protocol=legacy",
-                 f"seed={seed}", "eval.averaging=visit", *extra, *args.override]
+    # the row's own overrides first: a task.type switch resets the task's other parameters
+    overrides = [*extra, "dataset.type=safedrug_pickle", f"dataset.root={args.data}", "task.protocol=legacy",
+                 f"seed={seed}", "eval.averaging=visit", *args.override]
     if signed:
         overrides.append(f"task.relations={args.relations}")
     experiment = mt.build(preset, overrides=overrides)
@@ -143,7 +144,15 @@ def main() -> None:
         for path in args.merge:
             part = json.loads(Path(path).read_text(encoding="utf-8"))
             results["machine"] = results["machine"] or part.get("machine")
-            results["models"].update(part["models"])
+            for row, entry in part["models"].items():
+                earlier = results["models"].get(row)
+                if earlier is not None:  # the same row split over processes by seed: join the seeds
+                    seeds = {r["seed"] for r in entry["per_seed"]}
+                    entry = {**entry, "per_seed": sorted(
+                        [r for r in earlier["per_seed"] if r["seed"] not in seeds] + entry["per_seed"],
+                        key=lambda r: r["seed"])}
+                    entry["summary"] = summarise(entry["per_seed"])
+                results["models"][row] = entry
         order = ["ncf", "nn", "gnn", "wg", "ag", "wg_nosign", "ag_nosign", "wg_generate", "gamenet_package",
                  "gamenet"]
         results["models"] = {k: results["models"][k] for k in order if k in results["models"]}
