@@ -77,16 +77,23 @@ def resolve_raw_config(config: Any, host: Any) -> tuple[dict[str, Any], str]:
         raise FileNotFoundError(f"run file not found: {text}")
     from medtoolkit.registry import name_install_hint
 
-    names = host.registry("preset").names()
+    names = list(host.registry("preset").names())
     close = difflib.get_close_matches(text, names, n=3, cutoff=0.6)
     message = f"{text!r} is neither a run file nor a preset"
     if close:
         message += f"; did you mean {', '.join(map(repr, close))}?"
-    message += f" ({len(names)} presets: 'medtoolkit presets' lists them)"
+    if len(names) <= _LISTED_PRESETS:
+        message += f"; presets: {', '.join(names)}"
+    else:  # a long list would be cut short on the one error line: count them instead
+        message += f" ({len(names)} presets: 'medtoolkit presets list' shows them)"
     note = host.not_loaded_note() if callable(getattr(host, "not_loaded_note", None)) else ""
     hint = name_install_hint(text)
     message = f"{message} {note}" if note else message
     raise FileNotFoundError(f"{message}. {hint}" if hint else message)
+
+
+#: an unknown run name lists the presets when there are at most this many
+_LISTED_PRESETS = 12
 
 
 def _check_readable_file(path: Path, what: str) -> None:

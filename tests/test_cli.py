@@ -195,7 +195,7 @@ def test_unknown_preset_name(command: str, capsys: Capture) -> None:
     assert main([command, "gamenett"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: 'gamenett' is neither a run file nor a preset; did you mean 'gamenet'")
-    assert err.endswith("presets: 'medtoolkit presets' lists them)")
+    assert err.endswith("presets: 'medtoolkit presets list' shows them)")
 
 
 @pytest.mark.parametrize("command", ["validate", "train"])
