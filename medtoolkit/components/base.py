@@ -62,6 +62,23 @@ class ModelOutput:
     extras: Mapping[str, Any] = field(default_factory=dict)
 
 
+def require_extra(extras: Mapping[str, Any] | None, name: str, loss: str) -> Any:
+    """The model extra ``name`` a loss reads from the ``extras`` it was given.
+
+    Args:
+        extras: the model's extras (:class:`ModelOutput`), as the trainer passes them.
+        name: the extra's name (one of the loss's :meth:`Loss.extras_needed`).
+        loss: the loss's registered name, for the message.
+
+    Raises:
+        KeyError: ``name`` is missing; the message names the loss, the extra and what was given.
+    """
+    if extras is None or name not in extras:
+        given = sorted(extras) if extras is not None else []
+        raise KeyError(f"loss {loss!r} needs the model extra {name!r}, got {given}")
+    return extras[name]
+
+
 class Component:
     """Mixin holding what every kind shares: ``kind``, ``Params`` and construction."""
 

@@ -142,3 +142,14 @@ def test_conformance_needs_collate_for_batch_items(data: EHRData) -> None:
         check_component(ItemReader, data=data, device="cpu")
     passed = check_component(ItemReader, data=data, device="cpu", collate=tag)
     assert "batch_items" in passed and "causality" in passed
+
+
+def test_require_extra_returns_the_extra_or_names_loss_extra_and_what_was_given() -> None:
+    from medtoolkit.components.base import require_extra
+
+    assert require_extra({"scores": 3}, "scores", "my_loss") == 3
+    with pytest.raises(KeyError) as caught:
+        require_extra({"other": 1}, "scores", "my_loss")
+    assert caught.value.args[0] == "loss 'my_loss' needs the model extra 'scores', got ['other']"
+    with pytest.raises(KeyError, match=r"got \[\]"):
+        require_extra(None, "scores", "my_loss")

@@ -14,19 +14,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from medtoolkit.components.base import Loss
+from medtoolkit.components.base import Loss, require_extra
 from medtoolkit.components.params import Params
 from medtoolkit_dpr.names import EDGE_TYPES, PACKAGE_SCORES
 from medtoolkit_dpr.sampling import eval_generator, sample_negative_drugs
 
 if TYPE_CHECKING:
     from medtoolkit.data.batching import PaddedBatch
-
-
-def _extra(extras: Mapping[str, Any], name: str, owner: str) -> Any:
-    if name not in extras:
-        raise KeyError(f"loss {owner!r} needs the model extra {name!r}, got {sorted(extras)}")
-    return extras[name]
 
 
 def bpr_terms(scores: torch.Tensor, targets: torch.Tensor, negatives: int,
@@ -93,7 +87,7 @@ class PackageBPRLoss(Loss):
         self, logits: torch.Tensor, batch: "PaddedBatch", extras: Mapping[str, Any]
     ) -> torch.Tensor:
         """Scalar loss (``logits`` and ``batch`` unused)."""
-        scores: torch.Tensor = _extra(extras, PACKAGE_SCORES, "package_bpr")
+        scores: torch.Tensor = require_extra(extras, PACKAGE_SCORES, "package_bpr")
         if scores.dim() != 2 or scores.shape[1] < 1:
             raise ValueError(f"package_bpr: package_scores must be [n_visits, 1 + negatives], got {tuple(scores.shape)}")
         if scores.numel() == 0 or scores.shape[1] == 1:
@@ -121,7 +115,7 @@ class EdgeTypeLoss(Loss):
         self, logits: torch.Tensor, batch: "PaddedBatch", extras: Mapping[str, Any]
     ) -> torch.Tensor:
         """Scalar loss (``logits`` and ``batch`` unused)."""
-        edge_logits, labels = _extra(extras, EDGE_TYPES, "edge_type")
+        edge_logits, labels = require_extra(extras, EDGE_TYPES, "edge_type")
         if edge_logits.shape[0] == 0:
             return edge_logits.sum() * 0.0
         return F.cross_entropy(edge_logits, labels)

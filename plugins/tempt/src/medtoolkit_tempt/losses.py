@@ -14,19 +14,13 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from medtoolkit.components.base import Loss
+from medtoolkit.components.base import Loss, require_extra
 from medtoolkit.components.params import Params
 from medtoolkit_tempt.masking import MaskedCodes, PairRepresentations
 from medtoolkit_tempt.recommender import MASKED_CODES, PAIR_REPRESENTATIONS
 
 if TYPE_CHECKING:
     from medtoolkit.data.batching import PaddedBatch
-
-
-def _extra(extras: Mapping[str, Any], name: str, owner: str) -> Any:
-    if name not in extras:
-        raise KeyError(f"loss {owner!r} needs the model extra {name!r}, got {sorted(extras)}")
-    return extras[name]
 
 
 class MaskedCodeLoss(Loss):
@@ -58,7 +52,7 @@ class MaskedCodeLoss(Loss):
         self, logits: torch.Tensor, batch: "PaddedBatch", extras: Mapping[str, Any]
     ) -> torch.Tensor:
         """Scalar ``L_mask`` (see the class docstring; ``logits`` and ``batch`` unused)."""
-        per_vocabulary: Mapping[str, MaskedCodes] = _extra(extras, MASKED_CODES, "masked_code")
+        per_vocabulary: Mapping[str, MaskedCodes] = require_extra(extras, MASKED_CODES, "masked_code")
         total = logits.new_zeros(())
         for item in per_vocabulary.values():
             terms = F.binary_cross_entropy_with_logits(item.logits, item.targets.to(item.logits.dtype),
@@ -96,7 +90,7 @@ class ContrastiveLoss(Loss):
         self, logits: torch.Tensor, batch: "PaddedBatch", extras: Mapping[str, Any]
     ) -> torch.Tensor:
         """Scalar ``L_dp + L_pd`` (``logits`` and ``batch`` unused)."""
-        pair: PairRepresentations = _extra(extras, PAIR_REPRESENTATIONS, "contrastive")
+        pair: PairRepresentations = require_extra(extras, PAIR_REPRESENTATIONS, "contrastive")
         first, second = pair.first[pair.valid], pair.second[pair.valid]
         count = first.shape[0]
         if count < 2:
