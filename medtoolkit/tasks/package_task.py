@@ -252,10 +252,14 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         return None
 
     def build_schema(self, data: EHRData, split: Split) -> DataSchema:
-        """The medication task's schema; a missing ``task.relations`` directory is refused here."""
+        """The medication task's schema; ``task.relations`` is read here, so a missing directory
+        or a malformed file is refused before any training (the relations are cached per schema)."""
         if self.params.relations is not None:
             resolve_relations_directory(self.params.relations)
-        return super().build_schema(data, split)
+        schema = super().build_schema(data, split)
+        if self.params.relations is not None:
+            self.relations(schema)
+        return schema
 
     def training_packages(self, data: EHRData, split: Split) -> TrainingPackages:
         """The packages of ``split``'s training visits (cached per split)."""

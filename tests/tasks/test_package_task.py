@@ -162,6 +162,15 @@ def test_k_larger_than_the_training_visits_is_refused(data: EHRData) -> None:
         PackageRecommendationTask.Params(scoring="dot")  # type: ignore[arg-type]
 
 
+def test_a_malformed_relations_file_is_refused_when_the_schema_is_built(data: EHRData, tmp_path: Path) -> None:
+    (tmp_path / "Drugbank.txt").write_text("drug1 drug2 Label\nDB00001 DB00002 notanumber\n")
+    (tmp_path / "Interaction_information.csv").write_text("x\n")
+    (tmp_path / "drug_smiles.csv").write_text("id,smiles\n")
+    the_task = PackageRecommendationTask(PackageRecommendationTask.Params(relations=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"Drugbank.txt, line 2: Label 'notanumber' is not a positive integer"):
+        the_task.build_schema(data, SPLIT)
+
+
 def test_training_visits_are_refused(data: EHRData) -> None:
     leaked = Predictions(probabilities=np.full((1, 4), 0.5, np.float32), targets=np.zeros((1, 4), bool),
                          visit_patient=np.array([0]), visit_position=np.array([0]))
