@@ -556,9 +556,21 @@ def test_a_real_ctrl_c_while_a_plugin_imports_stops_the_command(
 ) -> None:
     import signal
 
+    _add_entry_point(entry_points, "slow", _real_ctrl_c)
+    # a shell starts background jobs with SIGINT ignored (Ctrl-C is then ignored on purpose):
+    # run this test with Python's own handler whatever the environment inherited
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_while_importing(monkeypatch, capsys)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
+def _interrupt_while_importing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+
     from medtoolkit.cli import main
 
-    _add_entry_point(entry_points, "slow", _real_ctrl_c)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         PluginHost()
