@@ -58,7 +58,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -75,7 +75,7 @@ from medtoolkit.tasks.medication import MedicationRecommendationTask, Split, vis
 from medtoolkit.tasks.package_choice import Candidates, choose_best, choose_by_likelihood, top_k_sets
 from medtoolkit.tasks.package_generation import GenerationParams, descending_rank, generate_candidates
 from medtoolkit.tasks.package_graphs import PackageGraphRules, build_package_graphs, package_graph_rules
-from medtoolkit.tasks.package_relations import resolve_relations_directory, task_relations
+from medtoolkit.tasks.package_relations import task_relations
 from medtoolkit.tasks.packages import PackageIndex, _row_keys, nearest_keys, visit_candidates
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 #: the batch item this task provides: the package graphs of a batch's real visits
 PACKAGE_GRAPHS = "package_graphs"
 _BLOCK_VISITS = 4096  # test visits (or training visits) per vectorised block
+_T = TypeVar("_T")
 
 
 def visit_features(data: EHRData, visits: np.ndarray) -> np.ndarray:
@@ -106,6 +107,26 @@ def _concat(parts: list[Candidates], n_drugs: int) -> Candidates:
     offsets = np.concatenate([parts[0].offsets[:1]] + [part.offsets[1:] + shift for part, shift in zip(parts, shifts)])
     return Candidates(offsets, np.concatenate([part.sets for part in parts]),
                       np.concatenate([part.package for part in parts]))
+
+
+class _PerObject(Generic[_T]):
+    """Values built once per owner object (a split or a schema), keyed by identity.
+
+    The owner is kept beside its value, so an id recycled by a new object after the old one
+    was freed is never mistaken for it.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[int, tuple[Any, _T]] = {}
+
+    def get(self, owner: Any, build: "Callable[[], _T]") -> _T:
+        """The value of ``owner``, built with ``build()`` the first time."""
+        cached = self._store.get(id(owner))
+        if cached is not None and cached[0] is owner:
+            return cached[1]
+        value = build()
+        self._store[id(owner)] = (owner, value)
+        return value
 
 
 def _recommender(model: torch.nn.Module | None) -> Recommender | None:
@@ -229,10 +250,10 @@ class PackageRecommendationTask(MedicationRecommendationTask):
 
     def __init__(self, params: Any = None, schema: DataSchema | None = None) -> None:
         super().__init__(params, schema)
-        self._training: dict[int, tuple[Split, TrainingPackages]] = {}
-        self._code_keys: dict[int, tuple[Split, np.ndarray]] = {}
-        self._rules: dict[int, tuple[DataSchema, PackageGraphRules]] = {}
-        self._relations: dict[int, tuple[DataSchema, tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]]] = {}
+        self._training: _PerObject[TrainingPackages] = _PerObject()  # per split
+        self._code_keys: _PerObject[np.ndarray] = _PerObject()  # per split
+        self._rules: _PerObject[PackageGraphRules] = _PerObject()  # per schema
+        self._relations: _PerObject[tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]] = _PerObject()
         self._table: pd.DataFrame | None = None
         self._reset_stats()
 
@@ -254,21 +275,14 @@ class PackageRecommendationTask(MedicationRecommendationTask):
     def build_schema(self, data: EHRData, split: Split) -> DataSchema:
         """The medication task's schema; ``task.relations`` is read here, so a missing directory
         or a malformed file is refused before any training (the relations are cached per schema)."""
-        if self.params.relations is not None:
-            resolve_relations_directory(self.params.relations)
         schema = super().build_schema(data, split)
         if self.params.relations is not None:
-            self.relations(schema)
+            self.relations(schema)  # resolves the directory (task_relations) and reads the files
         return schema
 
     def training_packages(self, data: EHRData, split: Split) -> TrainingPackages:
         """The packages of ``split``'s training visits (cached per split)."""
-        cached = self._training.get(id(split))
-        if cached is not None and cached[0] is split:
-            return cached[1]
-        built = TrainingPackages.of_split(data, split)
-        self._training[id(split)] = (split, built)
-        return built
+        return self._training.get(split, lambda: TrainingPackages.of_split(data, split))
 
     # ------------------------------------------------------------------ batch items
     @classmethod
@@ -282,16 +296,14 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         From the training medication counts (``schema.require_statistic``) and the drug
         relations (:meth:`relations`), with ``task.graph_threshold``.
         """
-        cached = self._rules.get(id(schema))
-        if cached is not None and cached[0] is schema:
-            return cached[1]
+        return self._rules.get(schema, lambda: self._build_graph_rules(schema))
+
+    def _build_graph_rules(self, schema: DataSchema) -> PackageGraphRules:
         component = f"task {self.registered_name or type(self).__name__!r}"
         pairs = schema.require_statistic(pair_counts(MEDICATIONS, MEDICATIONS), component)
         counts = schema.require_statistic(code_counts(MEDICATIONS), component)
         relation, covered, _ = self.relations(schema)
-        rules = package_graph_rules(pairs, counts, relation, covered, self.params.graph_threshold)
-        self._rules[id(schema)] = (schema, rules)
-        return rules
+        return package_graph_rules(pairs, counts, relation, covered, self.params.graph_threshold)
 
     def relations(self, schema: DataSchema) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, Any]]:
         """The drug relations of ``schema``'s drugs: ``(relation [n, n] int8 | None, covered [n] bool | None, report)``.
@@ -300,12 +312,7 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         :func:`~medtoolkit.knowledge.ddi_types.relations_from_directory`; otherwise the DDI
         matrix as antagonism only (every drug covered), or None without a DDI matrix.
         """
-        cached = self._relations.get(id(schema))
-        if cached is not None and cached[0] is schema:
-            return cached[1]
-        found = task_relations(self.params.relations, schema)
-        self._relations[id(schema)] = (schema, found)
-        return found
+        return self._relations.get(schema, lambda: task_relations(self.params.relations, schema))
 
     def collate_fn(
         self, data: EHRData, split: Any, schema: DataSchema, items: frozenset[str],
@@ -434,11 +441,8 @@ class PackageRecommendationTask(MedicationRecommendationTask):
         """``(query [Q, D], keys [V, D])``: the predicted visits' and the training visits' embeddings (keys in training-visit order)."""
         if similarity == "codes":
             visits = data.visit_offsets[owners] + np.asarray(predictions.visit_position, dtype=np.int64)
-            cached = self._code_keys.get(id(split))
-            if cached is None or cached[0] is not split:
-                cached = (split, visit_features(data, training.visits))
-                self._code_keys[id(split)] = cached
-            return visit_features(data, visits), cached[1]
+            keys = self._code_keys.get(split, lambda: visit_features(data, training.visits))
+            return visit_features(data, visits), keys
         from medtoolkit.training.predict import embed_visits
 
         assert model is not None

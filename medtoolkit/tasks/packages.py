@@ -279,10 +279,6 @@ def nearest_keys(query: np.ndarray, keys: np.ndarray, k: int, block: int = 4096)
     return out
 
 
-#: the per-patient name of :func:`nearest_keys` (keys are any embeddings: patients or visits)
-nearest_patients = nearest_keys
-
-
 # ----------------------------------------------------------------------------- candidates
 def visit_candidates(visit_package: np.ndarray, neighbour_visits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The candidate packages of each query: the distinct packages of its neighbour training visits.
@@ -321,7 +317,7 @@ def candidate_packages(index: PackageIndex, neighbour_patients: np.ndarray) -> t
     Args:
         index: the training package index.
         neighbour_patients: ``[Q, k]`` neighbours of each query as row positions in
-            ``index.patients`` (what :func:`nearest_patients` returns when the keys are
+            ``index.patients`` (what :func:`nearest_keys` returns when the keys are
             the training patients' embeddings in that order). A repeated neighbour is
             harmless.
 

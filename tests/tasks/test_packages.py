@@ -12,7 +12,7 @@ from medtoolkit.tasks.packages import (
     PACKAGE_METRICS,
     PackageIndex,
     candidate_packages,
-    nearest_patients,
+    nearest_keys,
     package_scores,
 )
 
@@ -132,36 +132,36 @@ KEYS = np.array([
 ])
 
 
-def test_nearest_patients_by_cosine_with_ties_by_lower_index() -> None:
+def test_nearest_keys_by_cosine_with_ties_by_lower_index() -> None:
     query = np.array([
         [2.0, 0.0],   # sims 1, 0, 1, 0, -1 -> 0, 2 (tie), then 1, 3 (tie at 0)
         [0.0, -1.0],  # sims 0, -1, 0, 0, 0 -> 0, 2, 3 (ties at 0), then 4
         [0.0, 0.0],   # zero query: all sims 0 -> 0, 1, 2
     ])
-    np.testing.assert_array_equal(nearest_patients(query, KEYS, 3), [[0, 2, 1], [0, 2, 3], [0, 1, 2]])
-    np.testing.assert_array_equal(nearest_patients(query, KEYS, 4), [[0, 2, 1, 3], [0, 2, 3, 4], [0, 1, 2, 3]])
-    np.testing.assert_array_equal(nearest_patients(query, KEYS, 5)[0], [0, 2, 1, 3, 4])
-    np.testing.assert_array_equal(nearest_patients(query, KEYS, 1), [[0], [0], [0]])
+    np.testing.assert_array_equal(nearest_keys(query, KEYS, 3), [[0, 2, 1], [0, 2, 3], [0, 1, 2]])
+    np.testing.assert_array_equal(nearest_keys(query, KEYS, 4), [[0, 2, 1, 3], [0, 2, 3, 4], [0, 1, 2, 3]])
+    np.testing.assert_array_equal(nearest_keys(query, KEYS, 5)[0], [0, 2, 1, 3, 4])
+    np.testing.assert_array_equal(nearest_keys(query, KEYS, 1), [[0], [0], [0]])
 
 
 def test_nearest_patients_blocks_do_not_change_the_result() -> None:
     rng = np.random.default_rng(1)
     keys = rng.integers(-1, 2, size=(40, 3)).astype(np.float64)  # many exact ties and zero rows
     query = rng.integers(-1, 2, size=(23, 3)).astype(np.float64)
-    full = nearest_patients(query, keys, 6)
-    np.testing.assert_array_equal(nearest_patients(query, keys, 6, block=4), full)
+    full = nearest_keys(query, keys, 6)
+    np.testing.assert_array_equal(nearest_keys(query, keys, 6, block=4), full)
     assert full.shape == (23, 6) and full.dtype == np.int64
 
 
 def test_nearest_patients_refuses_bad_arguments() -> None:
     with pytest.raises(ValueError, match="only 5 keys"):
-        nearest_patients(np.ones((1, 2)), KEYS, 6)
+        nearest_keys(np.ones((1, 2)), KEYS, 6)
     with pytest.raises(ValueError, match="at least 1"):
-        nearest_patients(np.ones((1, 2)), KEYS, 0)
+        nearest_keys(np.ones((1, 2)), KEYS, 0)
     with pytest.raises(ValueError, match="features"):
-        nearest_patients(np.ones((1, 3)), KEYS, 2)
+        nearest_keys(np.ones((1, 3)), KEYS, 2)
     with pytest.raises(ValueError, match="finite"):
-        nearest_patients(np.array([[np.nan, 1.0]]), KEYS, 2)
+        nearest_keys(np.array([[np.nan, 1.0]]), KEYS, 2)
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -173,9 +173,9 @@ def test_candidate_packages_union_sorted_and_deduplicated(index: PackageIndex) -
     np.testing.assert_array_equal(package_ids, [0, 1, 2, 0, 1, 1, 2])
 
 
-def test_candidate_packages_from_nearest_patients(index: PackageIndex) -> None:
+def test_candidate_packages_from_nearest_keys(index: PackageIndex) -> None:
     embeddings = np.array([[1.0, 0.0], [0.0, 1.0]])  # of patients 3 and 7
-    neighbours = nearest_patients(np.array([[0.1, 1.0], [1.0, 0.0]]), embeddings, 1)
+    neighbours = nearest_keys(np.array([[0.1, 1.0], [1.0, 0.0]]), embeddings, 1)
     offsets, package_ids = candidate_packages(index, neighbours)
     np.testing.assert_array_equal(offsets, [0, 2, 4])
     np.testing.assert_array_equal(package_ids, [0, 1, 1, 2])

@@ -126,7 +126,7 @@ class DPRRecommender(NCFRecommender):
         return ModelOutput(logits=logits, extras=values)
 
     def _visit_graphs(self, batch: "PaddedBatch", n_visits: int) -> PackageGraphs:
-        items = getattr(batch, "items", None) or {}
+        items = batch.items
         if PACKAGE_GRAPHS not in items:
             raise KeyError(f"dpr needs the batch item {PACKAGE_GRAPHS!r} (the package_recommendation task's "
                            f"collate adds it), got {sorted(items)}")
