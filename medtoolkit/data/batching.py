@@ -144,24 +144,27 @@ def make_batch(
     )
 
 
-def iterate_batches(
+def batch_chunks(
     data: EHRData,
     patients: Sequence[int] | np.ndarray,
     batch_size: int,
     shuffle: bool = False,
     generator: np.random.Generator | None = None,
     sort_by_length: bool = False,
-) -> Iterator[PaddedBatch]:
-    """Yield padded batches over ``patients``.
+) -> list[np.ndarray]:
+    """The patients of every batch :func:`iterate_batches` yields, in order (nothing is cut).
 
     Args:
-        data: the dataset.
+        data: the dataset (visit counts, for ``sort_by_length``).
         patients: patient indices to cover (each exactly once).
         batch_size: patients per batch.
         shuffle: shuffle patients first (needs ``generator`` for reproducibility).
         generator: numpy generator used for shuffling.
         sort_by_length: group patients of similar visit counts to reduce padding
             (batch order is still shuffled when ``shuffle`` is set).
+
+    Returns:
+        one int64 array of dataset patient indices per batch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -175,5 +178,17 @@ def iterate_batches(
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if shuffle and sort_by_length:
         chunks = [chunks[i] for i in rng.permutation(len(chunks))]
-    for chunk in chunks:
+    return chunks
+
+
+def iterate_batches(
+    data: EHRData,
+    patients: Sequence[int] | np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: np.random.Generator | None = None,
+    sort_by_length: bool = False,
+) -> Iterator[PaddedBatch]:
+    """Yield padded batches over ``patients`` (the batches of :func:`batch_chunks`, same arguments)."""
+    for chunk in batch_chunks(data, patients, batch_size, shuffle, generator, sort_by_length):
         yield make_batch(data, chunk)
