@@ -145,6 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     result = experiment.run(out_dir=args.out, resume=args.resume, overwrite=args.overwrite)
     metrics = result.metrics
+    if not metrics:  # a torchrun rank other than 0: rank 0 prints and writes the report
+        return 0
     data = metrics["data"]
     print(metrics_table(metrics["test"], title=f"{metrics['name']} ({metrics['model']}) - test"))
     print(f"data: {data['patients']} patients, {data['visits']} visits, {data['n_drugs']} drugs, "

@@ -58,7 +58,10 @@ class TrainerParams(BaseModel):
     lr_schedule: Literal["constant", "cosine"] = Field(
         "constant", description="learning rate per epoch: constant, or cosine from lr down to 0 over the epochs"
     )
-    batch_size: int = Field(16, ge=1, le=MAX_BATCH_SIZE, description="patients per optimizer step")
+    batch_size: int = Field(
+        16, ge=1, le=MAX_BATCH_SIZE,
+        description="patients per optimizer step (under torchrun: over all processes together)",
+    )
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm (None: no clipping)")
     amp: bool = Field(False, description="automatic mixed precision (CUDA only)")
     early_stopping_patience: int | None = Field(
@@ -74,6 +77,9 @@ class TrainerParams(BaseModel):
         "auto", description="progress bar on a terminal, plain log lines otherwise (YAML off/false: none)"
     )
     num_threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="torch CPU threads (None: torch default)")
+    prefetch: int = Field(
+        2, ge=0, le=64, description="training batches cut ahead in a background thread (0: in the training loop)"
+    )
 
     @field_validator("progress", mode="before")
     @classmethod

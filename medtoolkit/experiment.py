@@ -13,6 +13,7 @@ writing are the steps of :mod:`medtoolkit.training.pipeline`, shared with
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 
 import logging
@@ -42,7 +43,8 @@ from medtoolkit.training.pipeline import (
     write_config,
     write_report,
 )
-from medtoolkit.training.run_dir import open_run_dir
+from medtoolkit.training import distributed
+from medtoolkit.training.run_dir import RunDirectoryError, open_run_dir
 from medtoolkit.yaml_limits import short_repr
 from medtoolkit.training.stages import StagedSplit, StageRunner, staged_metrics
 
@@ -156,29 +158,52 @@ class Experiment:
             progress: show data-loading progress.
             overwrite: replace the run already in ``out_dir`` (only medtoolkit's files are removed).
 
+        Under ``torchrun`` with more than one process (:mod:`medtoolkit.training.distributed`)
+        the run joins the process group (gloo on the CPU, NCCL on CUDA, ``cuda:<LOCAL_RANK>``
+        per process); rank 0 alone prepares and writes ``out_dir``, the other ranks read it
+        (``--resume``) and return a result with empty ``metrics``.
+
         Raises:
             medtoolkit.training.run_dir.RunDirectoryError: ``out_dir`` holds a run and neither
                 ``resume`` nor ``overwrite`` is set, or another process is writing it.
         """
-        if out_dir is None:
-            return self._run(None, resume, progress)
-        with open_run_dir(out_dir, resume=resume, overwrite=overwrite) as out:
-            return self._run(out, resume, progress)
+        with distributed.process_group(resolve_device(self.config.device)) as device:
+            if out_dir is None:
+                return self._run(None, resume, progress, device)
+            if not distributed.is_main():
+                problem = distributed.broadcast_object(None)  # wait until rank 0 has prepared out_dir
+                if problem:
+                    raise RunDirectoryError(f"rank 0: {problem}")
+                return self._run(Path(out_dir), resume, progress, device)
+            try:
+                opened = open_run_dir(out_dir, resume=resume, overwrite=overwrite)
+                out = opened.__enter__()
+            except Exception as error:
+                distributed.broadcast_object(str(error) or type(error).__name__)
+                raise
+            distributed.broadcast_object("")
+            with contextlib.ExitStack() as stack:
+                stack.push(opened)
+                return self._run(out, resume, progress, device)
 
-    def _run(self, out: Path | None, resume: bool, progress: bool) -> RunResult:
+    def _run(self, out: Path | None, resume: bool, progress: bool, device: torch.device) -> RunResult:
         started = time.perf_counter()
         config = self.config
         seed_everything(config.seed)
         if config.trainer.num_threads:
             torch.set_num_threads(config.trainer.num_threads)
-        device = resolve_device(config.device)
+        main = distributed.is_main()
         resolved = config.to_dict()
         task = config.task.build(None)
-        data = task.prepare(self.load_data(progress=progress))
+        if not main:  # rank 0 loads first: it builds the data cache the others then read
+            distributed.barrier()
+        data = task.prepare(self.load_data(progress=progress and main))
+        if main:
+            distributed.barrier()
         check_groups(config.eval, data)
         saved = {"config": resolved, "resume_key": resume_key(resolved), "data_fingerprint": data.fingerprint(),
                  "plugins": self.plugin_versions()}
-        if out is not None:  # a refused --resume leaves config.yaml as it was
+        if out is not None and main:  # a refused --resume leaves config.yaml as it was
             write_config(resolved, out, saved=saved, resume=resume)
         results: dict[str, SplitResult] = {}
         staged: dict[str, StagedSplit] = {}
@@ -193,6 +218,8 @@ class Experiment:
             results[split.name] = train_split(model, losses, data, split, schema, task, config.trainer, config.eval,
                                               device, config.seed, out=out, saved=saved, resume=resume)
         wall = time.perf_counter() - started
+        if not main:  # rank 0 gathered the test predictions and reports
+            return RunResult(metrics={}, out_dir=None, models={})
         if config.stages:
             metrics = staged_metrics(config, staged, data, task, device, self.plugin_versions(), wall)
             models = {name: result.stages[-1].model for name, result in staged.items()}

@@ -189,6 +189,12 @@ class Task(Component, ABC):
                 grouped evaluation (``eval.group_by``).
         """
 
+    #: whether the predictions of a patient array equal the concatenation of the predictions of
+    #: its contiguous parts, so that data-parallel ranks may each predict a part
+    #: (:func:`~medtoolkit.training.predict.predict_across_ranks`); a task that keeps state
+    #: across one :meth:`predict` call (a prediction table) sets False and rank 0 predicts alone
+    predicts_in_parts: ClassVar[bool] = True
+
     def prepare(self, data: "EHRData") -> "EHRData":
         """The data as this task's samples (default: unchanged; a per-stay task makes each visit a sample)."""
         return data

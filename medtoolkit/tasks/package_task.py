@@ -205,6 +205,9 @@ class PackageRecommendationTask(MedicationRecommendationTask):
     prediction chooses one set per test visit and reports it as 0/1 scores.
     """
 
+    #: the prediction table of a :meth:`predict` call covers all its visits: never split across ranks
+    predicts_in_parts = False
+
     class Params(MedicationRecommendationTask.Params):
         """The medication task's parameters plus the package steps.
 

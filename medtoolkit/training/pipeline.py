@@ -24,11 +24,12 @@ from medtoolkit.data.batching import PaddedBatch
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import save_atomic, write_text_atomic
 from medtoolkit.training.report import curves_title, plot_curves, plot_groups, render_report
+from medtoolkit.training.predict import predict_across_ranks
 from medtoolkit.training.trainer import Trainer, TrainingHistory
 
 METRIC_KEYS = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
 #: trainer settings that may change between an interrupted run and its ``--resume``
-RESUME_FREE = ("epochs", "early_stopping_patience", "progress", "num_threads")
+RESUME_FREE = ("epochs", "early_stopping_patience", "progress", "num_threads", "prefetch")
 
 
 @dataclass
@@ -155,7 +156,10 @@ def train_split(
     ``model_<split>.pt`` is written with the fitted state in it, besides
     ``predictions_<split>.csv`` when the task has a :meth:`prediction table
     <medtoolkit.components.base.Task.prediction_table>`. Training and validation batches get
-    the task's batch items the recommender needs (:func:`task_collate`).
+    the task's batch items the recommender needs (:func:`task_collate`). Under data
+    parallelism the test predictions are shared between the ranks
+    (:func:`~medtoolkit.training.predict.predict_across_ranks`) and only rank 0 scores them
+    and writes; the other ranks return an empty ``test``.
 
     Args:
         model: a freshly built recommender.
@@ -185,7 +189,11 @@ def train_split(
         checkpoint_extra={"config": saved.get("resume_key"), **common}, resume=resume,
     )
     fit_model_state(trainer.model, data, split.train, schema)
-    predictions = task.predict(trainer.model, data, split, split.test, eval_params.batch_size, device)
+    predictions = predict_across_ranks(
+        lambda part: task.predict(trainer.model, data, split, part, eval_params.batch_size, device),
+        split.test, in_parts=task.predicts_in_parts)
+    if predictions is None:  # not rank 0: rank 0 scores the gathered predictions and writes the files
+        return SplitResult(test={}, history=history, model=trainer.model, select_metric=trainer_params.select_metric)
     test = task.evaluate(predictions.probabilities, predictions.targets, predictions.visit_patient, schema,
                          eval_params, visit_group=predictions.visit_hospital)
     if out is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,3 +124,56 @@ def embed_visits(
     if not chunks:
         return torch.zeros(0, 0, device=device)
     return torch.cat(chunks)
+
+
+def merge_parts(parts: list[Predictions]) -> Predictions:
+    """Concatenate the predictions of contiguous patient parts given in order.
+
+    Args:
+        parts: the parts' predictions (not empty), e.g. one per rank.
+
+    Returns:
+        one :class:`Predictions` in the parts' order (patient order when the parts were
+        contiguous slices of one patient array).
+    """
+    hospitals = [part.visit_hospital for part in parts]
+    return Predictions(
+        probabilities=np.concatenate([part.probabilities for part in parts]),
+        targets=np.concatenate([part.targets for part in parts]),
+        visit_patient=np.concatenate([part.visit_patient for part in parts]),
+        visit_position=np.concatenate([part.visit_position for part in parts]),
+        visit_hospital=None if any(h is None for h in hospitals) else np.concatenate(hospitals),
+    )
+
+
+def predict_across_ranks(
+    predict_part: Callable[[np.ndarray], Predictions], patients: np.ndarray, in_parts: bool = True,
+) -> Predictions | None:
+    """Predictions for ``patients`` computed by every rank on its share, gathered to rank 0.
+
+    Under data parallelism (:mod:`medtoolkit.training.distributed`) rank r predicts the
+    r-th of ``world_size`` contiguous parts of ``patients`` and rank 0 concatenates them in
+    rank order (the patient order of a single call); with ``in_parts=False`` (a task whose
+    predictions of a patient set are not the concatenation of its parts') rank 0 predicts
+    every patient alone. In one process this is ``predict_part(patients)``.
+
+    Args:
+        predict_part: predictions of a (non-empty) patient array.
+        patients: ``[P]`` patient indices.
+        in_parts: whether the work may be shared between ranks.
+
+    Returns:
+        the predictions on rank 0 (or in one process); None on the other ranks.
+    """
+    from medtoolkit.training import distributed
+
+    if not distributed.is_distributed():
+        return predict_part(patients)
+    if not in_parts:
+        return predict_part(patients) if distributed.is_main() else None
+    mine = np.array_split(np.asarray(patients), distributed.world_size())[distributed.rank()]
+    gathered = distributed.gather_objects(predict_part(mine) if len(mine) else None)
+    if gathered is None:
+        return None
+    parts = [part for part in gathered if part is not None]
+    return merge_parts(parts) if parts else predict_part(patients[:0])

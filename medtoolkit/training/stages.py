@@ -64,8 +64,9 @@ from medtoolkit.config import RunConfig, StageParams
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import load_weights
 from medtoolkit.training.device import seed_everything
+from medtoolkit.training import distributed
 from medtoolkit.training.pipeline import SplitResult, task_collate, write_prediction_table
-from medtoolkit.training.predict import Predictions
+from medtoolkit.training.predict import Predictions, predict_across_ranks
 from medtoolkit.training.stage_files import (
     check_stage_file,
     is_stage_file,
@@ -341,7 +342,7 @@ class StageRunner:
             weights.shared = _cpu_copy(state_now)
         elif stage.name in self.sources:
             weights.per_hospital[unit.hospital] = None if status == "skipped" else _cpu_copy(state_now, keys)
-        if status == "trained" and path is not None:
+        if status == "trained" and path is not None and distributed.is_main():
             self._write(path, stage, unit, _cpu_copy(state_now, keys if unit.hospital is not None else None), history)
         return model, status, history, counts
 
@@ -398,7 +399,7 @@ class StageRunner:
         counts: tuple[int, int] | None = None
         model: Recommender | None = None
         with StageProgress(stage, position, len(self.config.stages), self.split.name, units,
-                           quiet=self.load_only) as progress:
+                           quiet=self.load_only or not distributed.is_main()) as progress:
             for unit in units:
                 unit_started = time.perf_counter()
                 model, status, history, unit_counts = self._unit(stage, unit)
@@ -406,14 +407,18 @@ class StageRunner:
                     counts = unit_counts
                 if evaluated and len(unit.test):
                     model.to(self.device)
-                    predictions.append(self.task.predict(model, self.data, self.split, unit.test, self.config.eval.batch_size,
-                                                         self.device))
+                    predicted = predict_across_ranks(
+                        lambda part: self.task.predict(model, self.data, self.split, part,
+                                                       self.config.eval.batch_size, self.device),
+                        unit.test, in_parts=self.task.predicts_in_parts)
+                    if predicted is not None:  # None on the ranks other than 0
+                        predictions.append(predicted)
                 result = UnitResult(unit, status, history, time.perf_counter() - unit_started)
                 results.append(result)
                 progress.unit_done(result, self._path(stage, unit))
         assert model is not None and counts is not None  # a split has patients: at least one unit
         test = None
-        if evaluated:
+        if evaluated and distributed.is_main():
             merged = _merge_predictions(predictions, self.data.n_drugs, self.data.hospital is not None)
             test = self.task.evaluate(merged.probabilities, merged.targets, merged.visit_patient, self.schema,
                                       self.config.eval, visit_group=merged.visit_hospital)

@@ -5,6 +5,19 @@ trainer calls the model as ``model(batch, extras=names)`` (names sorted) and pas
 returned :class:`~medtoolkit.components.base.ModelOutput`'s extras to every term's
 ``combine``; otherwise it calls ``model(batch)``. The model is only ever called, never
 reached into, so a wrapper (``DistributedDataParallel``) can stand in for it.
+
+Data parallelism (``torchrun``, :mod:`medtoolkit.training.distributed`): when a process
+group of more than one process is initialised, the trainer wraps the model in PyTorch's
+``DistributedDataParallel`` for the training step. Every rank cuts the same *global*
+batches (``batch_size`` patients, the same shuffling seed) and trains on its contiguous
+part of each (rank 0 the first patients), so every rank takes the same number of steps;
+a rank whose part is empty (a last batch with fewer patients than ranks) trains on a
+copy of one patient with weight 0. Each rank's objective is scaled by
+``world_size * local_visits / global_visits``: after DDP averages the gradients over the
+ranks, an objective that is a mean over visits has the gradient of the whole global
+batch. Validation predictions are cut across the ranks and gathered to rank 0, which
+computes the metrics and hands them to every rank (the epoch selection and early
+stopping agree); only rank 0 writes checkpoints and prints.
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import torch
 
 from medtoolkit.components.base import Loss, ModelOutput, Recommender
 from medtoolkit.config import TrainerParams
-from medtoolkit.data.batching import PaddedBatch, iterate_batches
+from medtoolkit.data.batching import PaddedBatch, batch_chunks, iterate_batches, make_batch
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.metrics import aggregate, score_visits
 from medtoolkit.training.checkpoint import (
@@ -33,7 +46,9 @@ from medtoolkit.training.checkpoint import (
     save_atomic,
     state_dict_mismatch,
 )
-from medtoolkit.training.predict import predict
+from medtoolkit.training import distributed
+from medtoolkit.training.predict import predict, predict_across_ranks
+from medtoolkit.training.prefetch import Prefetcher
 
 log = logging.getLogger("medtoolkit.training")
 
@@ -297,26 +312,91 @@ class Trainer:
         self.use_amp = bool(params.amp and device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.rng = np.random.default_rng(seed)
+        #: what the training step calls: the model, or its ``DistributedDataParallel`` wrapper
+        #: (made at the first epoch, see :meth:`_step_model`)
+        self.step_model: torch.nn.Module | None = None if distributed.is_distributed() else self.model
+
+    def _step_model(self, data: EHRData, patients: np.ndarray) -> torch.nn.Module:
+        """The model the training step calls; under data parallelism, wrapped at the first call.
+
+        Whether some trainable parameter gets no gradient from the objective (which makes
+        DDP search the graph every step) is found once, on the first batch of ``patients``
+        with the terms' plain values (:meth:`Loss.evaluate_term`, no switching drawn, the
+        random state untouched), and agreed between the ranks.
+        """
+        if self.step_model is None:
+            unused = float(has_unused_parameters(self, data, patients[: self.params.batch_size]))
+            flag = distributed.reduce_sum(torch.tensor([unused], device=self.device))
+            self.step_model = wrap_data_parallel(self.model, bool(flag.item() > 0))
+            # each rank draws its own dropout masks (the model's initial weights came from rank 0)
+            torch.manual_seed(self.seed + 1_000_003 * distributed.rank())
+        return self.step_model
 
     def _collated(self, batch: PaddedBatch) -> PaddedBatch:
         """``batch`` with the task's items added (unchanged without ``collate``)."""
         return batch if self.collate is None else self.collate(batch)
 
     # ------------------------------------------------------------------ one epoch
+    def rank_batches(self, data: EHRData, patients: np.ndarray) -> list[tuple[np.ndarray, int, float]]:
+        """This rank's part of every global batch of the epoch (draws the shuffling from ``self.rng``).
+
+        Args:
+            data: the dataset (visit counts).
+            patients: the training patients.
+
+        Returns:
+            per global batch ``(this rank's patients, global batch size in patients, objective
+            scale)``; in one process the batches of :func:`iterate_batches` with scale 1.
+        """
+        chunks = batch_chunks(data, patients, self.params.batch_size, shuffle=True, generator=self.rng,
+                              sort_by_length=True)
+        world = distributed.world_size()
+        if world == 1:
+            return [(chunk, len(chunk), 1.0) for chunk in chunks]
+        rank = distributed.rank()
+        visits = data.visits_per_patient
+        parts = []
+        for chunk in chunks:
+            mine = np.array_split(chunk, world)[rank]
+            if len(mine) == 0:  # fewer patients than ranks: a weightless stand-in keeps the steps aligned
+                parts.append((chunk[:1], len(chunk), 0.0))
+                continue
+            parts.append((mine, len(chunk), world * float(visits[mine].sum()) / float(visits[chunk].sum())))
+        return parts
+
     def train_epoch(self, data: EHRData, patients: np.ndarray, progress: Any = None) -> float:
-        """One pass over ``patients``; returns the mean loss per batch."""
+        """One pass over ``patients``; returns the mean loss per (global) batch.
+
+        Batches are cut :attr:`TrainerParams.prefetch` steps ahead in a background thread
+        (pinned on CUDA). The step itself never waits for the device: the loss is summed on
+        the device and read once at the end of the epoch; a non-finite loss stops training
+        at the step on the CPU and at the end of the epoch on an accelerator.
+
+        Raises:
+            FloatingPointError: the loss became NaN or infinite.
+        """
         assert self.optimizer is not None
         self.model.train()
-        total, steps = 0.0, 0
-        for batch in iterate_batches(
-            data, patients, self.params.batch_size, shuffle=True, generator=self.rng, sort_by_length=True
-        ):
-            batch = self._collated(batch).to(self.device, non_blocking=True)
+        pin = self.device.type == "cuda"
+
+        def cut(part: tuple[np.ndarray, int, float]) -> tuple[PaddedBatch, int, float]:
+            batch = self._collated(make_batch(data, part[0]))
+            return (batch.pin_memory() if pin else batch), part[1], part[2]
+
+        check_each_step = self.device.type == "cpu"
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        steps = 0
+        step_model = self._step_model(data, patients)
+        for batch, global_size, scale in Prefetcher(self.rank_batches(data, patients), cut, self.params.prefetch):
+            batch = batch.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, enabled=self.use_amp):
-                logits, extras = run_model(self.model, batch, self.extras)
+                logits, extras = run_model(step_model, batch, self.extras)
             loss = compute_loss(self.losses, logits.float(), batch, extras if self.extras else None)
-            if not torch.isfinite(loss):
+            if scale != 1.0:
+                loss = loss * scale
+            if check_each_step and not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {steps}; lower trainer.lr?")
             self.scaler.scale(loss).backward()
             if self.params.grad_clip is not None:
@@ -324,11 +404,18 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.params.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            total += float(loss.detach())
+            total += loss.detach().double()
+            if not check_each_step:
+                finite &= torch.isfinite(loss.detach())
             steps += 1
             if progress is not None:
-                progress.update(len(batch.patient_index))
-        return total / max(steps, 1)
+                progress.update(global_size)
+        if not check_each_step and not bool(distributed.reduce_sum(finite.float().reshape(1)).item() ==
+                                             distributed.world_size()):
+            raise FloatingPointError("the loss became NaN or infinite during the epoch; lower trainer.lr?")
+        # the sum over ranks of the scaled losses is world_size times each global batch's loss
+        mean = float(distributed.reduce_sum(total.reshape(1)).item()) / distributed.world_size()
+        return mean / max(steps, 1)
 
     def validate(self, data: EHRData, patients: np.ndarray, ddi_adjacency: np.ndarray | None,
                  batch_size: int = 256) -> dict[str, float]:
@@ -341,9 +428,13 @@ class Trainer:
         (:meth:`~medtoolkit.components.base.Recommender.fit_state`) a task's prediction may
         read is only computed after training.
         """
-        predictions = predict(self.model, data, patients, batch_size, self.device)
-        scores = score_visits(predictions.targets, predictions.probabilities, self.threshold, ddi_adjacency)
-        return aggregate(scores, predictions.visit_patient, self.averaging)
+        predictions = predict_across_ranks(
+            lambda part: predict(self.model, data, part, batch_size, self.device), patients)
+        metrics = None
+        if predictions is not None:  # rank 0 (or the only process)
+            scores = score_visits(predictions.targets, predictions.probabilities, self.threshold, ddi_adjacency)
+            metrics = aggregate(scores, predictions.visit_patient, self.averaging)
+        return distributed.broadcast_object(metrics)
 
     def validation_loss(self, data: EHRData, patients: np.ndarray, batch_size: int = 256) -> float:
         """The objective's value on ``patients``: what ``select_metric: loss`` minimises.
@@ -372,6 +463,8 @@ class Trainer:
         cuda = self.device.type == "cuda"
         devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if cuda else []
         values: list[float] = []
+        if distributed.is_distributed():  # each rank its contiguous share; the batch means are pooled below
+            patients = np.array_split(np.asarray(patients), distributed.world_size())[distributed.rank()]
         try:
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 torch.default_generator.manual_seed(self.seed)
@@ -388,7 +481,9 @@ class Trainer:
         finally:
             for module, mode in zip(modules, modes):
                 module.train(mode)
-        return float(np.mean(values)) if values else math.nan
+        pooled = distributed.reduce_sum(torch.tensor([float(np.sum(values)), float(len(values))],
+                                                     dtype=torch.float64, device=self.device))
+        return float(pooled[0] / pooled[1]) if float(pooled[1]) else math.nan
 
     # ------------------------------------------------------------------ the loop
     def _restore(self, state: dict[str, Any], path: Path) -> tuple["TrainingHistory", dict[str, Any] | None]:
@@ -476,7 +571,8 @@ class Trainer:
             patience_left -= len(history.epochs) - (history.best_epoch or 0)
             if patience_left <= 0:  # a resumed run that had already stopped early
                 start_epoch = self.params.epochs
-        use_bar = _use_bar(self.params.progress)
+        main = distributed.is_main()
+        use_bar = _use_bar(self.params.progress) and main
         for epoch in range(start_epoch, self.params.epochs):
             bar = None
             if use_bar:
@@ -516,7 +612,7 @@ class Trainer:
                     patience_left = self.params.early_stopping_patience
                 elif patience_left is not None:
                     patience_left -= 1
-            if self.params.progress != "none":
+            if self.params.progress != "none" and main:
                 summary = " ".join(f"{k}={'n/a' if v is None else f'{v:.4f}'}" for k, v in validation.items())
                 message = (f"epoch {epoch + 1}/{self.params.epochs} loss={train_loss:.4f} "
                            f"({seconds:.1f}s) val: {summary}{' *' if improved else ''}")
@@ -533,7 +629,7 @@ class Trainer:
                 on_epoch(record)
             stop = patience_left is not None and patience_left <= 0
             history.stopped_early = stop
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and main:
                 save_atomic(
                     {
                         "model": self.model.state_dict(),
@@ -627,3 +723,43 @@ def check_resumable(state: dict[str, Any], expected: dict[str, Any], path: Path)
                 "(different data or settings); use a new --out directory"
             )
 
+
+def wrap_data_parallel(model: torch.nn.Module, find_unused: bool) -> torch.nn.Module:
+    """``model`` in PyTorch's ``DistributedDataParallel`` for this rank (a process group must exist).
+
+    The inputs are already on the model's device, so DDP is not asked to move them.
+
+    Args:
+        model: the recommender, on this rank's device.
+        find_unused: some trainable parameter may get no gradient in a step (DDP then
+            searches the autograd graph every step, ``find_unused_parameters``).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=None, find_unused_parameters=find_unused)
+
+
+def has_unused_parameters(trainer: Trainer, data: EHRData, patients: np.ndarray) -> bool:
+    """Whether a trainable parameter of the model or the losses gets no gradient on ``patients``' batch.
+
+    The objective is the sum of the terms' weighted plain values (:meth:`Loss.evaluate_term`,
+    as :meth:`Trainer.validation_loss`), in training mode, under a forked random state
+    (training's draws are unchanged); no optimizer step is taken.
+
+    Args:
+        trainer: the trainer (its model, losses, extras, collate and device).
+        data: the dataset.
+        patients: a non-empty batch of patients.
+    """
+    parameters = [p for module in (trainer.model, *trainer.losses) for p in module.parameters() if p.requires_grad]
+    if not parameters or len(patients) == 0:
+        return False
+    devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        batch = trainer._collated(make_batch(data, patients)).to(trainer.device)
+        logits, extras = run_model(trainer.model, batch, trainer.extras)
+        logits = logits.float()
+        objective = sum((loss.weight * loss.evaluate_term(logits, batch, extras) for loss in trainer.losses),
+                        logits.new_zeros(()))
+        gradients = torch.autograd.grad(objective, parameters, allow_unused=True)
+    return any(gradient is None for gradient in gradients)
