@@ -45,6 +45,31 @@ def _natural_order(values: np.ndarray) -> np.ndarray:
     return pd.factorize(as_text, sort=True)[0].astype(np.float64)
 
 
+def _category_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A categorical code column as ``([n] ids, [k] distinct stripped codes, [n] blank mask)``.
+
+    Codes equal after stripping share an id; missing, empty and ``"nan"`` codes are blank
+    (their id is 0 and must be masked out), as in the string path of :func:`assemble_ehr`.
+    """
+    text = pd.Series(np.asarray(values.cat.categories, dtype=object)).astype(str).str.strip()
+    ids, table = pd.factorize(text.to_numpy(dtype=object))
+    table = np.asarray(table, dtype=object)
+    blank_id = (table == "") | (table == "nan")
+    codes = values.cat.codes.to_numpy()
+    row_ids = ids[np.maximum(codes, 0)].astype(np.int64) if len(ids) else np.zeros(len(codes), dtype=np.int64)
+    blank = (codes < 0) | (blank_id[row_ids] if len(ids) else True)
+    return row_ids, table, np.asarray(blank, dtype=bool)
+
+
+def _category_lookup(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """``index.get_indexer(values.astype(str))`` for a categorical column, once per category."""
+    categories = pd.Index(np.asarray(values.cat.categories, dtype=object)).astype(str)
+    positions = index.get_indexer(categories).astype(np.int64)
+    codes = values.cat.codes.to_numpy()
+    out = positions[np.maximum(codes, 0)] if len(positions) else np.full(len(codes), -1, dtype=np.int64)
+    return np.where(codes < 0, index.get_indexer(pd.Index(["nan"]))[0], out) if (codes < 0).any() else out
+
+
 def _check_columns(frame: pd.DataFrame, needed: tuple[str, ...], what: str) -> None:
     missing = [c for c in needed if c not in frame.columns]
     if missing:
@@ -110,14 +135,22 @@ def assemble_ehr(
     n_visits_in = len(visit_key)
 
     # ---- events -> visit row index, blank codes and orphans dropped, within-visit dedupe
-    per_vocab: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # vocab -> (visit row, code strings)
+    per_vocab: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # vocab -> (visit row, code strings or ids)
+    code_tables: dict[str, np.ndarray] = {}  # vocab -> distinct code strings, when codes are ids
     for vocab in STANDARD_VOCABULARIES:
         frame = events[vocab]
-        code = frame["CODE"].astype(str).str.strip().to_numpy(dtype=object)
-        blank = (frame["CODE"].isna().to_numpy()) | (code == "") | (code == "nan")
+        by_value = all(isinstance(frame[c].dtype, pd.CategoricalDtype) for c in ("PATIENT", "VISIT", "CODE"))
+        if by_value:  # categorical columns: text work once per distinct value, codes become ids
+            code, table, blank = _category_ids(frame["CODE"])
+            code_tables[vocab] = table
+            pc = _category_lookup(patient_index, frame["PATIENT"])
+            vc = _category_lookup(visit_index, frame["VISIT"])
+        else:
+            code = frame["CODE"].astype(str).str.strip().to_numpy(dtype=object)
+            blank = (frame["CODE"].isna().to_numpy()) | (code == "") | (code == "nan")
+            pc = patient_index.get_indexer(frame["PATIENT"].astype(str)).astype(np.int64)
+            vc = visit_index.get_indexer(frame["VISIT"].astype(str)).astype(np.int64)
         report.drop(f"{vocab}: blank code", int(blank.sum()), "missing or empty code", source=vocab)
-        pc = patient_index.get_indexer(frame["PATIENT"].astype(str)).astype(np.int64)
-        vc = visit_index.get_indexer(frame["VISIT"].astype(str)).astype(np.int64)
         key = pc * n_vid + vc
         position = np.searchsorted(sorted_keys, key)
         position = np.minimum(position, max(len(sorted_keys) - 1, 0))
@@ -126,7 +159,9 @@ def assemble_ehr(
             known &= sorted_keys[position] == key
         orphan = ~known & ~blank
         if orphan.any():
-            pairs = pd.DataFrame({"p": frame["PATIENT"].to_numpy()[orphan], "v": frame["VISIT"].to_numpy()[orphan]})
+            where = np.flatnonzero(orphan)
+            pairs = pd.DataFrame({"p": np.asarray(frame["PATIENT"].iloc[where], dtype=object),
+                                  "v": np.asarray(frame["VISIT"].iloc[where], dtype=object)})
             examples = [f"patient {p} visit {v}" for p, v in pairs.drop_duplicates().head(5).itertuples(index=False)]
             report.drop(
                 f"{vocab}: unknown visit", int(orphan.sum()), "no row for this visit in the visits table",
@@ -135,19 +170,33 @@ def assemble_ehr(
         keep = known & ~blank
         rows = key_order[position[keep]] if len(sorted_keys) else np.zeros(0, dtype=np.int64)
         codes = code[keep]
-        dedup = pd.DataFrame({"row": rows, "code": codes}).duplicated().to_numpy()
+        if by_value:  # one int64 key per (visit row, code id)
+            dedup = pd.Series(rows * max(len(code_tables[vocab]), 1) + codes).duplicated().to_numpy()
+        else:
+            dedup = pd.DataFrame({"row": rows, "code": codes}).duplicated().to_numpy()
         report.drop(
             f"{vocab}: repeated within visit", int(dedup.sum()), "the same code twice in one visit", source=vocab
         )
         rows, codes = rows[~dedup], codes[~dedup]
         limit = top_n.get(vocab)
-        if limit is not None:
+        if limit is not None and by_value:
+            per_id = np.bincount(codes, minlength=len(code_tables[vocab]))
+            present = np.flatnonzero(per_id)
+            counts = pd.Series(per_id[present], index=pd.Index(code_tables[vocab][present], dtype=object))
+            ranked = pd.DataFrame({"code": counts.index, "id": present, "count": counts.to_numpy()})
+            ranked = ranked.sort_values(["count", "code"], ascending=[False, True], kind="stable")
+            kept_codes = set(ranked["code"].iloc[: int(limit)])
+            kept_ids = np.zeros(len(per_id), dtype=bool)
+            kept_ids[ranked["id"].iloc[: int(limit)].to_numpy()] = True
+            inside = kept_ids[codes]
+        elif limit is not None:
             counts = pd.Series(codes).value_counts(sort=False)
             ranked = counts.reset_index()
             ranked.columns = ["code", "count"]
             ranked = ranked.sort_values(["count", "code"], ascending=[False, True], kind="stable")
             kept_codes = set(ranked["code"].iloc[: int(limit)])
             inside = pd.Series(codes).isin(kept_codes).to_numpy()
+        if limit is not None:
             emptied = len(np.unique(rows)) - len(np.unique(rows[inside]))
             report.drop(
                 f"{vocab}: top-{limit} filter", int((~inside).sum()),
@@ -223,7 +272,15 @@ def assemble_ehr(
         pos = position_of_row[rows]
         keep = pos >= 0
         pos, codes = pos[keep], codes[keep]
-        index, uniques = pd.factorize(pd.Series(codes, dtype=str), sort=True)
+        if vocab in code_tables:  # ids -> ranks of their code strings among the codes used
+            used = np.unique(codes)
+            names = code_tables[vocab][used]
+            order = np.argsort(names.astype(str), kind="stable")
+            rank = np.zeros(len(code_tables[vocab]), dtype=np.int64)
+            rank[used[order]] = np.arange(len(used))
+            index, uniques = rank[codes], names[order]
+        else:
+            index, uniques = pd.factorize(pd.Series(codes, dtype=str), sort=True)
         vocabularies[vocab] = Vocabulary([str(u) for u in uniques], name=vocab)
         order_codes = np.argsort(pos, kind="stable")
         codes_out[vocab] = index[order_codes].astype(np.int32)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ from medtoolkit.data.report import DataReport
 
 #: column kinds understood by :func:`read_table`
 KINDS = ("str", "int", "int?", "float")
+#: CSV engines of :func:`read_table`
+ENGINES = ("pandas", "arrow")
+logger = logging.getLogger("medtoolkit.data")
+_WARNED = False
 _BLOCK = 16 * 1024 * 1024
 _QUOTE, _COMMA, _NEWLINE, _CR = 34, 44, 10, 13
 
@@ -199,6 +204,8 @@ def read_table(
     columns: Mapping[str, str],
     optional: Sequence[str] = (),
     report: DataReport | None = None,
+    engine: str = "pandas",
+    categorical: bool = False,
 ) -> pd.DataFrame:
     """Read the wanted columns of a raw table, checked and converted.
 
@@ -212,6 +219,13 @@ def read_table(
             from the result too).
         report: where blank lines and exact duplicate rows (over the selected columns) are
             counted as drops.
+        engine: ``"pandas"`` (byte scan + pandas' C parser, described above) or ``"arrow"``
+            (pyarrow's multi-threaded CSV reader after a light UTF-8/line-count pass; any file
+            it cannot read plainly - bad bytes, ragged rows, quoted line breaks, a cell that
+            does not convert - goes through the pandas path, so errors are the same). Both give
+            the same frame. ``"arrow"`` needs pyarrow; without it ``"pandas"`` is used (logged).
+        categorical: return ``"str"`` columns as pandas ``category`` (values unchanged; much
+            smaller for repetitive columns, and per-value work can run on the categories).
 
     Returns:
         A frame with the upper-case canonical column names (in the order of ``columns``)
@@ -228,23 +242,15 @@ def read_table(
     for name, kind in columns.items():
         if kind not in KINDS:
             raise ValueError(f"column {name!r}: unknown kind {kind!r} (use one of {KINDS})")
+    engine = resolve_engine(engine)
+    if engine == "arrow":
+        frame = _read_arrow(path, columns, optional, report, categorical)
+        if frame is not None:
+            return frame
+        # anything unusual (bad bytes, ragged rows, quoted line breaks...): the pandas path below
+        # reads the file or raises the error naming file, line and column
     scan = _scan(path)
-    by_upper: dict[str, str] = {}
-    for raw in scan.header:
-        key = raw.strip().upper()
-        if key in by_upper:
-            raise DataFormatError(f"{path}: header names column {key!r} twice (case-insensitively)")
-        by_upper[key] = raw
-    wanted: dict[str, str] = {}
-    for name in columns:
-        key = name.upper()
-        if key in by_upper:
-            wanted[key] = by_upper[key]
-        elif name not in optional and key not in {o.upper() for o in optional}:
-            raise DataFormatError(
-                f"{path}: required column {key!r} is missing; the file has columns: "
-                f"{', '.join(scan.header)}"
-            )
+    wanted = select_columns(path, scan.header, columns, optional)
     try:
         frame = pd.read_csv(
             path, dtype=str, keep_default_na=False, usecols=list(wanted.values()),
@@ -263,7 +269,22 @@ def read_table(
         key = name.upper()
         if key in frame.columns and kind != "str":
             frame[key] = _convert(frame[key], kind, path, key)
-    duplicated = frame.duplicated(keep="first").to_numpy()
+    if categorical:
+        kinds = {name.upper(): kind for name, kind in columns.items()}
+        for key in frame.columns:
+            if kinds[key] == "str":
+                frame[key] = frame[key].astype("category")
+    return drop_duplicates(frame, path, report)
+
+
+def drop_duplicates(frame: pd.DataFrame, path: Path, report: DataReport | None) -> pd.DataFrame:
+    """Drop rows identical to an earlier row (over all columns), counted in ``report``."""
+    keys = _row_keys(frame)
+    if keys is not None:  # integer / categorical columns: the same test on packed int64 keys
+        duplicated = (keys[0].duplicated(keep="first") if len(keys) == 1
+                      else pd.DataFrame(dict(enumerate(keys))).duplicated(keep="first")).to_numpy()
+    else:
+        duplicated = frame.duplicated(keep="first").to_numpy()
     if duplicated.any():
         examples = [f"line {line}" for line in frame.index[duplicated][:5]]
         if report is not None:
@@ -274,6 +295,98 @@ def read_table(
             )
         frame = frame.loc[~duplicated]
     return frame
+
+
+def _row_keys(frame: pd.DataFrame) -> list[pd.Series] | None:
+    """Rows of an all integer / categorical frame packed into few int64 keys (None otherwise).
+
+    Each column becomes a small non-negative integer (category code, or value minus the
+    column's minimum; missing values get their own number), and columns are packed by mixed
+    radix while the product fits in 62 bits, so two rows are equal exactly when their keys are.
+    """
+    parts: list[tuple[np.ndarray, int]] = []
+    for name in frame.columns:
+        column = frame[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy().astype(np.int64) + 1  # -1 (missing) -> 0
+            parts.append((codes, len(column.cat.categories) + 1))
+        elif pd.api.types.is_integer_dtype(column.dtype):
+            missing = column.isna().to_numpy()
+            values = column.to_numpy(dtype=np.int64, na_value=0) if missing.any() else column.to_numpy(dtype=np.int64)
+            if len(values) == 0:
+                return None
+            low, high = int(values[~missing].min(initial=0)), int(values[~missing].max(initial=0))
+            if high - low > 2 ** 40:
+                return None
+            shifted = values - low + 1
+            shifted[missing] = 0
+            parts.append((shifted, high - low + 2))
+        else:
+            return None
+    keys: list[pd.Series] = []
+    key, size = np.zeros(len(frame), dtype=np.int64), 1
+    for values, radix in parts:
+        if size * radix >= 2 ** 62:
+            keys.append(pd.Series(key))
+            key, size = np.zeros(len(frame), dtype=np.int64), 1
+        key = key * radix + values
+        size *= radix
+    keys.append(pd.Series(key))
+    return keys
+
+
+def select_columns(
+    path: Path, header: Sequence[str], columns: Mapping[str, str], optional: Sequence[str]
+) -> dict[str, str]:
+    """Match the wanted columns to the header case-insensitively: ``{UPPER name: header name}``.
+
+    Raises:
+        DataFormatError: the header repeats a name, or a required column is missing.
+    """
+    by_upper: dict[str, str] = {}
+    for raw in header:
+        key = raw.strip().upper()
+        if key in by_upper:
+            raise DataFormatError(f"{path}: header names column {key!r} twice (case-insensitively)")
+        by_upper[key] = raw
+    wanted: dict[str, str] = {}
+    for name in columns:
+        key = name.upper()
+        if key in by_upper:
+            wanted[key] = by_upper[key]
+        elif name not in optional and key not in {o.upper() for o in optional}:
+            raise DataFormatError(
+                f"{path}: required column {key!r} is missing; the file has columns: "
+                f"{', '.join(header)}"
+            )
+    return wanted
+
+
+def resolve_engine(engine: str) -> str:
+    """``"pandas"`` or ``"arrow"``; ``"arrow"`` becomes ``"pandas"`` (logged once) without pyarrow."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown table engine {engine!r} (use one of {ENGINES})")
+    if engine == "arrow" and not arrow_available():
+        global _WARNED
+        if not _WARNED:
+            logger.info("pyarrow is not installed: raw tables are read with the pandas engine")
+            _WARNED = True
+        return "pandas"
+    return engine
+
+
+def arrow_available() -> bool:
+    """Whether pyarrow (the ``"arrow"`` engine) can be imported."""
+    try:
+        import pyarrow.csv  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def convert(column: pd.Series, kind: str, path: Path, name: str) -> pd.Series:
+    """Convert a string column to ``kind`` (see :func:`read_table`); errors name file, line, column."""
+    return _convert(column, kind, path, name)
 
 
 def _convert(column: pd.Series, kind: str, path: Path, name: str) -> pd.Series:
@@ -317,3 +430,117 @@ def _convert(column: pd.Series, kind: str, path: Path, name: str) -> pd.Series:
     if kind == "int?":
         return pd.Series(pd.array(np.where(blank, None, values), dtype="Int64"), index=column.index)
     return pd.Series(values, index=column.index)
+
+
+# ---------------------------------------------------------------------------- arrow engine
+def _light_scan(path: Path) -> tuple[list[str], int] | None:
+    """Header and physical line count of a plain file, or None when the pandas path must read it.
+
+    Checks UTF-8 (pure-ASCII blocks skip the decoder) and counts line breaks; returns None
+    when a block is not valid UTF-8, the file is empty or its first line is blank, so the
+    exact error (or the careful read) comes from :func:`_scan`.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    newlines = 0
+    first = b""
+    last = b""
+    try:
+        with _open_binary(path) as handle:
+            while True:
+                block = handle.read(_BLOCK)
+                if not block:
+                    break
+                if not first:
+                    first = block[: block.find(b"\n")] if b"\n" in block else block
+                if not block.isascii():
+                    decoder.decode(block)
+                newlines += block.count(b"\n")
+                last = block
+            decoder.decode(b"", final=True)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, OSError):
+        return None
+    if not last:
+        return None
+    text = first.decode("utf-8").lstrip("\ufeff").rstrip("\r")
+    if not text.strip():
+        return None
+    lines = newlines + (0 if last.endswith(b"\n") else 1)
+    return next(csv.reader([text])), lines
+
+
+def _read_arrow(
+    path: Path, columns: Mapping[str, str], optional: Sequence[str], report: DataReport | None,
+    categorical: bool,
+) -> pd.DataFrame | None:
+    """:func:`read_table` with pyarrow's CSV reader; None when the pandas path must read the file.
+
+    The file's own header is skipped and the names from :func:`_light_scan` are used (a
+    byte-order mark cannot leak into a name). Row line numbers are ``2, 3, ...`` when the file
+    has one line per record (line breaks = records + 1); otherwise they come from
+    :func:`_scan`. A cell that does not convert is reported by the pandas converter.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    light = _light_scan(path)
+    if light is None:
+        return None
+    header, lines = light
+    wanted = select_columns(path, header, columns, optional)
+    kinds = {name.upper(): kind for name, kind in columns.items()}
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(wanted.values()),
+                column_types={raw: pa.string() for raw in wanted.values()},
+                null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, OSError, EOFError, zlib.error):
+        return None
+    rows = table.num_rows
+    if rows == lines - 1:
+        index: pd.Index = pd.RangeIndex(2, rows + 2, name="line")
+        blank_lines = 0
+    else:  # blank lines or quoted line breaks: the byte scan knows each record's line
+        scan = _scan(path)
+        if len(scan.record_lines) != rows:
+            return None
+        index, blank_lines = pd.Index(scan.record_lines, name="line"), scan.blank_lines
+    data: dict[str, pd.Series] = {}
+    for key, raw in wanted.items():
+        column = table.column(raw)
+        kind = kinds[key]
+        converted = None
+        if kind != "str":
+            try:
+                if kind == "int":
+                    converted = pd.Series(pc.cast(column, pa.int64()).to_numpy(), index=index)
+                else:
+                    blank = pc.equal(column, "")
+                    cleaned = pc.if_else(blank, pa.scalar(None, pa.string()), column)
+                    if kind == "int?":
+                        values = pc.cast(cleaned, pa.int64()).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+                        converted = pd.Series(values.array, index=index)
+                    else:
+                        values = pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False)
+                        converted = pd.Series(values.astype(np.float64), index=index)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                converted = None  # the pandas converter names the first bad cell (or accepts it)
+            if converted is None:
+                converted = _convert(pd.Series(column.to_pandas().array, index=index), kind, path, key)
+            data[key] = converted
+        else:  # categorical: encoded after the read (cheaper than the reader's dictionary type)
+            values = pc.dictionary_encode(column) if categorical else column
+            data[key] = pd.Series(values.to_pandas().array, index=index)
+        table = table.drop_columns([raw])  # release the arrow buffers as soon as converted
+    frame = pd.DataFrame(data, index=index)
+    if report is not None:
+        report.drop("read: blank lines", blank_lines, "empty lines in the file", source=path.name)
+    return drop_duplicates(frame, path, report)

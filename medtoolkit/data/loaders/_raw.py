@@ -10,9 +10,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.data.knowledge import DrugKnowledge
@@ -33,20 +34,29 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def engine_field() -> Any:
+    """The ``engine`` parameter of the raw loaders (left out of the cache key: same output)."""
+    return Field(
+        "arrow",
+        description="CSV engine: 'arrow' (pyarrow's reader, the faster; falls back to pandas when pyarrow "
+        "is missing) or 'pandas' (the former reader); both give the same data",
+    )
+
+
 def table_reader(
-    paths: Mapping[str, Path], report: DataReport, dataset: str, progress: bool
+    paths: Mapping[str, Path], report: DataReport, dataset: str, progress: bool, engine: str = "pandas"
 ) -> Callable[..., pd.DataFrame]:
     """A ``read(name, columns, optional=())`` function over located tables.
 
     Each call reads one table with :func:`~medtoolkit.data.tables.read_table` (drops counted
-    in ``report``) and adds every absent optional column as blanks.
+    in ``report``; ``engine`` as there) and adds every absent optional column as blanks.
     """
     from medtoolkit.data.tables import read_table
 
     def read(name: str, columns: dict[str, str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
         if progress:
             logger.info("%s: reading %s", dataset, paths[name])
-        frame = read_table(paths[name], columns, optional=optional, report=report)
+        frame = read_table(paths[name], columns, optional=optional, report=report, engine=engine)
         for column in optional:
             if column not in frame.columns:
                 frame[column] = ""
@@ -90,8 +100,9 @@ def cached_raw_build(
     """Load a raw-table dataset through the cache (see :func:`medtoolkit.data.cache.cached_build`).
 
     The key covers the input tables, the shipped drug-knowledge files, the loader name and
-    version, and every parameter except ``root``, ``cache``, ``cache_dir`` and ``unhashed``
-    (parameters naming paths whose files are already in ``inputs``).
+    version, and every parameter except ``root``, ``cache``, ``cache_dir``, ``engine`` (the CSV
+    engines give the same data) and ``unhashed`` (parameters naming paths whose files are
+    already in ``inputs``).
 
     Args:
         params: the loader's validated params (``cache`` and ``cache_dir`` are read from it).
@@ -105,7 +116,7 @@ def cached_raw_build(
     """
     from medtoolkit.data.cache import cached_build
 
-    skipped = {"root", "cache", "cache_dir", *unhashed}
+    skipped = {"root", "cache", "cache_dir", "engine", *unhashed}
     options = {
         "loader": loader,
         "loader_version": loader_version,

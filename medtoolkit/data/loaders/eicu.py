@@ -108,6 +108,7 @@ from medtoolkit.data.loaders._raw import (
     cached_raw_build,
     dataset_name,
     drug_knowledge_factory,
+    engine_field,
     examples,
     locate_tables,
     prefixed,
@@ -156,6 +157,8 @@ class EICUDataset(Dataset):
             min_stays_per_hospital: drop hospitals with fewer kept stays (after assembly).
             cache: reuse a cached build when inputs and options are unchanged.
             cache_dir: where cached builds live (None: the default cache directory).
+            engine: CSV engine, ``"arrow"`` (pyarrow, default; pandas when pyarrow is missing) or
+                ``"pandas"``; both give the same data, so it is not part of the cache key.
         """
 
         root: Path | None = Field(None, description="directory with the eICU tables; None = built-in demo")
@@ -174,6 +177,7 @@ class EICUDataset(Dataset):
         min_stays_per_hospital: int = Field(1, ge=1, description="drop hospitals with fewer kept stays")
         cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
         cache_dir: Path | None = Field(None, description="cache directory (None: default)")
+        engine: Literal["arrow", "pandas"] = engine_field()
 
     params: Params
     source_name: ClassVar[str] = "eicu"
@@ -224,7 +228,7 @@ class EICUDataset(Dataset):
         report = DataReport()
         p = self.params
 
-        read = table_reader(paths, report, "eicu", progress)
+        read = table_reader(paths, report, "eicu", progress, engine=p.engine)
 
         patient = read(
             "patient",

@@ -46,9 +46,9 @@ from pydantic import Field
 from medtoolkit.components.base import Dataset
 from medtoolkit.components.params import Params as BaseParams
 from medtoolkit.data.ehr import DIAGNOSES, MEDICATIONS, PROCEDURES, EHRData
-from medtoolkit.data.loaders._raw import cached_raw_build, check_icd_zeros, dataset_name, raw_root
+from medtoolkit.data.loaders._raw import cached_raw_build, check_icd_zeros, dataset_name, engine_field, raw_root
 from medtoolkit.data.report import DataReport
-from medtoolkit.data.tables import DataFormatError, find_table, read_table
+from medtoolkit.data.tables import DataFormatError, find_table, read_table, resolve_engine
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,13 @@ _US_FOUR_DIGIT = r"^\d{1,2}/\d{1,2}/\d{4}( \d{1,2}:\d{2}(:\d{2})?)?$"
 
 
 def _parse_times(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Days since 1970 for unambiguous timestamps; returns (days, valid mask). Others are NaN."""
+    """Days since 1970 for unambiguous timestamps; returns (days, valid mask). Others are NaN.
+
+    A categorical column is parsed once per distinct value.
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        days = _per_value(values, lambda unique: _parse_times(unique)[0], np.nan)
+        return days, ~np.isnan(days)
     text = values.astype(str).str.strip()
     iso = text.str.match(_ISO).to_numpy(dtype=bool)
     us = text.str.match(_US_FOUR_DIGIT).to_numpy(dtype=bool)
@@ -108,6 +114,8 @@ class MIMIC3Dataset(Dataset):
                 skipped with a warning when rdkit is missing; False saves ~3 s on the demo).
             cache: reuse a cached build when inputs and options are unchanged.
             cache_dir: cache directory (None: ``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``).
+            engine: CSV engine, ``"arrow"`` (pyarrow, default; pandas when pyarrow is missing) or
+                ``"pandas"``; both give the same data, so it is not part of the cache key.
         """
 
         root: Path | None = Field(None, description="MIMIC-III table directory; None = built-in demo")
@@ -132,6 +140,7 @@ class MIMIC3Dataset(Dataset):
         )
         cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
         cache_dir: Path | None = Field(None, description="cache directory (None: default)")
+        engine: Literal["arrow", "pandas"] = engine_field()
 
     params: Params
     source_name: ClassVar[str] = "mimic3"
@@ -194,22 +203,27 @@ class MIMIC3Dataset(Dataset):
 
         report = DataReport()
         p = self.params
+        engine = resolve_engine(p.engine)
+        by_value = engine == "arrow"  # text columns as categoricals, per-value work on their categories
         if progress:
-            logger.info("mimic3: reading %s", paths["ADMISSIONS"].parent)
+            logger.info("mimic3: reading %s (%s engine)", paths["ADMISSIONS"].parent, engine)
         admissions = read_table(
-            paths["ADMISSIONS"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ADMITTIME": "str"}, report=report
+            paths["ADMISSIONS"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ADMITTIME": "str"},
+            report=report, engine=engine, categorical=by_value,
         )
         diagnoses = read_table(
-            paths["DIAGNOSES_ICD"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ICD9_CODE": "str"}, report=report
+            paths["DIAGNOSES_ICD"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ICD9_CODE": "str"},
+            report=report, engine=engine, categorical=by_value,
         )
         procedures = read_table(
-            paths["PROCEDURES_ICD"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ICD9_CODE": "str"}, report=report
+            paths["PROCEDURES_ICD"], {"SUBJECT_ID": "int", "HADM_ID": "int", "ICD9_CODE": "str"},
+            report=report, engine=engine, categorical=by_value,
         )
         prescriptions = read_table(
             paths["PRESCRIPTIONS"],
             {"SUBJECT_ID": "int", "HADM_ID": "int", "ICUSTAY_ID": "int?", "STARTDATE": "str", "NDC": "str",
              "GSN": "str", "DRUG": "str"},
-            optional=("GSN", "DRUG"), report=report,
+            optional=("GSN", "DRUG"), report=report, engine=engine, categorical=by_value,
         )
         for name, table in (("ADMISSIONS", admissions), ("DIAGNOSES_ICD", diagnoses),
                             ("PROCEDURES_ICD", procedures), ("PRESCRIPTIONS", prescriptions)):
@@ -219,7 +233,10 @@ class MIMIC3Dataset(Dataset):
                     "rows in all four tables"
                 )
         visits = self._visits(admissions, prescriptions, paths, report)
-        medications = self._medications(prescriptions, paths["PRESCRIPTIONS"].name, report)
+        if by_value:
+            medications = self._medications_by_value(prescriptions, paths["PRESCRIPTIONS"].name, report)
+        else:
+            medications = self._medications(prescriptions, paths["PRESCRIPTIONS"].name, report)
         events = {
             DIAGNOSES: self._icd_codes(_events(diagnoses, "ICD9_CODE"), "DIAGNOSES_ICD", paths, report),
             PROCEDURES: self._icd_codes(_events(procedures, "ICD9_CODE"), "PROCEDURES_ICD", paths, report),
@@ -247,12 +264,17 @@ class MIMIC3Dataset(Dataset):
         dictionary = DICTIONARIES[table]
         known = None
         if dictionary in paths:
-            known = read_table(paths[dictionary], {"ICD9_CODE": "str"}, report=report)["ICD9_CODE"].str.strip()
+            frame = read_table(paths[dictionary], {"ICD9_CODE": "str"}, report=report, engine=self.params.engine)
+            known = frame["ICD9_CODE"].str.strip()
         source = paths[table].name
-        events["CODE"] = check_icd_zeros(
-            events["CODE"], known, report, f"{source}: ICD9_CODE leading zeros", source,
+        categorical = isinstance(events["CODE"].dtype, pd.CategoricalDtype)
+        codes = events["CODE"].astype(object) if categorical and known is not None else events["CODE"]
+        checked = check_icd_zeros(
+            codes, known, report, f"{source}: ICD9_CODE leading zeros", source,
             self.params.repair_icd_zeros, dictionary,
-        ).to_numpy()
+        )
+        if checked is not events["CODE"]:
+            events["CODE"] = pd.Categorical(checked.to_numpy()) if categorical else checked.to_numpy()
         return events
 
     def _visits(
@@ -377,6 +399,161 @@ class MIMIC3Dataset(Dataset):
             "CODE": atc[mapped].astype(str).to_numpy(),
         })
 
+    def _medications_by_value(self, prescriptions: pd.DataFrame, source: str, report: DataReport) -> pd.DataFrame:
+        """:meth:`_medications` for categorical text columns: per-value work runs once per distinct value.
+
+        Gives the same rows, drops and coverage as :meth:`_medications`; the result's columns
+        are categoricals (``PATIENT``, ``VISIT``, ``CODE``).
+        """
+        from medtoolkit.knowledge import DrugMapper, normalize_ndc
+
+        p = self.params
+        frame = prescriptions
+        if p.first_day_medications:
+            days, valid = _parse_times(frame["STARTDATE"])
+            report.drop(
+                "prescriptions: first-day filter", int((~valid).sum()), "STARTDATE missing or not a date",
+                source=source, examples=[f"line {i}" for i in frame.index[~valid][:5]],
+            )
+            frame = frame.loc[valid].assign(_DAYS=days[valid])
+            stay = frame["ICUSTAY_ID"].astype("Float64").fillna(-1.0)
+            first = frame.groupby([frame["HADM_ID"], stay], sort=False)["_DAYS"].transform("min")
+            on_first_day = (frame["_DAYS"] == first).to_numpy()
+            report.drop(
+                "prescriptions: first-day filter", int((~on_first_day).sum()),
+                "STARTDATE after the first start date of the ICU stay", source=source,
+            )
+            frame = frame.loc[on_first_day]
+        ndc = frame["NDC"]
+
+        def flags(unique: pd.Series) -> np.ndarray:
+            keys = normalize_ndc(unique)
+            text = unique.astype(str).str.strip()
+            blank = ((text == "") | text.str.fullmatch(r"0+")).to_numpy(dtype=bool)
+            return np.stack([blank, keys.isna().to_numpy() & ~blank], axis=1)
+
+        per_row = _per_value(ndc, flags, np.array([True, False]))
+        blank, malformed = per_row[:, 0].astype(bool), per_row[:, 1].astype(bool)
+        del per_row
+        report.drop("prescriptions: NDC blank or 0", int(np.sum(blank)), "no NDC (MIMIC writes 0 when unknown)",
+                    source=source, examples=[f"line {i}" for i in frame.index[blank][:5]])
+        report.drop("prescriptions: NDC malformed", int(malformed.sum()), "not an 11-digit or dashed 10-digit NDC",
+                    source=source, examples=[f"line {frame.index[i]}: {str(ndc.iloc[i]).strip()!r}"
+                                             for i in np.flatnonzero(malformed)[:5]])
+        frame = frame.loc[~blank & ~malformed]
+        mapper = DrugMapper(source=p.drug_map, map_dir=p.drug_map_dir)
+        by_value = _map_by_value(mapper.map_ndc, frame["NDC"], p.atc_level)
+        if by_value is None:
+            atc_ids, table = _ids(mapper.map_ndc(frame["NDC"], atc_level=p.atc_level).to_numpy(dtype=object))
+        else:
+            atc_ids, table = by_value
+        _record(report, mapper, source)
+        if p.drug_map == "shipped":  # the shipped NDC map is sparse for MIMIC-III: GSN, then name
+            for column, method in (("GSN", mapper.map_gsn), ("DRUG", mapper.map_name)):
+                missing = atc_ids < 0
+                if column not in frame.columns or not missing.any():
+                    continue
+                extra = method(frame.loc[missing, column], atc_level=p.atc_level).to_numpy(dtype=object)
+                _record(report, mapper, source, f" (rows whose NDC did not map, by {column})")
+                extra_ids, extra_table = _ids(extra)
+                atc_ids[missing] = np.where(extra_ids >= 0, extra_ids + len(table), -1)
+                table = np.concatenate([table, extra_table])
+        mapped = atc_ids >= 0
+        unmapped = ~mapped
+        route = "NDC, GSN or drug name" if p.drug_map == "shipped" else "NDC"
+        ndc_codes = frame["NDC"].cat.codes.to_numpy()
+        categories = np.asarray(frame["NDC"].cat.categories, dtype=object)
+        unmapped_values = pd.Series(categories[np.unique(ndc_codes[unmapped])], dtype=object)
+        report.drop(
+            f"prescriptions: no ATC{p.atc_level}", int(unmapped.sum()),
+            f"valid NDC whose {route} is not in the {p.drug_map} map", source=source,
+            examples=sorted({str(k) for k in normalize_ndc(unmapped_values)})[:5],
+        )
+        kept = frame.loc[mapped]
+        codes, atc_table = pd.factorize(table)  # GSN/name codes may repeat NDC ones
+        return pd.DataFrame({
+            "PATIENT": _as_categorical(kept["SUBJECT_ID"].to_numpy()),
+            "VISIT": _as_categorical(kept["HADM_ID"].to_numpy()),
+            "CODE": pd.Categorical.from_codes(codes[atc_ids[mapped]],
+                                              categories=pd.Index(np.asarray(atc_table, dtype=object), dtype=object)),
+        })
+
+
+def _per_value(values: pd.Series, function: Any, missing: Any) -> np.ndarray:
+    """``function`` applied to the distinct values of a categorical column, spread back to rows.
+
+    Args:
+        values: a categorical column (``[rows]``).
+        function: ``Series of distinct values -> array-like`` aligned with them (row-wise:
+            each output depends only on its own input value).
+        missing: the result for rows whose value is missing (code -1).
+
+    Returns:
+        ``[rows]`` array: ``function``'s output for each row's value.
+    """
+    codes = values.cat.codes.to_numpy()
+    result = np.asarray(function(pd.Series(np.asarray(values.cat.categories, dtype=object), dtype=object)))
+    out = result[np.maximum(codes, 0)] if len(result) else np.full(len(codes), missing, dtype=object)
+    if (codes < 0).any():
+        out = out.astype(object) if out.dtype.kind not in "fO" else out.copy()
+        out[codes < 0] = missing
+    return out
+
+
+def _recode(values: pd.Series, function: Any) -> pd.Categorical:
+    """A categorical column with ``function`` (row-wise, on distinct values) applied to its values."""
+    new_values = np.asarray(function(pd.Series(np.asarray(values.cat.categories, dtype=object), dtype=object)))
+    mapping, uniques = pd.factorize(pd.Series(new_values, dtype=object))
+    codes = values.cat.codes.to_numpy()
+    if (codes < 0).any():
+        raise ValueError("_recode: missing values in a categorical column")
+    return pd.Categorical.from_codes(mapping[codes] if len(mapping) else codes,
+                                     categories=pd.Index(np.asarray(uniques, dtype=object), dtype=object))
+
+
+def _as_categorical(values: pd.Series | np.ndarray) -> pd.Categorical:
+    """Integer ids (or any values) as a categorical of their string forms (first-seen order)."""
+    codes, uniques = pd.factorize(np.asarray(values))
+    return pd.Categorical.from_codes(codes, categories=pd.Index(np.asarray(uniques).astype(str), dtype=object))
+
+
+def _map_by_value(method: Any, values: pd.Series, atc_level: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A :class:`~medtoolkit.knowledge.DrugMapper` method run on the distinct values of a column.
+
+    The coverage's row counts are weighted by how often each value occurs; its code counts
+    (distinct keys) are those of the used values, as in a row-by-row call. Returns None when
+    some used value is blank or malformed (their row counts are not exposed per value): the
+    caller then maps row by row.
+
+    Returns:
+        ``([rows] int64 ids into the codes, -1 = unmapped), [k] distinct ATC codes)`` or None.
+    """
+    from dataclasses import replace
+
+    codes = values.cat.codes.to_numpy()
+    if (codes < 0).any():
+        return None
+    counts = np.bincount(codes, minlength=len(values.cat.categories))
+    used = np.flatnonzero(counts)
+    distinct = pd.Series(np.asarray(values.cat.categories, dtype=object)[used], dtype=object)
+    result = method(distinct, atc_level=atc_level)
+    coverage = method.__self__.last_coverage
+    if coverage is None or coverage.rows_blank or coverage.rows_malformed:
+        return None
+    ids, table = _ids(result.to_numpy(dtype=object))
+    per_category = np.full(len(counts), -1, dtype=np.int64)
+    per_category[used] = ids
+    coverage = replace(coverage, rows_in=int(len(codes)), rows_mapped=int(counts[used][ids >= 0].sum()))
+    method.__self__.last_coverage = coverage
+    method.__self__.coverages[-1] = coverage
+    return per_category[codes], table
+
+
+def _ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[n]`` codes (NA/None -> -1) as ``([n] int64 ids, [k] distinct codes)``."""
+    ids, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    return ids.astype(np.int64), np.asarray(uniques, dtype=object)
+
 
 def _record(report: DataReport, mapper: Any, source: str, suffix: str = "") -> None:
     """Copy the mapper's last coverage into the report."""
@@ -394,6 +571,16 @@ def _events(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     Missing-value spellings (``NaN``, ``NA``, ``NULL``, ``None``, any case) become blank, so the
     assembly drops and counts them as blank codes instead of keeping them as ICD-9 codes.
     """
+    if isinstance(frame[column].dtype, pd.CategoricalDtype):
+        def clean(unique: pd.Series) -> np.ndarray:
+            text = unique.astype(str).str.strip()
+            return text.mask(text.str.upper().isin(_MISSING_CODES), "").to_numpy(dtype=object)
+
+        return pd.DataFrame({
+            "PATIENT": _as_categorical(frame["SUBJECT_ID"].to_numpy()),
+            "VISIT": _as_categorical(frame["HADM_ID"].to_numpy()),
+            "CODE": _recode(frame[column], clean),
+        })
     code = frame[column].astype(str).str.strip()
     code = code.mask(code.str.upper().isin(_MISSING_CODES), "")
     return pd.DataFrame({

@@ -62,6 +62,7 @@ from medtoolkit.data.loaders._raw import (
     check_icd_zeros,
     dataset_name,
     drug_knowledge_factory,
+    engine_field,
     examples,
     file_line,
     locate_tables,
@@ -105,6 +106,8 @@ class MIMIC4Dataset(Dataset):
                 ``d_icd_*`` tables; always reported, kept as written when False).
             cache: reuse a cached build when inputs and options are unchanged.
             cache_dir: where cached builds live (None: the default cache directory).
+            engine: CSV engine, ``"arrow"`` (pyarrow, default; pandas when pyarrow is missing) or
+                ``"pandas"``; both give the same data, so it is not part of the cache key.
         """
 
         root: Path | None = Field(None, description="MIMIC-IV hosp/ directory or its parent; None = built-in demo")
@@ -119,6 +122,7 @@ class MIMIC4Dataset(Dataset):
         )
         cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
         cache_dir: Path | None = Field(None, description="cache directory (None: default)")
+        engine: Literal["arrow", "pandas"] = engine_field()
 
     params: Params
     source_name: ClassVar[str] = "mimic4"
@@ -172,7 +176,7 @@ class MIMIC4Dataset(Dataset):
         report = DataReport()
         p = self.params
 
-        read = table_reader(paths, report, "mimic4", progress)
+        read = table_reader(paths, report, "mimic4", progress, engine=p.engine)
 
         admissions = read("admissions", {"SUBJECT_ID": "str", "HADM_ID": "str", "ADMITTIME": "str"})
         visits = _visits(admissions, paths["admissions"])

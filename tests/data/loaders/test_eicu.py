@@ -383,3 +383,11 @@ def test_gamenet_trains_one_epoch_on_the_demo(one_torch_thread: None) -> None:
     assert list(result.models) == ["seed0"]
     jaccard = result.metrics["test"]["jaccard"]["mean"]
     assert 0.0 < jaccard <= 1.0
+
+
+def test_engines_give_the_same_demo_build(demo: EHRData) -> None:
+    pandas_build = EICUDataset(EICUDataset.Params(cache=False, engine="pandas")).load(progress=False)
+    assert demo.fingerprint() == pandas_build.fingerprint()  # the fixture uses the default engine (arrow)
+    assert demo.provenance["report"] == pandas_build.provenance["report"]
+    assert {k: v.idx2word for k, v in demo.vocabularies.items()} == {
+        k: v.idx2word for k, v in pandas_build.vocabularies.items()}

@@ -262,3 +262,40 @@ def test_cli_data_info(cache_root: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert payload["statistics"]["patients"] == 82 and payload["cache"]["hit"] is True
     assert main(["data", "info", "mimic3", "-o", "atc_level=7"]) == 1
     assert "error: dataset 'mimic3': invalid Params: atc_level: " in capsys.readouterr().err
+
+
+def _same_build(first: EHRData, second: EHRData) -> None:
+    assert first.fingerprint() == second.fingerprint()
+    words = [{k: v.idx2word for k, v in data.vocabularies.items()} for data in (first, second)]
+    assert words[0] == words[1]
+    assert first.provenance["report"] == second.provenance["report"]
+    assert first.patient_ids == second.patient_ids
+    np.testing.assert_array_equal(first.time, second.time)
+
+
+@pytest.mark.parametrize("options", [{}, {"first_day_medications": True, "min_visits": 2, "atc_level": 4}])
+def test_engines_give_the_same_demo_build(tmp_path: Path, options: dict[str, object]) -> None:
+    pandas_build = load(tmp_path / "p", engine="pandas", cache=False, **options)
+    arrow_build = load(tmp_path / "a", engine="arrow", cache=False, **options)
+    _same_build(pandas_build, arrow_build)
+
+
+def test_engines_give_the_same_generated_build(tmp_path: Path) -> None:
+    from medtoolkit.data.raw_generator import write_mimic3_tables
+
+    root = tmp_path / "tables"
+    write_mimic3_tables(root, 30_000, seed=3, zero_ndc_share=0.05, unmapped_ndc_share=0.1)
+    builds = {
+        engine: MIMIC3Dataset(MIMIC3Dataset.Params(root=root, cache=False, substructures=False, engine=engine,
+                                                   top_diagnoses=50)).load(progress=False)
+        for engine in ("pandas", "arrow")
+    }
+    _same_build(builds["pandas"], builds["arrow"])
+    steps = {d["step"] for d in builds["arrow"].provenance["report"]["drops"]}
+    assert "prescriptions: NDC blank or 0" in steps and "read: duplicate rows" in steps
+
+
+def test_engine_is_not_part_of_the_cache_key(tmp_path: Path) -> None:
+    first = load(tmp_path, engine="pandas")
+    second = load(tmp_path, engine="arrow")
+    assert second.provenance["cache"]["hit"] and second.fingerprint() == first.fingerprint()

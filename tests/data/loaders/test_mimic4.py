@@ -284,3 +284,11 @@ def test_without_dictionaries_a_note_says_zeros_are_not_checked(tiny: Path) -> N
     assert data.provenance["report"]["findings"] == []
     notes = " ".join(data.provenance["report"]["notes"])
     assert "diagnoses_icd.csv.gz: no d_icd_diagnoses table, so ICD codes that lost their leading zeros" in notes
+
+
+def test_engines_give_the_same_demo_build(demo: EHRData) -> None:
+    pandas_build = MIMIC4Dataset(MIMIC4Dataset.Params(cache=False, engine="pandas")).load(progress=False)
+    assert demo.fingerprint() == pandas_build.fingerprint()  # the fixture uses the default engine (arrow)
+    assert demo.provenance["report"] == pandas_build.provenance["report"]
+    assert {k: v.idx2word for k, v in demo.vocabularies.items()} == {
+        k: v.idx2word for k, v in pandas_build.vocabularies.items()}
