@@ -348,20 +348,7 @@ class MIMIC3Dataset(Dataset):
         p = self.params
         frame = prescriptions
         if p.first_day_medications:
-            days, valid = _parse_times(frame["STARTDATE"])
-            report.drop(
-                "prescriptions: first-day filter", int((~valid).sum()), "STARTDATE missing or not a date",
-                source=source, examples=[f"line {i}" for i in frame.index[~valid][:5]],
-            )
-            frame = frame.loc[valid].assign(_DAYS=days[valid])
-            stay = frame["ICUSTAY_ID"].astype("Float64").fillna(-1.0)
-            first = frame.groupby([frame["HADM_ID"], stay], sort=False)["_DAYS"].transform("min")
-            on_first_day = (frame["_DAYS"] == first).to_numpy()
-            report.drop(
-                "prescriptions: first-day filter", int((~on_first_day).sum()),
-                "STARTDATE after the first start date of the ICU stay", source=source,
-            )
-            frame = frame.loc[on_first_day]
+            frame = _first_day_rows(frame, source, report)
         keys, counts = normalize_ndc_counted(frame["NDC"])
         text = frame["NDC"].astype(str).str.strip()
         blank = (text == "") | text.str.fullmatch(r"0+").to_numpy(dtype=bool)
@@ -410,20 +397,7 @@ class MIMIC3Dataset(Dataset):
         p = self.params
         frame = prescriptions
         if p.first_day_medications:
-            days, valid = _parse_times(frame["STARTDATE"])
-            report.drop(
-                "prescriptions: first-day filter", int((~valid).sum()), "STARTDATE missing or not a date",
-                source=source, examples=[f"line {i}" for i in frame.index[~valid][:5]],
-            )
-            frame = frame.loc[valid].assign(_DAYS=days[valid])
-            stay = frame["ICUSTAY_ID"].astype("Float64").fillna(-1.0)
-            first = frame.groupby([frame["HADM_ID"], stay], sort=False)["_DAYS"].transform("min")
-            on_first_day = (frame["_DAYS"] == first).to_numpy()
-            report.drop(
-                "prescriptions: first-day filter", int((~on_first_day).sum()),
-                "STARTDATE after the first start date of the ICU stay", source=source,
-            )
-            frame = frame.loc[on_first_day]
+            frame = _first_day_rows(frame, source, report)
         ndc = frame["NDC"]
 
         def flags(unique: pd.Series) -> np.ndarray:
@@ -589,3 +563,29 @@ def _events(frame: pd.DataFrame, column: str) -> pd.DataFrame:
         "CODE": code.to_numpy(),
     })
 
+
+def _first_day_rows(frame: pd.DataFrame, source: str, report: DataReport) -> pd.DataFrame:
+    """The prescriptions started on the first start date of their ICU stay; every removed row counted.
+
+    Args:
+        frame: prescriptions with ``STARTDATE``, ``HADM_ID`` and ``ICUSTAY_ID``.
+        source: the file named in the report.
+        report: receives the rows without a date and those started later.
+
+    Returns:
+        the kept rows, with their start day in ``_DAYS``.
+    """
+    days, valid = _parse_times(frame["STARTDATE"])
+    report.drop(
+        "prescriptions: first-day filter", int((~valid).sum()), "STARTDATE missing or not a date",
+        source=source, examples=[f"line {i}" for i in frame.index[~valid][:5]],
+    )
+    frame = frame.loc[valid].assign(_DAYS=days[valid])
+    stay = frame["ICUSTAY_ID"].astype("Float64").fillna(-1.0)
+    first = frame.groupby([frame["HADM_ID"], stay], sort=False)["_DAYS"].transform("min")
+    on_first_day = (frame["_DAYS"] == first).to_numpy()
+    report.drop(
+        "prescriptions: first-day filter", int((~on_first_day).sum()),
+        "STARTDATE after the first start date of the ICU stay", source=source,
+    )
+    return frame.loc[on_first_day]
