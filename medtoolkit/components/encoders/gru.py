@@ -26,6 +26,56 @@ if TYPE_CHECKING:
     from medtoolkit.data.batching import PaddedBatch
 
 
+def mask_dropout(values: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Inverted dropout from one uniform draw per element (``torch.nn.functional.dropout``'s rule).
+
+    Keeps each element with probability ``1 - p`` and scales the kept ones by ``1 / (1 - p)``,
+    drawing from torch's global generator like ``nn.Dropout``. On the CPU, torch's dropout
+    draws through ``bernoulli_``, about 4 times slower per element than ``torch.rand``; the
+    two give the same distribution, not the same draws.
+
+    Args:
+        values: any shape.
+        p: drop probability in ``[0, 1)``.
+        training: identity when false (or ``p == 0``).
+
+    Returns:
+        a tensor of ``values``'s shape (``values`` itself when nothing is dropped).
+    """
+    if not training or p == 0.0:
+        return values
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    keep = torch.rand(values.shape, dtype=values.dtype, device=values.device).ge_(p).mul_(1.0 / (1.0 - p))
+    return values * keep
+
+
+def apply_dropout(dropout: nn.Module | None, values: torch.Tensor) -> torch.Tensor:
+    """``dropout(values)``; a plain ``nn.Dropout`` goes through :func:`mask_dropout` (same rule, faster)."""
+    if dropout is None:
+        return values
+    if type(dropout) is nn.Dropout and 0.0 <= float(dropout.p) < 1.0:
+        return mask_dropout(values, float(dropout.p), dropout.training)
+    return dropout(values)
+
+
+def flat_codes(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The real (non-padding) codes of a padded code tensor, flat, with the visit slot of each.
+
+    Args:
+        codes: ``[B, T, L]`` int64, vocabulary index + 1, 0 = padding.
+
+    Returns:
+        ``(values [N], slot [N], counts [B, T])``: the N real codes in row-major order, the
+        flat visit slot ``b * T + t`` of each, and the number of real codes per visit.
+    """
+    present = codes > 0
+    counts = present.sum(dim=2)  # [B, T]
+    values = codes[present]
+    slot = torch.repeat_interleave(torch.arange(counts.numel(), device=codes.device), counts.flatten())
+    return values, slot, counts
+
+
 def pool_codes(
     embedding: nn.Embedding,
     codes: torch.Tensor,
@@ -33,6 +83,12 @@ def pool_codes(
     pooling: str = "mean",
 ) -> torch.Tensor:
     """Embed padded codes and pool them per visit.
+
+    On the CPU only the real codes are embedded, dropped out and summed into their visits
+    (:func:`flat_codes`, ``index_add_``): the padding (often more than half of ``[B, T, L]``)
+    is never materialised. On other devices the padded ``[B, T, L, E]`` embeddings are pooled
+    (no host synchronisation for the number of real codes). Both give the same values; a
+    plain ``nn.Dropout`` is applied with :func:`mask_dropout`.
 
     Args:
         embedding: table with a zero padding row 0 (``padding_idx=0``).
@@ -43,14 +99,167 @@ def pool_codes(
     Returns:
         ``[B, T, embedding_dim]``.
     """
-    vectors = embedding(codes)  # [B, T, L, E]; padding rows are zero
-    if dropout is not None:
-        vectors = dropout(vectors)
-    pooled = vectors.sum(dim=2)
+    if pooling not in ("mean", "sum"):
+        raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+    if codes.device.type == "cpu":
+        return pool_codes_flat(embedding, codes, dropout, pooling)
+    return pool_codes_padded(embedding, codes, dropout, pooling)
+
+
+def pool_codes_flat(
+    embedding: nn.Embedding, codes: torch.Tensor, dropout: nn.Module | None = None, pooling: str = "mean"
+) -> torch.Tensor:
+    """:func:`pool_codes` over the real codes only: ``[N, E]`` embeddings summed into visit slots.
+
+    Shapes: ``codes [B, T, L] -> [B, T, E]``.
+    """
+    batch_size, n_visits, _ = codes.shape
+    values, slot, counts = flat_codes(codes)
+    vectors = apply_dropout(dropout, embedding(values))  # [N, E]
+    pooled = vectors.new_zeros(batch_size * n_visits, vectors.shape[-1]).index_add_(0, slot, vectors)
+    return _mean_if_asked(pooled.view(batch_size, n_visits, -1), counts, pooling)
+
+
+def pool_codes_padded(
+    embedding: nn.Embedding, codes: torch.Tensor, dropout: nn.Module | None = None, pooling: str = "mean"
+) -> torch.Tensor:
+    """:func:`pool_codes` through the padded ``[B, T, L, E]`` embeddings (no host synchronisation).
+
+    Shapes: ``codes [B, T, L] -> [B, T, E]``.
+    """
+    pooled = apply_dropout(dropout, embedding(codes)).sum(dim=2)  # padding rows are zero
+    return _mean_if_asked(pooled, (codes > 0).sum(dim=2), pooling)
+
+
+def _mean_if_asked(pooled: torch.Tensor, counts: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``pooled [B, T, E]`` divided by the code counts ``[B, T]`` (at least 1) for ``"mean"``."""
     if pooling == "mean":
-        count = (codes > 0).sum(dim=2, keepdim=True).clamp(min=1).to(pooled.dtype)
-        pooled = pooled / count
+        return pooled / counts.clamp(min=1).unsqueeze(-1).to(pooled.dtype)
     return pooled
+
+
+class StackedGRUFunction(torch.autograd.Function):
+    """Several independent single-layer GRUs (torch's ``nn.GRU`` equations) run together.
+
+    Every step does one batched matrix product for all the GRUs, and the backward pass
+    computes each weight gradient with one matrix product over all time steps (autograd
+    through ``torch.gru`` on the CPU does one per step and GRU). Gate order ``(r, z, n)``:
+    ``r = sigma(x W_ir + b_ir + h W_hr + b_hr)``, ``z`` likewise,
+    ``n = tanh(x W_in + b_in + r * (h W_hn + b_hn))``, ``h' = (1 - z) n + z h``; ``h_0 = 0``.
+
+    Shapes: ``apply(inputs [G, B, T, E], weight_ih [G, 3H, E], weight_hh [G, 3H, H],
+    bias_ih [G, 3H], bias_hh [G, 3H]) -> [G, B, T, H]`` (every step's hidden state).
+    """
+
+    @staticmethod
+    def forward(ctx, inputs, weight_ih, weight_hh, bias_ih, bias_hh):  # type: ignore[override]
+        groups, batch_size, n_steps, width = inputs.shape
+        hidden_size = weight_hh.shape[-1]
+        x_gates = torch.baddbmm(bias_ih.unsqueeze(1), inputs.reshape(groups, batch_size * n_steps, width),
+                                weight_ih.transpose(1, 2)).view(groups, batch_size, n_steps, 3, hidden_size)
+        weight_hh_t = weight_hh.transpose(1, 2)
+        bias_hh = bias_hh.unsqueeze(1)
+        hidden = inputs.new_zeros(groups, batch_size, hidden_size)
+        outputs, resets, updates, candidates, hidden_n = [], [], [], [], []
+        for step in range(n_steps):
+            h_gates = torch.baddbmm(bias_hh, hidden, weight_hh_t).view(groups, batch_size, 3, hidden_size)
+            x_step = x_gates[:, :, step]
+            rz = torch.sigmoid(x_step[:, :, :2] + h_gates[:, :, :2])
+            reset, update = rz[:, :, 0], rz[:, :, 1]
+            h_n = h_gates[:, :, 2]
+            candidate = torch.tanh(torch.addcmul(x_step[:, :, 2], reset, h_n))
+            hidden = torch.addcmul(candidate, update, hidden - candidate)  # (1 - z) n + z h
+            outputs.append(hidden)
+            resets.append(reset)
+            updates.append(update)
+            candidates.append(candidate)
+            hidden_n.append(h_n)
+        output = torch.stack(outputs, dim=2)  # [G, B, T, H]
+        reset, update = torch.stack(resets, dim=2), torch.stack(updates, dim=2)
+        candidate, h_n = torch.stack(candidates, dim=2), torch.stack(hidden_n, dim=2)
+        previous = torch.cat([output.new_zeros(groups, batch_size, 1, hidden_size), output[:, :, :-1]], dim=2)
+        # the local derivatives of every step at once (the backward loop then only multiplies):
+        # dL/dn_pre = g (1 - z)(1 - n^2), dL/dz_pre = g (h - n) z (1 - z), dL/dr_pre = dL/dn_pre h_n r (1 - r)
+        to_candidate = (1 - update) * (1 - candidate * candidate)
+        to_update = (previous - candidate) * update * (1 - update)
+        to_reset = h_n * reset * (1 - reset)
+        ctx.save_for_backward(inputs, weight_ih, weight_hh, previous, reset, update,
+                              to_candidate, to_update, to_reset)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):  # type: ignore[override]
+        inputs, weight_ih, weight_hh, previous, reset, update, to_candidate, to_update, to_reset = ctx.saved_tensors
+        groups, batch_size, n_steps, width = inputs.shape
+        hidden_size = weight_hh.shape[-1]
+        d_x_steps: list[torch.Tensor] = []
+        d_h_steps: list[torch.Tensor] = []
+        grad_hidden = None
+        for step in range(n_steps - 1, -1, -1):
+            incoming = grad_output[:, :, step]
+            grad_hidden = incoming if grad_hidden is None else grad_hidden + incoming
+            d_n = grad_hidden * to_candidate[:, :, step]
+            d_z = grad_hidden * to_update[:, :, step]
+            d_r = d_n * to_reset[:, :, step]
+            d_x_steps.append(torch.stack([d_r, d_z, d_n], dim=2))  # [G, B, 3, H]
+            d_h = torch.stack([d_r, d_z, d_n * reset[:, :, step]], dim=2)
+            d_h_steps.append(d_h)
+            if step > 0:
+                grad_hidden = torch.baddbmm(grad_hidden * update[:, :, step],
+                                            d_h.view(groups, batch_size, 3 * hidden_size), weight_hh)
+        rows = batch_size * n_steps
+        d_x_flat = torch.stack(d_x_steps[::-1], dim=2).view(groups, rows, 3 * hidden_size)
+        d_h_flat = torch.stack(d_h_steps[::-1], dim=2).view(groups, rows, 3 * hidden_size)
+        grad_inputs = grad_weight_ih = grad_weight_hh = grad_bias_ih = grad_bias_hh = None
+        if ctx.needs_input_grad[0]:
+            grad_inputs = torch.bmm(d_x_flat, weight_ih).view(groups, batch_size, n_steps, width)
+        if ctx.needs_input_grad[1]:
+            grad_weight_ih = torch.bmm(d_x_flat.transpose(1, 2), inputs.reshape(groups, rows, width))
+        if ctx.needs_input_grad[2]:
+            grad_weight_hh = torch.bmm(d_h_flat.transpose(1, 2), previous.reshape(groups, rows, hidden_size))
+        if ctx.needs_input_grad[3]:
+            grad_bias_ih = d_x_flat.sum(dim=1)
+        if ctx.needs_input_grad[4]:
+            grad_bias_hh = d_h_flat.sum(dim=1)
+        return grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh
+
+
+def stacked_gru(rnns: list[nn.GRU], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Run single-layer, batch-first, unidirectional ``nn.GRU`` s on their inputs together.
+
+    The same values as ``[rnn(x)[0] for rnn, x in zip(rnns, inputs)]`` (zero initial state),
+    computed by :class:`StackedGRUFunction`.
+
+    Args:
+        rnns: GRUs of equal input and hidden sizes (one layer, bias, batch first, one direction).
+        inputs: one ``[B, T, E]`` tensor per GRU, all of one shape.
+
+    Returns:
+        one ``[B, T, H]`` tensor per GRU.
+    """
+    output = StackedGRUFunction.apply(
+        torch.stack(inputs),
+        torch.stack([rnn.weight_ih_l0 for rnn in rnns]),
+        torch.stack([rnn.weight_hh_l0 for rnn in rnns]),
+        torch.stack([rnn.bias_ih_l0 for rnn in rnns]),
+        torch.stack([rnn.bias_hh_l0 for rnn in rnns]),
+    )
+    return list(output.unbind(0))
+
+
+def stackable(rnns: list[nn.Module], inputs: list[torch.Tensor]) -> bool:
+    """Whether :func:`stacked_gru` can run these recurrent modules on these inputs (CPU, plain GRUs)."""
+    return (
+        len({tuple(x.shape) for x in inputs}) == 1
+        and all(x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) for x in inputs)
+        and all(
+            type(rnn) is nn.GRU and rnn.num_layers == 1 and rnn.bias and rnn.batch_first
+            and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
+            and rnn.weight_ih_l0.dtype == inputs[0].dtype and rnn.weight_ih_l0.device == inputs[0].device
+            for rnn in rnns
+        )
+        and len({(rnn.input_size, rnn.hidden_size) for rnn in rnns}) == 1
+    )
 
 
 def code_embedding_tables(schema: "DataSchema", vocabularies: tuple[str, ...], embedding_dim: int) -> nn.ModuleDict:
@@ -140,9 +349,13 @@ class GRUEncoder(Encoder):
         Returns:
             ``[B, T, output_dim]`` (values at padding visits are meaningless).
         """
-        states = []
-        for name in self.vocabularies:
-            pooled = pool_vocabulary(type(self).__name__, self.embeddings, batch, name, self.dropout, self.params.pooling)
-            hidden, _ = self.rnns[name](pooled)  # [B, T, H]
-            states.append(hidden)
+        pooled = [
+            pool_vocabulary(type(self).__name__, self.embeddings, batch, name, self.dropout, self.params.pooling)
+            for name in self.vocabularies
+        ]  # [B, T, E] each
+        rnns = [self.rnns[name] for name in self.vocabularies]
+        if stackable(rnns, pooled):  # the CPU: every vocabulary's GRU in one recurrence
+            states = stacked_gru(rnns, pooled)  # type: ignore[arg-type]
+        else:
+            states = [rnn(x)[0] for rnn, x in zip(rnns, pooled)]  # [B, T, H] each
         return self.query(torch.relu(torch.cat(states, dim=-1)))

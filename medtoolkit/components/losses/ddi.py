@@ -39,6 +39,7 @@ from pydantic import Field
 
 from medtoolkit.components.base import Loss
 from medtoolkit.components.params import Params
+from medtoolkit.training import distributed
 
 if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
@@ -86,10 +87,27 @@ def visit_pair_counts(predicted: torch.Tensor, adjacency: torch.Tensor) -> tuple
     Returns:
         ``([V] interacting pairs, [V] all pairs)`` in ``adjacency``'s dtype.
     """
-    predicted = predicted.to(adjacency.dtype)
+    return pair_counts_off_diagonal(predicted, off_diagonal_of(adjacency))
+
+
+def off_diagonal_of(adjacency: torch.Tensor) -> torch.Tensor:
+    """``adjacency`` with a zero diagonal (``[N, N]``, same dtype and device)."""
+    return adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
+
+
+def pair_counts_off_diagonal(predicted: torch.Tensor, off_diagonal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`visit_pair_counts` with the diagonal already removed (:func:`off_diagonal_of`).
+
+    Args:
+        predicted: ``[V, N]`` 0/1 predicted sets.
+        off_diagonal: ``[N, N]`` symmetric 0/1 DDI matrix with a zero diagonal.
+
+    Returns:
+        ``([V] interacting pairs, [V] all pairs)`` in ``off_diagonal``'s dtype.
+    """
+    predicted = predicted.to(off_diagonal.dtype)
     sizes = predicted.sum(-1)
     pairs = sizes * (sizes - 1) / 2
-    off_diagonal = adjacency * (1 - torch.eye(adjacency.shape[0], dtype=adjacency.dtype, device=adjacency.device))
     interacting = ((predicted @ off_diagonal) * predicted).sum(-1) / 2
     return interacting, pairs
 
@@ -140,6 +158,12 @@ def predicted_ddi_rate(predicted: torch.Tensor, adjacency: torch.Tensor) -> floa
     return interacting / all_pairs if all_pairs else 0.0
 
 
+def rate_of(interacting: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Pooled rate ``interacting / pairs`` as a 0-d float64 tensor (0 without pairs; no host sync)."""
+    interacting, pairs = interacting.double(), pairs.double()
+    return torch.where(pairs > 0, interacting / pairs.clamp(min=1), torch.zeros_like(pairs))
+
+
 class DDIMatrixLoss(Loss):
     """Base of losses that read the data's DDI matrix: needs ``"ddi"``, holds it as a buffer.
 
@@ -171,10 +195,20 @@ class DDILoss(DDIMatrixLoss):
     ``forward(logits [B, T, N], batch) -> scalar`` is the penalty averaged over real visits;
     :meth:`combine` applies the ``additive`` or ``anneal`` rule. Attributes updated by
     :meth:`combine` for logging: ``last_rate`` (the batch's predicted DDI rate),
-    ``last_switched`` (True when the penalty replaced the prediction loss), and the counters
-    ``n_penalty_steps`` / ``n_prediction_steps``. :meth:`tracked` gives the epoch's values
-    (pooled predicted DDI rate; with ``anneal``, the share of switched decisions and the
-    temperature used).
+    ``last_switched`` (True when the penalty replaced the prediction loss, for any visit with
+    ``granularity="visit"``), and the counters ``n_penalty_steps`` / ``n_prediction_steps``
+    (this process's decisions). :meth:`tracked` gives the epoch's values (pooled predicted DDI
+    rate; with ``anneal``, the share of switched decisions and the temperature used).
+
+    Under data parallelism (:mod:`medtoolkit.training.distributed`) every decision is taken
+    from the *global* batch: the batch rate from pair counts summed over the ranks, the
+    per-visit switches from the visit rates of all ranks in rank order with one draw per
+    global visit (every rank's generator has the same seed and draws the same count, so all
+    ranks take the same decisions), and the switched share is the global one. In one process
+    those helpers are identities. Counters stay on the logits' device and are read (and
+    summed over the ranks) only by :meth:`tracked` and the logging attributes, so
+    :meth:`combine` synchronises with the host only for the batch decision (``batch``) or
+    for the number of visits to draw for (``visit``).
     """
 
     gating = True
@@ -203,12 +237,52 @@ class DDILoss(DDIMatrixLoss):
         super().__init__(params, schema)
         self.temperature = float(self.params.temperature)
         self.generator = torch.Generator().manual_seed(self.params.seed)
-        self.last_rate = 0.0
-        self.last_switched = False
-        self.n_penalty_steps = 0
-        self.n_prediction_steps = 0
+        self.register_buffer("ddi_off_diagonal", off_diagonal_of(self.ddi_adjacency), persistent=False)
+        # on the loss's device, read back only when asked for (all whole numbers): this epoch's
+        # [interacting pairs, all pairs, switched decisions, decisions] of this process, this
+        # process's [switched decisions, decisions] since construction, and the last batch's
+        # [interacting pairs, all pairs, switched decisions] (all ranks)
+        self.register_buffer("_tracking", torch.zeros(4, dtype=torch.float64), persistent=False)
+        self.register_buffer("_steps", torch.zeros(2, dtype=torch.float64), persistent=False)
+        self.register_buffer("_last", torch.zeros(3, dtype=torch.float64), persistent=False)
         self.reset_tracking()
 
+    # ------------------------------------------------------------------ logging attributes
+    @property
+    def last_rate(self) -> float:
+        """The last batch's predicted DDI rate (pooled over its visits, all ranks)."""
+        interacting, pairs, _ = self._last.tolist()
+        return interacting / pairs if pairs else 0.0
+
+    @property
+    def last_switched(self) -> bool:
+        """Whether the last batch switched to the penalty (any of its visits, per visit)."""
+        return bool(self._last[2] > 0)
+
+    @property
+    def n_penalty_steps(self) -> int:
+        """Decisions (batches, or this process's visits per visit) that trained on the penalty."""
+        return int(self._steps[0])
+
+    @property
+    def n_prediction_steps(self) -> int:
+        """Decisions that kept the prediction loss."""
+        switched, decisions = self._steps.tolist()
+        return int(decisions - switched)
+
+    def _record(self, step: torch.Tensor, last: torch.Tensor | list[float], count_steps: bool = True) -> None:
+        """Add one batch's ``[interacting, pairs, switched, decisions]`` of this process and keep
+        the batch's global ``[interacting, pairs, switched]`` (device tensors: nothing is read back)."""
+        with torch.no_grad():
+            self._tracking += step
+            if count_steps:
+                self._steps += step[2:]
+            if isinstance(last, torch.Tensor):
+                self._last.copy_(last)
+            else:
+                self._last.copy_(torch.tensor(last, dtype=torch.float64))
+
+    # ------------------------------------------------------------------ loss
     def forward(self, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
         """DDI penalty averaged over the real visits (scalar)."""
         mask = batch.visit_mask
@@ -219,33 +293,32 @@ class DDILoss(DDIMatrixLoss):
         return ddi_penalty(probabilities, adjacency, self.params.reduction).mean()
 
     def batch_ddi_rate(self, logits: torch.Tensor, batch: "PaddedBatch") -> float:
-        """Predicted DDI rate of the batch's real visits (pooled pairs)."""
-        interacting, all_pairs = self._batch_pair_counts(logits, batch)
+        """Predicted DDI rate of the batch's real visits (pooled pairs, this process's visits)."""
+        interacting, all_pairs = (float(value) for value in self._batch_pair_counts(logits, batch))
         return interacting / all_pairs if all_pairs else 0.0
 
-    def _batch_pair_counts(self, logits: torch.Tensor, batch: "PaddedBatch") -> tuple[float, float]:
-        """:func:`ddi_pair_counts` of the batch's predicted sets (at ``threshold``)."""
+    def _predicted(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """``[V, N]`` float32 0/1 predicted sets at ``threshold``."""
+        return (probabilities.float() >= self.params.threshold).float()
+
+    def _batch_pair_counts(self, logits: torch.Tensor, batch: "PaddedBatch") -> tuple[torch.Tensor, torch.Tensor]:
+        """Interacting and all unordered pairs of the batch's predicted sets, summed (0-d tensors)."""
         with torch.no_grad():
             probabilities = torch.sigmoid(logits[batch.visit_mask].float())
-            predicted = (probabilities >= self.params.threshold).float()
-            return ddi_pair_counts(predicted, self.ddi_adjacency.float())
+            interacting, pairs = pair_counts_off_diagonal(self._predicted(probabilities), self.ddi_off_diagonal.float())
+            return interacting.sum(), pairs.sum()
 
+    # ------------------------------------------------------------------ tracking
     def reset_tracking(self) -> None:
         """Forget this epoch's pair counts and switch decisions."""
-        self._interacting = 0.0
-        self._pairs = 0.0
-        self._switched = 0
-        self._decisions = 0
+        self._tracking.zero_()
         self._temperature_used: float | None = None
-
-    def _track(self, interacting: float, pairs: float, switched: int, decisions: int) -> None:
-        self._interacting += interacting
-        self._pairs += pairs
-        self._switched += switched
-        self._decisions += decisions
 
     def tracked(self) -> dict[str, float]:
         """This epoch's values, from the batches :meth:`combine` saw (``{}`` before any).
+
+        Counts are summed over the ranks under data parallelism (every rank calls this at the
+        same point of the epoch), so the values are those of the whole epoch.
 
         * ``ddi_rate``: predicted DDI rate pooled over the epoch's training visits
           (interacting unordered pairs / all pairs, sets at ``threshold``; train mode, so
@@ -254,15 +327,17 @@ class DDILoss(DDIMatrixLoss):
           ``granularity="visit"``) that trained on the penalty.
         * ``temperature`` (``anneal``): the temperature ``T`` used during the epoch.
         """
-        if self._decisions == 0:
+        interacting, pairs, switched, decisions = distributed.reduce_sum(self._tracking).tolist()
+        if decisions == 0:
             return {}
-        values = {"ddi_rate": self._interacting / self._pairs if self._pairs else 0.0}
+        values = {"ddi_rate": interacting / pairs if pairs else 0.0}
         if self.params.mode == "anneal":
-            values["switched_share"] = self._switched / self._decisions
+            values["switched_share"] = switched / decisions
             used = self._temperature_used
             values["temperature"] = float(self.temperature if used is None else used)
         return values
 
+    # ------------------------------------------------------------------ combining
     def switch_probability(self, rate: float) -> float:
         """``exp((target - rate) / T)`` (1 when ``rate <= target``)."""
         if rate <= self.params.target:
@@ -275,27 +350,26 @@ class DDILoss(DDIMatrixLoss):
     ) -> torch.Tensor:
         """Fold the penalty into ``total`` (see the module docstring for the two rules; ``extras`` unused)."""
         if self.params.mode == "additive":
-            self.last_switched = False
             interacting, pairs = self._batch_pair_counts(logits, batch)
-            self.last_rate = interacting / pairs if pairs else 0.0
-            self._track(interacting, pairs, 0, 1)
+            step = torch.stack([interacting, pairs, interacting.new_zeros(()), interacting.new_ones(())]).double()
+            self._record(step, step[:3], count_steps=False)
             return total + self.weight * self(logits, batch)
         self._temperature_used = self.temperature
         if self.params.granularity == "visit":
             return self._combine_per_visit(total, logits, batch)
         interacting, pairs = self._batch_pair_counts(logits, batch)
-        rate = interacting / pairs if pairs else 0.0
-        self.last_rate = rate
-        self.last_switched = False
+        # the decision: from the pair counts of the whole (global) batch, identical on every rank
+        global_interacting, global_pairs = distributed.reduce_sum(torch.stack([interacting, pairs])).tolist()
+        rate = global_interacting / global_pairs if global_pairs else 0.0
+        switched = False
         if rate > self.params.target:
             draw = float(torch.rand(1, generator=self.generator))
-            if draw < self.switch_probability(rate):
-                self.last_switched = True
-                self.n_penalty_steps += 1
-                self._track(interacting, pairs, 1, 1)
-                return self.weight * self(logits, batch)
-        self.n_prediction_steps += 1
-        self._track(interacting, pairs, 0, 1)
+            switched = draw < self.switch_probability(rate)
+        local = torch.stack([interacting, pairs]).double()
+        self._record(torch.cat([local, local.new_tensor([float(switched), 1.0])]),
+                     [global_interacting, global_pairs, float(switched)])
+        if switched:
+            return self.weight * self(logits, batch)
         return total
 
     def _combine_per_visit(self, total: torch.Tensor, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
@@ -305,33 +379,40 @@ class DDILoss(DDIMatrixLoss):
         ``exp((target - d_v) / T)``; ``f`` is the share of switched visits. ``total`` is a
         batch mean, so the switched visits' share of the prediction loss is removed
         uniformly (an approximation of dropping exactly their terms).
+
+        Under data parallelism the rates of every rank's visits are gathered in rank order
+        (the single-process batch's visit order), one draw is made per global visit, ``f`` is
+        the global share, and ``V`` is this rank's visit count (the trainer weights each
+        rank's loss by its share of the global visits).
         """
         mask = batch.visit_mask
-        n_visits = int(mask.sum())
-        if n_visits == 0:
-            self.last_switched = False
-            return total
-        probabilities = torch.sigmoid(logits[mask])
-        adjacency = self.ddi_adjacency.to(probabilities.dtype)
+        probabilities = torch.sigmoid(logits[mask])  # [V, N], this rank's visits
+        n_visits = probabilities.shape[0]
         with torch.no_grad():
-            predicted = (probabilities.float() >= self.params.threshold).float()
-            visit_interacting, visit_pairs = visit_pair_counts(predicted, self.ddi_adjacency.float())
-            rates = rates_from_counts(visit_interacting, visit_pairs)
-            interacting, pairs = float(visit_interacting.sum()), float(visit_pairs.sum())
-            self.last_rate = interacting / pairs if pairs else 0.0
-            draws = torch.rand(n_visits, generator=self.generator).to(rates.device)
+            counts = torch.stack(
+                pair_counts_off_diagonal(self._predicted(probabilities), self.ddi_off_diagonal.float()), dim=1
+            )  # [V, 2]: interacting, all pairs
+            every, mine = distributed.gather_rows(counts)  # [V_global, 2], this rank's rows
+            n_global = every.shape[0]
+            if n_global == 0:
+                self._last.zero_()
+                return total
+            rates = rates_from_counts(every[:, 0], every[:, 1])
+            draws = torch.rand(n_global, generator=self.generator).to(rates.device)
             chance = torch.exp((self.params.target - rates) / self.temperature)
-            switched = (rates > self.params.target) & (draws < chance)
-        n_switched = int(switched.sum())
-        self._track(interacting, pairs, n_switched, n_visits)
-        self.last_switched = n_switched > 0
-        self.n_penalty_steps += n_switched
-        self.n_prediction_steps += n_visits - n_switched
-        if n_switched == 0:
-            return total
-        share = n_switched / n_visits
-        penalty = ddi_penalty(probabilities[switched], adjacency, self.params.reduction).sum() / n_visits
-        return (1 - share) * total + self.weight * penalty
+            switched_global = (rates > self.params.target) & (draws < chance)  # [V_global]
+            switched = switched_global[mine]  # this rank's visits
+            n_switched_global = switched_global.sum()
+            # [interacting, pairs, switched, 1] per visit, summed: this rank's step; the batch's pooled counts
+            step = torch.cat([counts, switched.unsqueeze(1).to(counts.dtype), counts.new_ones(n_visits, 1)], 1)
+            self._record(step.sum(0).double(), torch.cat([every.sum(0), n_switched_global.view(1)]))
+        keep = (1 - n_switched_global.double() / n_global).to(total.dtype)  # 1 - global switched share
+        adjacency = self.ddi_adjacency.to(probabilities.dtype)
+        if probabilities.device.type == "cpu":  # only the switched rows (selecting costs no device sync)
+            penalty = ddi_penalty(probabilities[switched], adjacency, self.params.reduction).sum()
+        else:
+            penalty = (ddi_penalty(probabilities, adjacency, self.params.reduction) * switched).sum()
+        return keep * total + self.weight * (penalty / max(n_visits, 1))
 
     def on_epoch_end(self, epoch: int) -> None:
         """``T <- T * decay``."""

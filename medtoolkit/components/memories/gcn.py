@@ -28,6 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from medtoolkit.components.base import Memory
+from medtoolkit.components.encoders.gru import apply_dropout
 from medtoolkit.components.params import Params
 
 if TYPE_CHECKING:
@@ -82,9 +83,9 @@ class TwoLayerGCN(nn.Module):
 
     def forward(self, adjacency: torch.Tensor) -> torch.Tensor:
         """``[N, N]`` normalised adjacency -> ``[N, dim]`` node embeddings."""
-        hidden = torch.relu(adjacency @ self.weight1 + self.bias1)
-        hidden = self.dropout(hidden)
-        return adjacency @ (hidden @ self.weight2) + self.bias2
+        hidden = torch.relu(torch.addmm(self.bias1, adjacency, self.weight1))
+        hidden = apply_dropout(self.dropout, hidden)
+        return torch.addmm(self.bias2, adjacency, hidden @ self.weight2)
 
 
 def history_read(

@@ -231,3 +231,41 @@ def test_adjacency_is_a_buffer_not_saved() -> None:
     loss = build()
     assert "ddi_adjacency" in dict(loss.named_buffers())
     assert "ddi_adjacency" not in loss.state_dict()
+
+
+# --- data parallelism ----------------------------------------------------------------------------
+
+
+def test_batch_granularity_decides_from_the_global_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two simulated ranks, one visit each: in training, beta comes from the pair counts of both.
+
+    Visit 1 predicts {0, 1} (1 interacting pair of 1), visit 2 predicts {2} (no pair): pooled d = 1,
+    beta = 0 on both ranks, while rank 2 alone (no pair) would give beta = 1.
+    """
+    from medtoolkit.training import distributed
+
+    whole_logits, whole = batch_of([[0.9, 0.8, 0.1], [0.2, 0.3, 0.6]], [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    expected = build(granularity="batch").visit_terms(whole_logits[whole.visit_mask],
+                                                      whole.medications[whole.visit_mask])
+    global_counts = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    monkeypatch.setattr(distributed, "reduce_sum", lambda values: global_counts.to(values.dtype))
+    for visit in range(2):
+        logits, batch = batch_of([[0.9, 0.8, 0.1], [0.2, 0.3, 0.6]][visit:visit + 1],
+                                 [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]][visit:visit + 1])
+        terms = build(granularity="batch").visit_terms(logits[0], batch.medications[0])
+        assert torch.equal(terms["beta"], expected["beta"][visit:visit + 1])
+        assert float(terms["beta"][0]) == 0.0
+        with torch.no_grad():  # evaluation: this rank's visits only (ranks may evaluate different batches)
+            local = build(granularity="batch").visit_terms(logits[0], batch.medications[0])
+        assert float(local["beta"][0]) == (0.0 if visit == 0 else 1.0)
+
+
+def test_tracked_sums_the_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtoolkit.training import distributed
+
+    loss = build()
+    logits, batch = batch_of([[0.9, 0.8, 0.1]], [[1.0, 0.0, 0.0]])
+    loss(logits, batch)
+    alone = loss.tracked()
+    monkeypatch.setattr(distributed, "reduce_sum", lambda values: values * 2)  # a second, identical rank
+    assert loss.tracked() == alone

@@ -108,3 +108,91 @@ def test_output_dim_and_errors() -> None:
 def test_lstm_variant_has_lstm_cells() -> None:
     encoder = GRUEncoder(GRUEncoder.Params(rnn="lstm"), fake_schema())
     assert all(isinstance(rnn, torch.nn.LSTM) for rnn in encoder.rnns.values())
+
+
+# ---------------------------------------------------------------------------- speed paths
+def _padded_reference(table: torch.nn.Embedding, codes: torch.Tensor, pooling: str) -> torch.Tensor:
+    """The padded formula: embed [B, T, L, E], sum over L, divide by the real-code count."""
+    pooled = table(codes).sum(dim=2)
+    if pooling == "mean":
+        pooled = pooled / (codes > 0).sum(dim=2, keepdim=True).clamp(min=1).to(pooled.dtype)
+    return pooled
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_flat_pooling_equals_padded_pooling_values_and_gradients(pooling: str) -> None:
+    from medtoolkit.components.encoders.gru import pool_codes_flat, pool_codes_padded
+
+    torch.manual_seed(3)
+    table = torch.nn.Embedding(9, 5, padding_idx=0).double()
+    codes = torch.randint(1, 9, (4, 3, 6))
+    codes[torch.rand(4, 3, 6) < 0.5] = 0  # padding inside and at the end of visits
+    codes[1, 2] = 0  # a visit without codes
+    weights = torch.randn(4, 3, 5, dtype=torch.float64)
+    results = []
+    for pool in (pool_codes_flat, pool_codes_padded, lambda t, c, d, p: _padded_reference(t, c, p), pool_codes):
+        table.zero_grad()
+        pooled = pool(table, codes, None, pooling)
+        (pooled * weights).sum().backward()
+        results.append((pooled.detach(), table.weight.grad.clone()))
+    for pooled, grad in results[1:]:
+        assert torch.allclose(pooled, results[0][0], atol=1e-12)
+        assert torch.allclose(grad, results[0][1], atol=1e-12)
+    assert torch.equal(results[0][0][1, 2], torch.zeros(5, dtype=torch.float64))
+    assert torch.equal(results[0][1][0], torch.zeros(5, dtype=torch.float64))  # padding row: no gradient
+
+
+def test_pool_codes_refuses_an_unknown_pooling() -> None:
+    with pytest.raises(ValueError, match="pooling must be 'mean' or 'sum'"):
+        pool_codes(torch.nn.Embedding(3, 2, padding_idx=0), torch.ones(1, 1, 1, dtype=torch.long), None, "max")
+
+
+def test_mask_dropout_keeps_a_share_and_rescales() -> None:
+    from medtoolkit.components.encoders.gru import apply_dropout, mask_dropout
+
+    values = torch.ones(200, 500)
+    torch.manual_seed(0)
+    dropped = mask_dropout(values, 0.4)
+    kept = dropped != 0
+    assert abs(float(kept.float().mean()) - 0.6) < 0.01
+    assert torch.allclose(dropped[kept], torch.full_like(dropped[kept], 1 / 0.6))
+    assert mask_dropout(values, 0.4, training=False) is values
+    module = torch.nn.Dropout(0.4).eval()
+    assert apply_dropout(module, values) is values
+    with pytest.raises(ValueError, match="dropout probability"):
+        mask_dropout(values, 1.5)
+
+
+def test_stacked_gru_equals_torch_gru_values_and_gradients() -> None:
+    from medtoolkit.components.encoders.gru import stackable, stacked_gru
+
+    torch.manual_seed(5)
+    rnns = [torch.nn.GRU(4, 3, batch_first=True).double() for _ in range(2)]
+    inputs = [torch.randn(5, 4, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    assert stackable(rnns, inputs)
+    weights = [torch.randn(5, 4, 3, dtype=torch.float64) for _ in range(2)]
+    parameters = [p for rnn in rnns for p in rnn.parameters()]
+
+    def values_and_gradients(outputs: list[torch.Tensor]) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+        objective = sum((out * w).sum() for out, w in zip(outputs, weights))
+        return [out.detach() for out in outputs], torch.autograd.grad(objective, inputs + parameters)
+
+    expected = values_and_gradients([rnn(x)[0] for rnn, x in zip(rnns, inputs)])
+    actual = values_and_gradients(stacked_gru(rnns, inputs))
+    for a, b in zip(expected[0] + list(expected[1]), actual[0] + list(actual[1])):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert not stackable([torch.nn.LSTM(4, 3, batch_first=True)] * 2, inputs)
+    assert not stackable(rnns, [inputs[0], inputs[1][:, :2]])
+
+
+def test_encoder_stacked_path_equals_one_gru_per_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtoolkit.components.encoders import gru as gru_module
+
+    schema = fake_schema()
+    torch.manual_seed(2)
+    encoder = GRUEncoder(GRUEncoder.Params(), schema).double().eval()
+    batch = fake_batch()
+    stacked = encoder(batch)
+    monkeypatch.setattr(gru_module, "stackable", lambda rnns, inputs: False)
+    separate = encoder(batch)
+    assert torch.allclose(stacked, separate, atol=1e-12)

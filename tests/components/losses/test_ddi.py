@@ -178,8 +178,8 @@ def test_per_visit_granularity() -> None:
         if draw[0] < probability:
             # half the visits switched: (1 - 1/2) * total + penalty of visit 0 / 2 visits
             assert math.isclose(float(result), 0.5 * 0.7 + penalty0 / 2, rel_tol=1e-5)
-        else:
-            assert result is total
+        else:  # no visit switched: the prediction loss, exactly
+            assert torch.equal(result, total)
     assert math.isclose(loss.last_rate, 1 / 4, rel_tol=1e-6)  # pooled: 1 interacting of 3 + 1 pairs
 
 
@@ -232,3 +232,88 @@ def test_refuses_a_dataset_without_ddi_matrix() -> None:
     schema = DataSchema(vocab_sizes={"diagnoses": 3}, n_drugs=3, ddi_adjacency=None)
     with pytest.raises(ValueError, match=r"^loss 'ddi' needs a DDI matrix, but the dataset has no DDI matrix"):
         DDILoss(DDILoss.Params(), schema)
+
+
+# ---------------------------------------------------------------------------- data parallelism
+def _part(batch_logits: torch.Tensor, mask: torch.Tensor, rows: slice) -> tuple[torch.Tensor, PaddedBatch]:
+    logits = batch_logits[rows]
+    batch = _batch(logits)
+    batch.visit_mask = mask[rows]
+    return logits, batch
+
+
+def _visit_counts(loss: DDILoss, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[V, 2]`` interacting / all pairs of each real visit's predicted set (what a rank gathers)."""
+    from medtoolkit.components.losses.ddi import pair_counts_off_diagonal
+
+    predicted = (torch.sigmoid(logits[mask]) >= loss.params.threshold).float()
+    return torch.stack(pair_counts_off_diagonal(predicted, loss.ddi_off_diagonal), dim=1)
+
+
+@pytest.mark.parametrize("granularity", ["visit", "batch"])
+def test_two_ranks_take_the_single_process_decisions(granularity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two simulated ranks (patients 0-2 and 3-4 of each batch) decide as one process does.
+
+    ``gather_rows`` / ``reduce_sum`` are replaced by what two ranks would see; with the
+    trainer's weighting (rank r's loss times its visit share) the two losses add up to the
+    single-process loss, and the decision counters and tracked values agree.
+    """
+    from medtoolkit.training import distributed
+
+    schema = _schema(4, [(0, 1), (2, 3)])
+    params = DDILoss.Params(seed=7, temperature=0.3, granularity=granularity)
+    single, ranks = DDILoss(params, schema), [DDILoss(params, schema), DDILoss(params, schema)]
+    parts = [slice(0, 3), slice(3, 5)]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        logits = torch.randn(5, 3, 4, generator=generator) * 3
+        mask = torch.rand(5, 3, generator=generator) < 0.8
+        mask[:, 0] = True
+        per_visit = torch.rand(5, 3, generator=generator)  # the prediction loss's per-visit values
+        whole = _batch(logits)
+        whole.visit_mask = mask
+        monkeypatch.undo()  # one process: the real (identity) helpers
+        expected = single.combine(per_visit[mask].mean(), logits, whole)
+        counts = [_visit_counts(single, logits[rows], mask[rows]) for rows in parts]
+        weighted = torch.zeros(())
+        for index, (rank_loss, rows) in enumerate(zip(ranks, parts)):
+            start = sum(len(part) for part in counts[:index])
+
+            def gather_rows(values: torch.Tensor, index: int = index, start: int = start):
+                assert torch.equal(values, counts[index])
+                return torch.cat(counts), slice(start, start + len(values))
+
+            def reduce_sum(values: torch.Tensor) -> torch.Tensor:  # the batch's pooled pair counts
+                return torch.stack([torch.cat(counts)[:, 0].sum(), torch.cat(counts)[:, 1].sum()])
+
+            monkeypatch.setattr(distributed, "gather_rows", gather_rows)
+            monkeypatch.setattr(distributed, "reduce_sum", reduce_sum)
+            part_logits, part_batch = _part(logits, mask, rows)
+            local = rank_loss.combine(per_visit[rows][mask[rows]].mean(), part_logits, part_batch)
+            weighted = weighted + local * (int(mask[rows].sum()) / int(mask.sum()))
+        assert torch.allclose(weighted, expected, atol=1e-6)
+        assert ranks[0].last_switched == ranks[1].last_switched == single.last_switched
+        assert math.isclose(ranks[0].last_rate, single.last_rate) and math.isclose(ranks[1].last_rate, single.last_rate)
+    monkeypatch.undo()
+    expected_tracked = single.tracked()
+    monkeypatch.setattr(distributed, "reduce_sum", lambda values: ranks[0]._tracking + ranks[1]._tracking)
+    tracked = ranks[0].tracked()
+    assert tracked.keys() == expected_tracked.keys() and 0 < expected_tracked["switched_share"] < 1
+    for name, value in expected_tracked.items():
+        assert math.isclose(tracked[name], value, rel_tol=1e-12)
+    if granularity == "visit":  # per rank: its own visits' decisions
+        assert sum(rank.n_penalty_steps for rank in ranks) == single.n_penalty_steps
+        assert sum(rank.n_prediction_steps for rank in ranks) == single.n_prediction_steps
+    else:  # every rank takes the batch decision
+        assert all(rank.n_penalty_steps == single.n_penalty_steps for rank in ranks)
+    assert 0 < single.n_penalty_steps and 0 < single.n_prediction_steps
+    assert all(torch.equal(rank.generator.get_state(), single.generator.get_state()) for rank in ranks)
+
+
+def test_counters_stay_on_the_device_until_read() -> None:
+    loss = DDILoss(DDILoss.Params(seed=2, temperature=0.4, granularity="visit"), _schema(3, [(0, 1)]))
+    logits = torch.tensor([[[BIG, BIG, BIG], [BIG, -BIG, BIG]]])
+    loss.combine(torch.tensor(0.7), logits, _batch(logits))
+    assert {name for name, _ in loss.named_buffers()} >= {"_tracking", "_steps", "_last"}
+    assert "_tracking" not in loss.state_dict() and "_extra_state" in loss.state_dict()
+    assert loss.n_penalty_steps + loss.n_prediction_steps == 2

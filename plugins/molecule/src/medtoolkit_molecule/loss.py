@@ -36,6 +36,7 @@ from pydantic import Field
 from medtoolkit.components.losses.ddi import DDIMatrixLoss, ddi_penalty, rates_from_counts, visit_pair_counts
 from medtoolkit.components.losses.margin import multilabel_margin
 from medtoolkit.components.params import Params
+from medtoolkit.training import distributed
 
 if TYPE_CHECKING:
     from medtoolkit.components.schema import DataSchema
@@ -77,6 +78,14 @@ class ControllableDDILoss(DDIMatrixLoss):
     train mode, i.e. with dropout), ``share_beta_below_1`` and the constant ``target``. All
     lie in ``[0, 1]``, so they share one panel of ``curves.png``. Only calls with gradients
     enabled are counted, so evaluation under ``torch.no_grad()`` does not mix in.
+
+    Under data parallelism (:mod:`medtoolkit.training.distributed`): with
+    ``granularity="batch"`` the pooled rate that steers beta is computed from the pair
+    counts summed over every rank's part of the global batch (in training steps, i.e. with
+    gradients enabled; an evaluation without gradients uses this rank's visits, since the
+    ranks may evaluate different numbers of batches); ``granularity="visit"`` needs nothing
+    global (each visit's beta is its own). :meth:`tracked` sums the counts over the ranks.
+    The counts stay on the device until :meth:`tracked`.
     """
 
     name = "controllable_ddi"
@@ -103,6 +112,8 @@ class ControllableDDILoss(DDIMatrixLoss):
 
     def __init__(self, params: Params | None = None, schema: "DataSchema | None" = None) -> None:
         super().__init__(params, schema)
+        # [visits, sum of beta, visits with beta < 1, interacting pairs, all pairs] of this process
+        self.register_buffer("_tracking", torch.zeros(5, dtype=torch.float64), persistent=False)
         self.reset_tracking()
 
     # ------------------------------------------------------------------ per visit
@@ -119,6 +130,7 @@ class ControllableDDILoss(DDIMatrixLoss):
             ``beta``, ``rate`` and ``pairs`` carry no gradient.
         """
         p = self.params
+        training = torch.is_grad_enabled()  # a training step: every rank computes these terms together
         probabilities = torch.sigmoid(logits)
         adjacency = self.ddi_adjacency.to(probabilities.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none").mean(-1)
@@ -130,8 +142,11 @@ class ControllableDDILoss(DDIMatrixLoss):
             rates = rates_from_counts(interacting, pairs)
             # the rate that steers beta: the visit's own, or the batch's pooled rate
             decision = rates
-            if p.granularity == "batch":
-                decision = (interacting.sum() / pairs.sum().clamp(min=1)).expand_as(rates)
+            if p.granularity == "batch":  # pooled over the global batch (all ranks) in training
+                pooled = torch.stack([interacting.sum(), pairs.sum()])
+                if training:
+                    pooled = distributed.reduce_sum(pooled)
+                decision = (pooled[0] / pooled[1].clamp(min=1)).expand_as(rates)
             beta = controller_beta(decision, p.target, p.kp).to(logits.dtype)
             below = (decision <= p.target).to(logits.dtype)
         loss = beta * (p.alpha * bce + (1 - p.alpha) * margin) + (1 - beta) * ddi
@@ -152,20 +167,19 @@ class ControllableDDILoss(DDIMatrixLoss):
     # ------------------------------------------------------------------ tracking
     def reset_tracking(self) -> None:
         """Forget the accumulated values (the trainer calls this before every epoch)."""
-        self._visits = 0
-        self._beta_sum = 0.0
-        self._below_one = 0
-        self._interacting = 0.0
-        self._pairs = 0.0
+        self._tracking.zero_()
 
     def _track(self, terms: dict[str, torch.Tensor]) -> None:
+        """Add one batch's values on the device (nothing is read back to the host)."""
         with torch.no_grad():
             beta = terms["beta"].float()
-            self._visits += int(beta.numel())
-            self._beta_sum += float(beta.sum())
-            self._below_one += int((beta < 1).sum())
-            self._interacting += float((terms["rate"] * terms["pairs"]).sum())
-            self._pairs += float(terms["pairs"].sum())
+            self._tracking += torch.stack([
+                torch.tensor(float(beta.numel()), dtype=torch.float64, device=beta.device),
+                beta.sum().double(),
+                (beta < 1).sum().double(),
+                (terms["rate"] * terms["pairs"]).sum().double(),
+                terms["pairs"].sum().double(),
+            ])
 
     def tracked(self) -> dict[str, float]:
         """This epoch's mean ``beta``, pooled predicted ``ddi_rate`` and ``share_beta_below_1``.
@@ -175,12 +189,13 @@ class ControllableDDILoss(DDIMatrixLoss):
             ``share_beta_below_1`` and the ``target`` (constant; the report draws it as a dashed
             line next to ``ddi_rate``).
         """
-        if self._visits == 0:
+        visits, beta_sum, below_one, interacting, pairs = distributed.reduce_sum(self._tracking).tolist()
+        if visits == 0:
             return {}
         values = {
-            "beta": self._beta_sum / self._visits,
-            "ddi_rate": self._interacting / self._pairs if self._pairs > 0 else 0.0,
-            "share_beta_below_1": self._below_one / self._visits,
+            "beta": beta_sum / visits,
+            "ddi_rate": interacting / pairs if pairs > 0 else 0.0,
+            "share_beta_below_1": below_one / visits,
         }
         values["target"] = float(self.params.target)
         return values
