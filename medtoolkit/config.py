@@ -77,8 +77,10 @@ class TrainerParams(BaseModel):
         "auto", description="progress bar on a terminal, plain log lines otherwise (YAML off/false: none)"
     )
     num_threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="torch CPU threads (None: torch default)")
-    prefetch: int = Field(
-        2, ge=0, le=64, description="training batches cut ahead in a background thread (0: in the training loop)"
+    prefetch: int | None = Field(
+        None, ge=0, le=64,
+        description="training batches cut ahead in a background thread (0: in the training loop; None: 2 on "
+                    "CUDA, 0 on the CPU, where the thread competes with the step for the interpreter)",
     )
 
     @field_validator("progress", mode="before")

@@ -861,3 +861,15 @@ def test_a_three_argument_combine_still_works() -> None:
     plain = BCELoss(BCELoss.Params(), schema)(logits, batch)
     total = compute_loss([OldStyle(BCELoss.Params(), schema)], logits, batch, extras={"unused": 1})
     assert torch.allclose(total, 2.0 * plain)
+
+
+def test_prefetching_batches_in_a_thread_trains_exactly_as_cutting_them_in_the_loop(
+        data: EHRData, schema: DataSchema) -> None:
+    weights = []
+    for depth in (0, 2):
+        model = gamenet(schema, seed=4)
+        trainer = Trainer(model, annealed_losses(schema), params(prefetch=depth), CPU, seed=9)
+        losses = [trainer.train_epoch(data, TRAIN) for _ in range(2)]
+        weights.append((losses, {k: v.clone() for k, v in model.state_dict().items()}))
+    assert weights[0][0] == weights[1][0]
+    assert same_state(weights[0][1], weights[1][1])
