@@ -1,10 +1,19 @@
-"""A safe on-disk cache for processed datasets (npz + JSON, never pickles).
+"""A safe on-disk cache for processed datasets (.npy + JSON, never pickles).
 
 Layout of one cache entry (a directory named by the fingerprint)::
 
-    arrays.npz     numeric arrays, written and read with allow_pickle=False
-    meta.json      vocabularies, patient ids, knowledge (incl. SMILES lists), provenance
-    manifest.json  format version + sha256 of arrays.npz and meta.json
+    a000.npy ...   one uncompressed numeric array each, written and read with allow_pickle=False
+    meta.json      vocabularies, patient ids, knowledge (incl. SMILES lists), provenance,
+                   and which array file holds which array
+    manifest.json  format version + sha256 of meta.json and of every array file
+
+The arrays are plain uncompressed ``.npy`` files so that a hit can **memory-map** them
+(``mmap=True``, the default of :func:`load_ehr` and :func:`cached_build`): the codes and
+offsets of a 10M-visit dataset (about 2 GB) then live once, in the operating system's page
+cache, shared by every process that loads the entry (the ranks of a ``torchrun`` job), and
+are paged in as batches read them instead of being copied into each process. Mapped arrays
+are read-only (``EHRData`` only reads its columns); the small drug-knowledge matrices are
+always read into memory; ``mmap=False`` reads everything into memory.
 
 :func:`cached_build` keys entries by a SHA-256 of the input files (names, sizes and content,
 hashed in 1 MB chunks), the options (as canonical JSON) and :data:`FORMAT_VERSION`; a missing
@@ -19,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -36,8 +46,13 @@ from medtoolkit.data.vocab import Vocabulary
 logger = logging.getLogger(__name__)
 
 #: bump when the layout or the processing of any cached loader changes
-FORMAT_VERSION = 1
-_ARRAYS, _META, _MANIFEST = "arrays.npz", "meta.json", "manifest.json"
+#: (2: one uncompressed .npy per array, memory-mappable; 1 was a compressed arrays.npz)
+FORMAT_VERSION = 2
+_META, _MANIFEST = "meta.json", "manifest.json"
+#: names of the array files of an entry (nothing else is ever opened as an array)
+_ARRAY_FILE = re.compile(r"a[0-9]{3,6}\.npy")
+#: .npy header readers by format version (literal parsing only, no pickles)
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 _CHUNK = 1024 * 1024
 #: a manifest is a few hundred bytes; anything far larger is not one
 _MAX_MANIFEST_BYTES = 64 * 1024
@@ -129,14 +144,18 @@ def save_ehr(data: EHRData, directory: Path) -> None:
         "knowledge_provenance": dict(knowledge.provenance),
         "provenance": _jsonable(data.provenance),
     }
-    arrays_path, meta_path = directory / _ARRAYS, directory / _META
-    with open(arrays_path, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+    files: dict[str, str] = {}
+    meta["arrays"] = {}
+    for index, (name, array) in enumerate(arrays.items()):
+        file_name = f"a{index:03d}.npy"
+        with open(directory / file_name, "wb") as handle:
+            np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+        meta["arrays"][name] = file_name
+        files[file_name] = file_digest(directory / file_name)
+    meta_path = directory / _META
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "files": {_ARRAYS: file_digest(arrays_path), _META: file_digest(meta_path)},
-    }
+    files[_META] = file_digest(meta_path)
+    manifest = {"format_version": FORMAT_VERSION, "files": files}
     (directory / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
 
@@ -163,23 +182,58 @@ def _read_manifest(directory: Path) -> dict[str, str]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise CacheError(f"{path}: format version {manifest.get('format_version')!r} != {FORMAT_VERSION}")
     files = manifest.get("files")
-    if not isinstance(files, dict) or not all(isinstance(files.get(name), str) for name in (_ARRAYS, _META)):
-        raise CacheError(f"{path}: unreadable manifest ('files' must map {_ARRAYS} and {_META} to checksums)")
+    if (not isinstance(files, dict) or not isinstance(files.get(_META), str)
+            or not all(isinstance(v, str) and (k == _META or _ARRAY_FILE.fullmatch(k)) for k, v in files.items())):
+        raise CacheError(
+            f"{path}: unreadable manifest ('files' must map {_META} and the array files aNNN.npy to checksums)"
+        )
     return files
 
 
-def load_ehr(directory: Path) -> EHRData:
+def _open_array(path: Path, mmap: bool) -> np.ndarray:
+    """One ``.npy`` file, memory-mapped read-only (``mmap``) or read; never unpickles.
+
+    Raises:
+        CacheError: the header is unreadable, declares an object dtype, or the file is
+            shorter or longer than the header's shape needs (a truncated entry).
+    """
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version not in _HEADER_READERS:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = _HEADER_READERS[version](handle)
+            data_start = handle.tell()
+    except (OSError, ValueError, SyntaxError) as error:
+        raise CacheError(f"{path}: unreadable array header ({type(error).__name__}: {error})") from None
+    if dtype.hasobject:
+        raise CacheError(f"{path}: holds Python objects (cache arrays are numeric)")
+    expected = data_start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        state = "truncated" if size < expected else "longer than its header says"
+        raise CacheError(f"{path}: {state} ({size} bytes, the {dtype} array of shape {shape} needs {expected})")
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def load_ehr(directory: Path, mmap: bool = True) -> EHRData:
     """Read an entry written by :func:`save_ehr`, verifying its checksums.
+
+    Args:
+        directory: the entry.
+        mmap: memory-map the arrays read-only (see the module docstring); False reads
+            them into memory (writable copies).
 
     Raises:
         CacheError: the entry or one of its files is a symlink, a file is missing, the
-            manifest is malformed, a checksum differs, or the content does not decode.
+            manifest is malformed, a checksum differs, an array file is truncated, or the
+            content does not decode.
     """
     directory = Path(directory)
     if directory.is_symlink():
         raise CacheError(f"{directory}: is a symlink (cache entries are plain directories)")
     files = _read_manifest(directory)
-    for file_name in (_ARRAYS, _META):
+    for file_name in sorted(files):
         path = directory / file_name
         if path.is_symlink():
             raise CacheError(f"{path}: is a symlink")
@@ -189,8 +243,13 @@ def load_ehr(directory: Path) -> EHRData:
             raise CacheError(f"{path}: checksum mismatch (corrupted cache entry)")
     try:
         meta = json.loads((directory / _META).read_text(encoding="utf-8"))
-        with np.load(directory / _ARRAYS, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
+        listed = meta["arrays"]
+        if not isinstance(listed, dict) or not all(isinstance(f, str) and f in files and f != _META
+                                                   for f in listed.values()):
+            raise CacheError(f"{directory / _META}: 'arrays' must name array files of the manifest")
+        # the drug knowledge is small and models turn it into tensors: read, writable
+        arrays = {str(name): _open_array(directory / file_name, mmap and not str(name).startswith("knowledge/"))
+                  for name, file_name in listed.items()}
         vocabularies = {name: Vocabulary.from_json(v) for name, v in meta["vocabularies"].items()}
         knowledge = DrugKnowledge(
             ddi_adjacency=arrays.get("knowledge/ddi_adjacency"),
@@ -233,6 +292,7 @@ def cached_build(
     build: Callable[[], EHRData],
     cache_dir: Path | None,
     enabled: bool = True,
+    mmap: bool = True,
 ) -> EHRData:
     """Return the cached dataset for (inputs, options), building and storing it when needed.
 
@@ -242,9 +302,12 @@ def cached_build(
         build: produces the dataset on a miss.
         cache_dir: root of the cache (None = :func:`default_cache_dir`).
         enabled: False builds without reading or writing the cache.
+        mmap: on a hit, memory-map the arrays read-only (:func:`load_ehr`); a miss returns
+            the freshly built (in-memory) dataset either way.
 
     Returns:
-        The dataset; ``provenance["cache"]`` records ``hit``, ``fingerprint`` and ``path``.
+        The dataset; ``provenance["cache"]`` records ``hit``, ``fingerprint``, ``path`` and,
+        on a hit, ``mmap``.
     """
     if not enabled:
         data = build()
@@ -256,13 +319,13 @@ def cached_build(
     if entry.is_symlink() or (entry / _MANIFEST).is_file() or (entry / _MANIFEST).is_symlink():
         started = time.perf_counter()
         try:
-            data = load_ehr(entry)
+            data = load_ehr(entry, mmap=mmap)
         except CacheError as error:
             warnings.warn(f"dataset cache entry is corrupt, rebuilding: {error}", RuntimeWarning, stacklevel=2)
             _remove_entry(entry)
         else:
             data.provenance["cache"] = {
-                "hit": True, "fingerprint": key, "path": str(entry),
+                "hit": True, "fingerprint": key, "path": str(entry), "mmap": mmap,
                 "load_seconds": round(time.perf_counter() - started, 4),
             }
             return data

@@ -27,6 +27,8 @@ DIAGNOSES = "diagnoses"
 PROCEDURES = "procedures"
 MEDICATIONS = "medications"
 STANDARD_VOCABULARIES = (DIAGNOSES, PROCEDURES, MEDICATIONS)
+#: visits per block when :meth:`EHRData.statistics` counts DDI pairs (bounds its memory)
+_STATISTICS_BLOCK = 65_536
 
 
 def _offsets_from_lengths(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -209,21 +211,48 @@ class EHRData:
         return out
 
     def fingerprint(self) -> str:
-        """A SHA-256 hex digest of codes, structure and vocabularies (identifies the data)."""
+        """A SHA-256 hex digest of codes, structure and vocabularies (identifies the data).
+
+        Columns are hashed in place (no ``tobytes`` copy: 1.5 GB of codes at 10M visits),
+        memory-mapped ones included.
+        """
         digest = hashlib.sha256()
-        digest.update(np.ascontiguousarray(self.visit_offsets).tobytes())
+        digest.update(_buffer(self.visit_offsets))
         for vocab_name in sorted(self.vocabularies):
             digest.update(vocab_name.encode())
             digest.update("\x1f".join(self.vocabularies[vocab_name].idx2word).encode())
-            digest.update(np.ascontiguousarray(self.codes[vocab_name]).tobytes())
-            digest.update(np.ascontiguousarray(self.code_offsets[vocab_name]).tobytes())
+            digest.update(_buffer(self.codes[vocab_name]))
+            digest.update(_buffer(self.code_offsets[vocab_name]))
         if self.knowledge.has_ddi:
             digest.update(np.ascontiguousarray(self.knowledge.ddi_adjacency, dtype=np.float32).tobytes())
         else:
             digest.update(b"no DDI matrix")
         if self.hospital is not None:
-            digest.update(self.hospital.tobytes())
+            digest.update(_buffer(self.hospital))
         return digest.hexdigest()
+
+    def ground_truth_ddi_rate(self, block_visits: int = _STATISTICS_BLOCK) -> float | None:
+        """Pooled DDI rate of the prescribed sets (:func:`medtoolkit.metrics.ddi_rate`).
+
+        Counted ``block_visits`` visits at a time: the pair counts are integers, so the
+        value is the same as over one ``[n_visits, n_drugs]`` multi-hot, without holding
+        it (4.5 GB for 10M visits of 112 drugs).
+
+        Returns:
+            interacting pairs over all pairs (0.0 without any pair); None without a DDI matrix.
+        """
+        from medtoolkit.metrics import pair_counts  # local import: metrics imports nothing from data
+
+        adjacency = self.knowledge.ddi_adjacency
+        if adjacency is None:
+            return None
+        interacting = pairs = 0
+        for start in range(0, self.n_visits, max(int(block_visits), 1)):
+            visits = np.arange(start, min(start + block_visits, self.n_visits))
+            ddi_pairs, all_pairs = pair_counts(self.multi_hot(MEDICATIONS, visits) > 0, adjacency)
+            interacting += int(ddi_pairs.sum())
+            pairs += int(all_pairs.sum())
+        return float(interacting / pairs) if pairs else 0.0
 
     def statistics(self) -> dict[str, float | int]:
         """Counts and true per-visit averages (not the field's per-patient-union numbers)."""
@@ -239,14 +268,15 @@ class EHRData:
             stats[f"per_visit_{vocab_name}"] = float(
                 len(self.codes[vocab_name]) / max(self.n_visits, 1)
             )
-        from medtoolkit.metrics import ddi_rate  # local import: metrics imports nothing from data
-
-        stats["ground_truth_ddi_rate"] = ddi_rate(
-            self.multi_hot(MEDICATIONS, np.arange(self.n_visits)) > 0, self.knowledge.ddi_adjacency
-        )
+        stats["ground_truth_ddi_rate"] = self.ground_truth_ddi_rate()
         if self.hospital is not None:
             stats["hospitals"] = int(len(np.unique(self.hospital)))
         return stats
+
+
+def _buffer(values: np.ndarray) -> memoryview:
+    """The bytes of ``values`` in C order, without a copy when it is already contiguous."""
+    return memoryview(np.ascontiguousarray(values)).cast("B")
 
 
 def _gather_ranges(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -152,6 +152,30 @@ def test_statistics_are_true_per_visit_numbers(data: EHRData) -> None:
     assert replace(data, hospital=np.array([0, 0, 1, 2, 2, 2], dtype=np.int32)).statistics()["hospitals"] == 3
 
 
+@pytest.mark.parametrize("block", [1, 2, 4, 65_536])
+def test_ground_truth_ddi_rate_counted_in_blocks_equals_the_whole_matrix(data: EHRData, block: int) -> None:
+    from medtoolkit.metrics import ddi_rate
+
+    assert data.ground_truth_ddi_rate(block) == 1 / 5
+    rng = np.random.default_rng(0)
+    prescribed = rng.random((5000, 12)) < 0.3
+    prescribed[rng.random(5000) < 0.1] = False  # visits without any pair count for nothing
+    adjacency = (rng.random((12, 12)) < 0.2).astype(np.float32)
+    adjacency = np.maximum(adjacency, adjacency.T)
+    vocabularies = {MEDICATIONS: Vocabulary([f"M{i:02d}" for i in range(12)], MEDICATIONS)}
+    records = [[[np.flatnonzero(row).tolist()]] for row in prescribed]
+    large = EHRData.from_records(records, vocabularies, DrugKnowledge(ddi_adjacency=adjacency))
+    whole = ddi_rate(prescribed, adjacency)
+    assert large.ground_truth_ddi_rate(block) == whole  # exact: the pair counts are integers
+    assert large.statistics()["ground_truth_ddi_rate"] == whole
+
+
+def test_ground_truth_ddi_rate_without_a_matrix_or_pairs(data: EHRData) -> None:
+    assert replace(data, knowledge=DrugKnowledge(ddi_adjacency=None)).ground_truth_ddi_rate() is None
+    single = EHRData.from_records([[[[0], [0], [1]]]], _vocabularies(), _knowledge())
+    assert single.ground_truth_ddi_rate() == 0.0
+
+
 def test_cooccurrence_counts_shared_visits_only(data: EHRData) -> None:
     adjacency = cooccurrence_adjacency(data.multi_hot(MEDICATIONS, np.arange(data.n_visits)))
     assert adjacency.dtype == np.float32 and not np.diag(adjacency).any()
@@ -170,3 +194,22 @@ def test_vocabulary_basics() -> None:
     with pytest.raises(ValueError, match=r"code 'A' appears twice \(indices 0 and 2\)"):
         Vocabulary(["A", "B", "A"], "d")
     assert Vocabulary.from_json(vocabulary.to_json()) == vocabulary
+
+
+def test_fingerprint_hashes_columns_in_place_like_their_bytes(data: EHRData) -> None:
+    import hashlib
+
+    from medtoolkit.data.ehr import _buffer
+
+    for values in (np.zeros(0, dtype=np.int32), np.arange(10)[::2], np.eye(3, dtype=np.float32)):
+        assert bytes(_buffer(values)) == np.ascontiguousarray(values).tobytes()
+    strided = replace(data, codes={k: np.repeat(v, 2)[::2] for k, v in data.codes.items()})  # non-contiguous views
+    assert strided.fingerprint() == data.fingerprint()
+    digest = hashlib.sha256(data.visit_offsets.tobytes())  # the definition, spelled out with copies
+    for name in sorted(data.vocabularies):
+        digest.update(name.encode())
+        digest.update("\x1f".join(data.vocabularies[name].idx2word).encode())
+        digest.update(data.codes[name].tobytes())
+        digest.update(data.code_offsets[name].tobytes())
+    digest.update(data.knowledge.ddi_adjacency.astype(np.float32).tobytes())
+    assert data.fingerprint() == digest.hexdigest()

@@ -1,8 +1,9 @@
 """``synthetic``: seeded EHR data with realistic skew, generated fully vectorised.
 
-The generative story (every step is a numpy operation over all patients or visits; the
-only Python loops run over visit *positions*, at most ``max_visits`` of them, and over
-the few latent conditions / drugs when the world is drawn):
+The generative story (every step is a numpy operation over all patients or visits, or
+over chunks of about half a million visits; the only other Python loops run over visit
+*positions*, at most ``max_visits`` of them, and over the few latent conditions / drugs
+when the world is drawn):
 
 1. **Patients and visits.** A share ``single_visit_share`` of patients has one visit, the
    others ``2 + NegativeBinomial`` (heavy tail, like MIMIC-III: mean about 2.4). Each
@@ -43,6 +44,12 @@ the few latent conditions / drugs when the world is drawn):
 Models can learn from the result: drugs depend on diagnoses/procedures (through the
 conditions), on the previous visit and on the hospital.
 
+**Memory.** The codes are drawn one chunk of visits at a time, each chunk drawing its own
+ranges of the random streams (PCG64 skips ahead exactly), so the data does not depend on
+the chunk size and the working memory is that of one chunk; prescriptions are held as bit
+rows until they are listed. Ten million visits (1.8 GB of final arrays) peak at about
+2.8 GB of resident memory.
+
 With hospitals, ``provenance["hospital_jsd"]`` holds the mean / median / max Jensen-Shannon
 divergence (bits) between the hospitals' prescription distributions
 (:func:`medtoolkit.data.divergence.hospital_divergence_summary`); it grows with
@@ -76,6 +83,9 @@ _CHRONIC_MEAN, _CHRONIC_ACTIVE, _ACUTE_MEAN = 1.5, 0.8, 1.0
 _BASE_SPREAD, _BASE_CAP, _SEVERITY = 2.0, 1.0, 0.6
 #: visits per chunk when evaluating the drug model; visits used to calibrate its intercept
 _ROW_CHUNK, _CALIBRATION_ROWS = 131_072, 8192
+#: visits per chunk when drawing codes and listing prescriptions: bounds the working memory
+#: (the output does not depend on it, see :func:`_codes`)
+_VISIT_CHUNK = 1 << 19
 _MEAN_GAP_DAYS = 120.0
 #: sd of the hospital drug-logit offsets per unit of ``hospital_drug_shift``
 _HABIT_SCALE = 0.5
@@ -319,10 +329,43 @@ def _sample_grouped(rng: np.random.Generator, cdf: np.ndarray, group: np.ndarray
     Returns:
         ``[N]`` int64 column indices.
     """
+    return _sample_grouped_from(cdf, group, rng.random(len(group)))
+
+
+def _sample_grouped_from(cdf: np.ndarray, group: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """:func:`_sample_grouped` with the ``[N]`` uniform draws given."""
     n_groups, width = cdf.shape
     stacked = (cdf + np.arange(n_groups)[:, None]).ravel()
-    position = np.searchsorted(stacked, group + rng.random(len(group)), side="right")
+    position = np.searchsorted(stacked, group + uniform, side="right")
     return np.minimum(position - group * width, width - 1)
+
+
+# ---------------------------------------------------------------------------- skipping ahead
+def _uniform_at(state: dict[str, Any], skip: int, n: int) -> np.ndarray:
+    """``[n]`` float64 uniforms a generator in ``state`` draws after ``skip`` float64 draws.
+
+    A float64 uniform takes exactly one 64-bit output of PCG64, so ``advance(skip)`` lands
+    where ``skip`` draws would: the uniforms of one range of a long stream can be drawn
+    without drawing (or holding) the ones before it.
+    """
+    bit_generator = np.random.PCG64(0)
+    bit_generator.state = state
+    bit_generator.advance(skip)
+    return np.random.Generator(bit_generator).random(n)
+
+
+def _skip(rng: np.random.Generator, state: dict[str, Any], draws: int) -> None:
+    """Leave ``rng`` where it would be after ``draws`` float64 uniforms from ``state``.
+
+    64-bit draws never touch PCG64's buffered half-word (used by float32 draws), which
+    ``advance`` clears: it is put back, so that later float32 draws match too.
+    """
+    bit_generator = np.random.PCG64(0)
+    bit_generator.state = state
+    bit_generator.advance(draws)
+    advanced = bit_generator.state
+    advanced["has_uint32"], advanced["uinteger"] = state["has_uint32"], state["uinteger"]
+    rng.bit_generator.state = advanced
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -386,35 +429,77 @@ def _conditions(rng: np.random.Generator, world: _World, visit_offsets: np.ndarr
 
 def _codes(rng: np.random.Generator, target: np.ndarray, active: np.ndarray, condition_codes: np.ndarray,
            condition_cdf: np.ndarray, background_cdf: np.ndarray, visit_hospital: np.ndarray,
-           condition_share: float) -> tuple[np.ndarray, np.ndarray]:
+           condition_share: float, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distinct codes per visit, ``target[v]`` of them (topped up over a few rounds).
+
+    Each round fills the ``need[v]`` missing codes of every visit from four streams of
+    float64 uniforms drawn one after the other: ``A`` (condition or background, one per
+    slot), ``B`` (which active condition), ``C`` (code of that condition), ``D`` (background
+    code). Visits are processed ``chunk`` at a time, each chunk drawing its own ranges of
+    the four streams (:func:`_uniform_at`), so the result is the same for every chunk size
+    while the working memory is that of one chunk.
+
+    Args:
+        target: ``[n_visits]`` codes wanted per visit.
+        active: ``[n_visits, K]`` bool active conditions.
+        chunk: visits per chunk (None: :data:`_VISIT_CHUNK`).
 
     Returns:
         ``codes`` ``[n_codes]`` int32 (sorted within each visit) and ``offsets`` ``[n_visits + 1]``.
     """
+    if not isinstance(rng.bit_generator, np.random.PCG64):
+        raise TypeError("synthetic codes need a PCG64 generator (np.random.default_rng)")
     n_visits, size = len(target), background_cdf.shape[1]
-    rows, conditions = np.nonzero(active)  # row-major: grouped by visit
-    per_visit = np.bincount(rows, minlength=n_visits)
-    first = np.concatenate(([0], np.cumsum(per_visit)[:-1]))
-    keys = np.zeros(0, dtype=np.int64)
+    chunk = max(int(chunk or _VISIT_CHUNK), 1)
+    bounds = list(range(0, n_visits, chunk)) + [n_visits]
+    spans = list(zip(bounds[:-1], bounds[1:]))
+    found: list[np.ndarray] = [np.zeros(0, dtype=np.int32) for _ in spans]  # codes per chunk
+    counts = np.zeros(n_visits, dtype=np.int64)  # codes found per visit
     need = target.astype(np.int64)
     for _ in range(4):
-        slot_visit = np.repeat(np.arange(n_visits, dtype=np.int64), need)
-        from_condition = rng.random(len(slot_visit)) < condition_share
-        drawn = np.empty(len(slot_visit), dtype=np.int64)
-        cv = slot_visit[from_condition]
-        pick = first[cv] + (rng.random(len(cv)) * per_visit[cv]).astype(np.int64)
-        k = conditions[pick]
-        drawn[from_condition] = condition_codes[k, _sample_grouped(rng, condition_cdf, k)]
-        bv = slot_visit[~from_condition]
-        drawn[~from_condition] = _sample_grouped(rng, background_cdf, visit_hospital[bv])
-        keys = _sorted_unique(np.concatenate((keys, slot_visit * size + drawn)))
-        need = target - np.bincount(keys // size, minlength=n_visits)
+        state = rng.bit_generator.state
+        slots = np.array([need[a:b].sum() for a, b in spans], dtype=np.int64)
+        slot_start = np.concatenate(([0], np.cumsum(slots)))
+        total = int(slot_start[-1])
+        # stream A first: the chunks' condition / background choices fix where B, C, D start
+        choices = [_uniform_at(state, int(slot_start[i]), int(slots[i])) < condition_share
+                   for i in range(len(spans))]
+        n_condition = np.array([int(c.sum()) for c in choices], dtype=np.int64)
+        condition_start = np.concatenate(([0], np.cumsum(n_condition)))
+        background_start = slot_start - condition_start
+        total_condition = int(condition_start[-1])
+        for i, (a, b) in enumerate(spans):
+            from_condition = choices[i]
+            choices[i] = np.zeros(0, dtype=bool)  # release as we go
+            slot_visit = np.repeat(np.arange(b - a, dtype=np.int64), need[a:b])  # chunk-local visits
+            rows, conditions = np.nonzero(active[a:b])  # row-major: grouped by visit
+            per_visit = np.bincount(rows, minlength=b - a)
+            first = np.concatenate(([0], np.cumsum(per_visit)[:-1]))
+            drawn = np.empty(len(slot_visit), dtype=np.int64)
+            cv = slot_visit[from_condition]
+            at = total + int(condition_start[i])
+            pick = first[cv] + (_uniform_at(state, at, len(cv)) * per_visit[cv]).astype(np.int64)
+            k = conditions[pick]
+            uniform = _uniform_at(state, at + total_condition, len(k))
+            drawn[from_condition] = condition_codes[k, _sample_grouped_from(condition_cdf, k, uniform)]
+            bv = slot_visit[~from_condition]
+            uniform = _uniform_at(state, total + 2 * total_condition + int(background_start[i]), len(bv))
+            drawn[~from_condition] = _sample_grouped_from(background_cdf, visit_hospital[a + bv], uniform)
+            known = np.repeat(np.arange(b - a, dtype=np.int64), counts[a:b]) * size + found[i]
+            keys = _sorted_unique(np.concatenate((known, slot_visit * size + drawn)))
+            found[i] = (keys % size).astype(np.int32)
+            counts[a:b] = np.bincount(keys // size, minlength=b - a)
+        _skip(rng, state, 2 * total + total_condition)
+        need = target - counts
         if not need.any():
             break
     offsets = np.zeros(n_visits + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // size, minlength=n_visits), out=offsets[1:])
-    return (keys % size).astype(np.int32), offsets
+    np.cumsum(counts, out=offsets[1:])
+    codes = np.empty(int(offsets[-1]), dtype=np.int32)
+    for i, (a, b) in enumerate(spans):
+        codes[offsets[a]:offsets[b]] = found[i]
+        found[i] = codes[:0]  # release as we go
+    return codes, offsets
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -458,11 +543,17 @@ def _calibrate(logits: np.ndarray, target: float) -> float:
     return 0.5 * (low + high)
 
 
+def _unpack(packed: np.ndarray, n_drugs: int) -> np.ndarray:
+    """``[N, ceil(n_drugs / 8)]`` uint8 bit rows -> ``[N, n_drugs]`` bool."""
+    return np.unpackbits(packed, axis=1, count=n_drugs).view(np.bool_)
+
+
 def _medications(rng: np.random.Generator, world: _World, p: SyntheticDataset.Params, active: np.ndarray,
                  visit_offsets: np.ndarray, visit_hospital: np.ndarray) -> np.ndarray:
-    """``[n_visits, n_drugs]`` bool prescriptions, one visit position at a time."""
+    """``[n_visits, ceil(n_drugs / 8)]`` uint8 prescriptions as bit rows (``np.packbits``,
+    an eighth of a bool matrix), drawn one visit position at a time."""
     counts = np.diff(visit_offsets)
-    prescribed = np.zeros((int(visit_offsets[-1]), p.n_drugs), dtype=bool)
+    prescribed = np.zeros((int(visit_offsets[-1]), (p.n_drugs + 7) // 8), dtype=np.uint8)
     intercept: float | None = None
     for position in range(int(counts.max(initial=0))):
         rows = visit_offsets[:-1][counts > position] + position
@@ -472,7 +563,7 @@ def _medications(rng: np.random.Generator, world: _World, p: SyntheticDataset.Pa
             logits += world.drug_bias[visit_hospital[chunk]]
             logits += _SEVERITY * rng.standard_normal((len(chunk), 1), dtype=np.float32)
             if position > 0:
-                logits += p.persistence * prescribed[chunk - 1]
+                logits += p.persistence * _unpack(prescribed[chunk - 1], p.n_drugs)
             if start == 0 and position <= 1:  # first visits, then follow-up visits
                 sample = logits[:_CALIBRATION_ROWS].astype(np.float64)
                 intercept = _calibrate(sample, p.mean_medications)
@@ -481,18 +572,39 @@ def _medications(rng: np.random.Generator, world: _World, p: SyntheticDataset.Pa
             chosen = rng.random(logits.shape, dtype=np.float32) < _sigmoid(logits)
             empty = ~chosen.any(axis=1)
             chosen[np.flatnonzero(empty), logits[empty].argmax(axis=1)] = True
-            prescribed[chunk] = chosen
+            prescribed[chunk] = np.packbits(chosen, axis=1)
     return prescribed
 
 
+def _prescription_lists(prescribed: np.ndarray, n_drugs: int, chunk: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Bit rows -> ``codes`` ``[n_codes]`` int32 (ascending within each visit) and
+    ``offsets`` ``[n_visits + 1]`` int64, ``chunk`` visits at a time (no dense matrix)."""
+    n_visits = len(prescribed)
+    chunk = max(int(chunk or _VISIT_CHUNK), 1)
+    offsets = np.zeros(n_visits + 1, dtype=np.int64)
+    for start in range(0, n_visits, chunk):
+        block = _unpack(prescribed[start:start + chunk], n_drugs)
+        offsets[start + 1:start + 1 + len(block)] = block.sum(axis=1)
+    np.cumsum(offsets, out=offsets)
+    codes = np.empty(int(offsets[-1]), dtype=np.int32)
+    for start in range(0, n_visits, chunk):
+        block = _unpack(prescribed[start:start + chunk], n_drugs)
+        codes[offsets[start]:offsets[min(start + chunk, n_visits)]] = np.nonzero(block)[1]
+    return codes, offsets
+
+
 # ---------------------------------------------------------------------------- knowledge
-def _cooccurrence(prescribed: np.ndarray) -> tuple[np.ndarray, float]:
-    """``[n_drugs, n_drugs]`` visit counts of each drug pair, and the number of prescribed pairs."""
-    n_drugs = prescribed.shape[1]
+def _cooccurrence(prescribed: np.ndarray, n_drugs: int) -> tuple[np.ndarray, float]:
+    """``[n_drugs, n_drugs]`` visit counts of each drug pair, and the number of prescribed pairs.
+
+    Args:
+        prescribed: ``[n_visits, ceil(n_drugs / 8)]`` uint8 bit rows (:func:`_medications`).
+    """
     counts = np.zeros((n_drugs, n_drugs), dtype=np.float64)
     pairs = 0.0
     for start in range(0, len(prescribed), _ROW_CHUNK):
-        block = prescribed[start:start + _ROW_CHUNK]
+        block = _unpack(prescribed[start:start + _ROW_CHUNK], n_drugs)
         counts += _matmul(block.T, block).astype(np.float64)  # exact: < 2**24 per block
         k = block.sum(axis=1, dtype=np.float64)
         pairs += float((k * (k - 1) / 2).sum())
@@ -551,8 +663,14 @@ def _vocabulary(prefix: str, size: int, name: str) -> Vocabulary:
 
 
 # ---------------------------------------------------------------------------- entry point
-def generate(p: SyntheticDataset.Params) -> EHRData:
-    """Generate a synthetic dataset from validated parameters (see the module docstring)."""
+def generate(p: SyntheticDataset.Params, chunk: int | None = None) -> EHRData:
+    """Generate a synthetic dataset from validated parameters (see the module docstring).
+
+    Codes are drawn and listed ``chunk`` visits at a time (None: :data:`_VISIT_CHUNK`,
+    about half a million): the data is the same for every chunk size, the working memory
+    beyond the final arrays is that of one chunk plus a few per-visit columns (the
+    prescriptions are held as bit rows, 14 bytes a visit for 112 drugs).
+    """
     rng = np.random.default_rng(p.seed)
     world = _draw_world(rng, p)
     counts = _patients(rng, p)
@@ -573,22 +691,20 @@ def generate(p: SyntheticDataset.Params) -> EHRData:
     diagnoses = _codes(
         rng, _count(rng, n_visits, p.mean_diagnoses, _DIAGNOSIS_SHAPE, p.n_diagnoses // 2), active,
         world.condition_diagnoses, world.condition_diagnosis_cdf, world.diagnosis_cdf, visit_hospital,
-        p.condition_share,
+        p.condition_share, chunk,
     )
     procedures = _codes(
         rng, _count(rng, n_visits, p.mean_procedures, _PROCEDURE_SHAPE, p.n_procedures // 2), active,
         world.condition_procedures, world.condition_procedure_cdf, world.procedure_cdf, visit_hospital,
-        p.condition_share,
+        p.condition_share, chunk,
     )
     prescribed = _medications(rng, world, p, active, visit_offsets, visit_hospital)
     del active  # the latent conditions are not part of the data
 
-    cooccurrence, total_pairs = _cooccurrence(prescribed)
+    cooccurrence, total_pairs = _cooccurrence(prescribed, p.n_drugs)
     adjacency, ddi_rate, tilt = _plant_ddi(rng, cooccurrence, total_pairs, p.n_ddi_pairs, p.ddi_rate)
-    rows, drugs = np.nonzero(prescribed)
+    drugs, medication_offsets = _prescription_lists(prescribed, p.n_drugs, chunk)
     del prescribed
-    medication_offsets = np.zeros(n_visits + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_visits), out=medication_offsets[1:])
 
     gaps = rng.exponential(_MEAN_GAP_DAYS, size=n_visits)
     gaps[visit_offsets[:-1]] = 0.0  # every patient has at least one visit
@@ -615,7 +731,7 @@ def generate(p: SyntheticDataset.Params) -> EHRData:
     data = EHRData(
         vocabularies=vocabularies,
         visit_offsets=visit_offsets,
-        codes={DIAGNOSES: diagnoses[0], PROCEDURES: procedures[0], MEDICATIONS: drugs.astype(np.int32)},
+        codes={DIAGNOSES: diagnoses[0], PROCEDURES: procedures[0], MEDICATIONS: drugs},
         code_offsets={DIAGNOSES: diagnoses[1], PROCEDURES: procedures[1], MEDICATIONS: medication_offsets},
         patient_ids=[str(i) for i in range(n_patients)],
         knowledge=knowledge,

@@ -305,3 +305,96 @@ def test_one_million_visits_is_fast_and_lean() -> None:
     assert seconds < 60, seconds
     assert peak_gib < 4, peak_gib
     assert 0.05 <= data.provenance["ground_truth_ddi_rate"] <= 0.10
+
+
+# ----------------------------------------------------------------------------- chunked generation
+def _codes_whole(rng: np.random.Generator, target: np.ndarray, active: np.ndarray, condition_codes: np.ndarray,
+                 condition_cdf: np.ndarray, background_cdf: np.ndarray, visit_hospital: np.ndarray,
+                 condition_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's code drawing before it was chunked: every visit at once (the reference)."""
+    from medtoolkit.data.loaders.synthetic import _sample_grouped, _sorted_unique
+
+    n_visits, size = len(target), background_cdf.shape[1]
+    rows, conditions = np.nonzero(active)
+    per_visit = np.bincount(rows, minlength=n_visits)
+    first = np.concatenate(([0], np.cumsum(per_visit)[:-1]))
+    keys = np.zeros(0, dtype=np.int64)
+    need = target.astype(np.int64)
+    for _ in range(4):
+        slot_visit = np.repeat(np.arange(n_visits, dtype=np.int64), need)
+        from_condition = rng.random(len(slot_visit)) < condition_share
+        drawn = np.empty(len(slot_visit), dtype=np.int64)
+        cv = slot_visit[from_condition]
+        pick = first[cv] + (rng.random(len(cv)) * per_visit[cv]).astype(np.int64)
+        k = conditions[pick]
+        drawn[from_condition] = condition_codes[k, _sample_grouped(rng, condition_cdf, k)]
+        bv = slot_visit[~from_condition]
+        drawn[~from_condition] = _sample_grouped(rng, background_cdf, visit_hospital[bv])
+        keys = _sorted_unique(np.concatenate((keys, slot_visit * size + drawn)))
+        need = target - np.bincount(keys // size, minlength=n_visits)
+        if not need.any():
+            break
+    offsets = np.zeros(n_visits + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // size, minlength=n_visits), out=offsets[1:])
+    return (keys % size).astype(np.int32), offsets
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 1000, None])
+def test_chunked_codes_equal_the_whole_array_draw_and_leave_the_generator_in_step(chunk: int | None) -> None:
+    from medtoolkit.data.loaders.synthetic import _codes
+
+    setup = np.random.default_rng(5)
+    n_visits, n_codes, n_conditions, n_hospitals = 3000, 40, 6, 3
+    active = setup.random((n_visits, n_conditions)) < 0.3
+    active[np.arange(n_visits), setup.integers(0, n_conditions, n_visits)] = True  # >= 1 condition a visit
+    condition_codes = setup.integers(0, n_codes, (n_conditions, 5))
+    condition_cdf = np.cumsum(setup.dirichlet(np.ones(5), n_conditions), axis=1)
+    condition_cdf[:, -1] = 1.0
+    background_cdf = np.cumsum(setup.dirichlet(np.ones(n_codes), n_hospitals), axis=1)
+    background_cdf[:, -1] = 1.0
+    hospital = setup.integers(0, n_hospitals, n_visits)
+    target = np.minimum(1 + setup.poisson(8, n_visits), n_codes // 2)  # many repeats: several top-up rounds
+    arguments = (target, active, condition_codes, condition_cdf, background_cdf, hospital, 0.7)
+
+    reference_rng, chunked_rng = np.random.default_rng(9), np.random.default_rng(9)
+    for rng in (reference_rng, chunked_rng):
+        rng.random(3, dtype=np.float32)  # a half-used 64-bit word is buffered: it must survive the skips
+    expected = _codes_whole(reference_rng, *arguments)
+    got = _codes(chunked_rng, *arguments, chunk=chunk)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+    assert chunked_rng.bit_generator.state == reference_rng.bit_generator.state
+    assert np.array_equal(chunked_rng.random(5, dtype=np.float32), reference_rng.random(5, dtype=np.float32))
+
+
+def test_prescription_bit_rows_list_like_a_dense_matrix() -> None:
+    from medtoolkit.data.loaders.synthetic import _cooccurrence, _prescription_lists
+
+    dense = np.random.default_rng(2).random((1000, 13)) < 0.3
+    packed = np.packbits(dense, axis=1)
+    for chunk in (1, 64, None):
+        codes, offsets = _prescription_lists(packed, 13, chunk)
+        rows, drugs = np.nonzero(dense)
+        assert codes.dtype == np.int32 and np.array_equal(codes, drugs)
+        assert np.array_equal(offsets, np.concatenate(([0], np.cumsum(dense.sum(axis=1)))))
+    counts, pairs = _cooccurrence(packed, 13)
+    as_float = dense.astype(np.float64)
+    assert np.array_equal(counts, as_float.T @ as_float)
+    k = dense.sum(axis=1)
+    assert pairs == float((k * (k - 1) / 2).sum())
+
+
+@pytest.mark.parametrize("params", [dict(n_visits=20_000, seed=5, n_hospitals=30),
+                                    dict(n_patients=300, seed=1, n_diagnoses=10, n_procedures=8, n_drugs=6,
+                                         mean_diagnoses=3, mean_procedures=2, mean_medications=2, n_ddi_pairs=3,
+                                         n_conditions=3, n_substructures=5)],
+                         ids=["hospitals", "tiny-vocabularies"])
+def test_the_chunk_size_does_not_change_the_data(params: dict) -> None:
+    from medtoolkit.data.loaders.synthetic import generate
+
+    p = SyntheticDataset.Params(**params)
+    whole = generate(p, chunk=10**9)  # one chunk: the whole-array draw
+    for chunk in (777, None):
+        chunked = generate(p, chunk=chunk)
+        assert chunked.fingerprint() == whole.fingerprint()
+        assert np.array_equal(chunked.time, whole.time)
+        assert chunked.provenance == whole.provenance
