@@ -45,7 +45,7 @@ def normalize_adjacency(adjacency: np.ndarray | torch.Tensor) -> torch.Tensor:
     Returns:
         ``[N, N]`` float32 whose rows sum to 1.
     """
-    matrix = torch.as_tensor(np.asarray(adjacency, dtype=np.float32)).clone()
+    matrix = torch.tensor(np.asarray(adjacency, dtype=np.float32))
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"adjacency must be square, got shape {tuple(matrix.shape)}")
     matrix = matrix + torch.eye(matrix.shape[0])

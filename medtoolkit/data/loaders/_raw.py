@@ -116,7 +116,7 @@ def cached_raw_build(
     """
     from medtoolkit.data.cache import cached_build
 
-    skipped = {"root", "cache", "cache_dir", "engine", *unhashed}
+    skipped = {"root", "cache", "cache_dir", "cache_mmap", "engine", *unhashed}
     options = {
         "loader": loader,
         "loader_version": loader_version,
@@ -128,6 +128,7 @@ def cached_raw_build(
         build=build,
         cache_dir=getattr(params, "cache_dir"),
         enabled=getattr(params, "cache"),
+        mmap=getattr(params, "cache_mmap", True),
     )
     if name is not None:
         data.name = name

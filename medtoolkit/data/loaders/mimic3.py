@@ -114,6 +114,8 @@ class MIMIC3Dataset(Dataset):
                 skipped with a warning when rdkit is missing; False saves ~3 s on the demo).
             cache: reuse a cached build when inputs and options are unchanged.
             cache_dir: cache directory (None: ``$MEDTOOLKIT_CACHE_DIR`` or ``~/.cache/medtoolkit``).
+            cache_mmap: memory-map a cached build's arrays read-only (the default; shared by every
+                process that loads the entry), or read them into memory.
             engine: CSV engine, ``"arrow"`` (pyarrow, default; pandas when pyarrow is missing) or
                 ``"pandas"``; both give the same data, so it is not part of the cache key.
         """
@@ -140,6 +142,9 @@ class MIMIC3Dataset(Dataset):
         )
         cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
         cache_dir: Path | None = Field(None, description="cache directory (None: default)")
+        cache_mmap: bool = Field(
+            True, description="memory-map a cached build's arrays read-only (False: read them into memory)"
+        )
         engine: Literal["arrow", "pandas"] = engine_field()
 
     params: Params

@@ -106,6 +106,8 @@ class MIMIC4Dataset(Dataset):
                 ``d_icd_*`` tables; always reported, kept as written when False).
             cache: reuse a cached build when inputs and options are unchanged.
             cache_dir: where cached builds live (None: the default cache directory).
+            cache_mmap: memory-map a cached build's arrays read-only (the default; shared by every
+                process that loads the entry), or read them into memory.
             engine: CSV engine, ``"arrow"`` (pyarrow, default; pandas when pyarrow is missing) or
                 ``"pandas"``; both give the same data, so it is not part of the cache key.
         """
@@ -122,6 +124,9 @@ class MIMIC4Dataset(Dataset):
         )
         cache: bool = Field(True, description="reuse a cached build when inputs and options are unchanged")
         cache_dir: Path | None = Field(None, description="cache directory (None: default)")
+        cache_mmap: bool = Field(
+            True, description="memory-map a cached build's arrays read-only (False: read them into memory)"
+        )
         engine: Literal["arrow", "pandas"] = engine_field()
 
     params: Params

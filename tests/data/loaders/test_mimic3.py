@@ -299,3 +299,13 @@ def test_engine_is_not_part_of_the_cache_key(tmp_path: Path) -> None:
     first = load(tmp_path, engine="pandas")
     second = load(tmp_path, engine="arrow")
     assert second.provenance["cache"]["hit"] and second.fingerprint() == first.fingerprint()
+
+
+def test_cache_mmap_switch_reads_the_same_data_mapped_or_in_memory(tmp_path: Path) -> None:
+    params = {"cache_dir": tmp_path, "substructures": False}
+    built = MIMIC3Dataset(MIMIC3Dataset.Params(**params)).load(progress=False)
+    mapped = MIMIC3Dataset(MIMIC3Dataset.Params(**params)).load(progress=False)
+    in_memory = MIMIC3Dataset(MIMIC3Dataset.Params(**params, cache_mmap=False)).load(progress=False)
+    assert isinstance(mapped.codes["diagnoses"], np.memmap)
+    assert not isinstance(in_memory.codes["diagnoses"], np.memmap)
+    assert built.fingerprint() == mapped.fingerprint() == in_memory.fingerprint()
