@@ -84,21 +84,30 @@ def speed_overrides(args: argparse.Namespace) -> list[str]:
             f"device={args.device}", "trainer.progress=none", *args.override]
 
 
+def prepare(args: argparse.Namespace) -> tuple[Experiment, torch.device, EHRData, object, DataSchema]:
+    """Threads set, preset built, data loaded, first split and its schema (API old commits have too).
+
+    Returns:
+        ``(experiment, device, data, split, schema)``.
+    """
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    experiment = mt.build(args.preset, overrides=speed_overrides(args))
+    device = resolve_device(experiment.config.device)
+    data = experiment.load_data(progress=False)
+    task = experiment.config.task.build(None)
+    split = task.splits(data)[0]
+    return experiment, device, data, split, task.build_schema(data, split)
+
+
 def worker_main(args: argparse.Namespace) -> None:
     """Build the preset's trainer once, then run one training epoch per ``epoch`` line on stdin.
 
     Uses only the API that old commits have too (``mt.build``, ``Experiment._build_model``,
     ``Trainer.train_epoch``), since the parent runs this file against an older tree.
     """
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    experiment = mt.build(args.preset, overrides=speed_overrides(args))
+    experiment, device, data, split, schema = prepare(args)
     config = experiment.config
-    device = resolve_device(config.device)
-    data = experiment.load_data(progress=False)
-    task = config.task.build(None)
-    split = task.splits(data)[0]
-    schema = task.build_schema(data, split)
     seed_everything(config.seed)
     model, losses = experiment._build_model(schema)
     trainer = Trainer(model, losses, config.trainer, device, seed=config.seed)
@@ -267,17 +276,9 @@ def main() -> None:
     if args.compare_commit:
         compare_main(args)
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
     overrides = speed_overrides(args)
-    experiment = mt.build(args.preset, overrides=overrides)
+    experiment, device, data, split, schema = prepare(args)
     config = experiment.config
-    device = resolve_device(config.device)
-    data = experiment.load_data(progress=False)
-    task = config.task.build(None)
-    split = task.splits(data)[0]
-    schema = task.build_schema(data, split)
     train_visits = int(data.visits_per_patient[split.train].sum())
 
     # --- batched (ours)
