@@ -77,6 +77,12 @@ class TrainerParams(BaseModel):
         "auto", description="progress bar on a terminal, plain log lines otherwise (YAML off/false: none)"
     )
     num_threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="torch CPU threads (None: torch default)")
+    find_unused_parameters: bool = Field(
+        True,
+        description="under torchrun: let a step leave trainable parameters without a gradient (which ones may "
+                    "depend on the batch, e.g. a model reading earlier visits); false is faster for a model that "
+                    "uses every parameter in every step",
+    )
     prefetch: int | None = Field(
         None, ge=0, le=64,
         description="training batches cut ahead in a background thread (0: in the training loop; None: 2 on "

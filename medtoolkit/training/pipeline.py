@@ -29,7 +29,7 @@ from medtoolkit.training.trainer import Trainer, TrainingHistory
 
 METRIC_KEYS = ("jaccard", "prauc", "f1", "precision", "recall", "ddi_rate", "avg_drugs")
 #: trainer settings that may change between an interrupted run and its ``--resume``
-RESUME_FREE = ("epochs", "early_stopping_patience", "progress", "num_threads", "prefetch")
+RESUME_FREE = ("epochs", "early_stopping_patience", "progress", "num_threads", "prefetch", "find_unused_parameters")
 
 
 @dataclass

@@ -313,24 +313,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.rng = np.random.default_rng(seed)
         #: what the training step calls: the model, or its ``DistributedDataParallel`` wrapper
-        #: (made at the first epoch, see :meth:`_step_model`)
-        self.step_model: torch.nn.Module | None = None if distributed.is_distributed() else self.model
-
-    def _step_model(self, data: EHRData, patients: np.ndarray) -> torch.nn.Module:
-        """The model the training step calls; under data parallelism, wrapped at the first call.
-
-        Whether some trainable parameter gets no gradient from the objective (which makes
-        DDP search the graph every step) is found once, on the first batch of ``patients``
-        with the terms' plain values (:meth:`Loss.evaluate_term`, no switching drawn, the
-        random state untouched), and agreed between the ranks.
-        """
-        if self.step_model is None:
-            unused = float(has_unused_parameters(self, data, patients[: self.params.batch_size]))
-            flag = distributed.reduce_sum(torch.tensor([unused], device=self.device))
-            self.step_model = wrap_data_parallel(self.model, bool(flag.item() > 0))
+        self.step_model: torch.nn.Module = self.model
+        if distributed.is_distributed() and self.optimizer is not None:
+            self.step_model = wrap_data_parallel(self.model, params.find_unused_parameters)
             # each rank draws its own dropout masks (the model's initial weights came from rank 0)
-            torch.manual_seed(self.seed + 1_000_003 * distributed.rank())
-        return self.step_model
+            torch.manual_seed(seed + 1_000_003 * distributed.rank())
 
     def _collated(self, batch: PaddedBatch) -> PaddedBatch:
         """``batch`` with the task's items added (unchanged without ``collate``)."""
@@ -388,7 +375,7 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         steps = 0
-        step_model = self._step_model(data, patients)
+        step_model = self.step_model
         depth = self.params.prefetch if self.params.prefetch is not None else (2 if pin else 0)
         for batch, global_size, scale in Prefetcher(self.rank_batches(data, patients), cut, depth):
             batch = batch.to(self.device, non_blocking=True)
@@ -739,29 +726,3 @@ def wrap_data_parallel(model: torch.nn.Module, find_unused: bool) -> torch.nn.Mo
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=None, find_unused_parameters=find_unused)
-
-
-def has_unused_parameters(trainer: Trainer, data: EHRData, patients: np.ndarray) -> bool:
-    """Whether a trainable parameter of the model or the losses gets no gradient on ``patients``' batch.
-
-    The objective is the sum of the terms' weighted plain values (:meth:`Loss.evaluate_term`,
-    as :meth:`Trainer.validation_loss`), in training mode, under a forked random state
-    (training's draws are unchanged); no optimizer step is taken.
-
-    Args:
-        trainer: the trainer (its model, losses, extras, collate and device).
-        data: the dataset.
-        patients: a non-empty batch of patients.
-    """
-    parameters = [p for module in (trainer.model, *trainer.losses) for p in module.parameters() if p.requires_grad]
-    if not parameters or len(patients) == 0:
-        return False
-    devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        batch = trainer._collated(make_batch(data, patients)).to(trainer.device)
-        logits, extras = run_model(trainer.model, batch, trainer.extras)
-        logits = logits.float()
-        objective = sum((loss.weight * loss.evaluate_term(logits, batch, extras) for loss in trainer.losses),
-                        logits.new_zeros(()))
-        gradients = torch.autograd.grad(objective, parameters, allow_unused=True)
-    return any(gradient is None for gradient in gradients)

@@ -101,8 +101,8 @@ def test_rank_batches_split_every_global_batch(monkeypatch: pytest.MonkeyPatch, 
 
 def test_rank_scales_sum_to_the_world_size(monkeypatch: pytest.MonkeyPatch, fake_data, fake_trainer_factory) -> None:
     scales = []
-    for rank in (0, 1):
-        trainer = fake_trainer_factory(batch_size=4)
+    trainers = [fake_trainer_factory(batch_size=4) for _ in (0, 1)]  # built before the group is faked
+    for rank, trainer in zip((0, 1), trainers):
         _two_ranks(monkeypatch, rank)
         scales.append([scale for _, _, scale in trainer.rank_batches(fake_data, np.arange(12))])
     assert np.allclose(np.sum(scales, axis=0), 2.0)
