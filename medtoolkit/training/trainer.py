@@ -312,10 +312,11 @@ class Trainer:
         self.use_amp = bool(params.amp and device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.rng = np.random.default_rng(seed)
-        #: what the training step calls: the model, or its ``DistributedDataParallel`` wrapper
-        self.step_model: torch.nn.Module = self.model
+        #: what the training step calls: the model and its loss terms together
+        #: (:class:`TrainingObjective`), in ``DistributedDataParallel`` under torchrun
+        self.objective: torch.nn.Module = TrainingObjective(self.model, self.losses, self.extras, self.use_amp)
         if distributed.is_distributed() and self.optimizer is not None:
-            self.step_model = wrap_data_parallel(self.model, params.find_unused_parameters)
+            self.objective = wrap_data_parallel(self.objective, params.find_unused_parameters)
             # each rank draws its own dropout masks (the model's initial weights came from rank 0)
             torch.manual_seed(seed + 1_000_003 * distributed.rank())
 
@@ -375,14 +376,11 @@ class Trainer:
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         steps = 0
-        step_model = self.step_model
         depth = self.params.prefetch if self.params.prefetch is not None else (2 if pin else 0)
         for batch, global_size, scale in Prefetcher(self.rank_batches(data, patients), cut, depth):
             batch = batch.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, enabled=self.use_amp):
-                logits, extras = run_model(step_model, batch, self.extras)
-            loss = compute_loss(self.losses, logits.float(), batch, extras if self.extras else None)
+            loss = self.objective(batch)
             if scale != 1.0:
                 loss = loss * scale
             if check_each_step and not torch.isfinite(loss):
@@ -713,16 +711,49 @@ def check_resumable(state: dict[str, Any], expected: dict[str, Any], path: Path)
             )
 
 
-def wrap_data_parallel(model: torch.nn.Module, find_unused: bool) -> torch.nn.Module:
-    """``model`` in PyTorch's ``DistributedDataParallel`` for this rank (a process group must exist).
+class TrainingObjective(torch.nn.Module):
+    """The model and its loss terms as one module whose output is the training objective.
 
-    The inputs are already on the model's device, so DDP is not asked to move them.
+    Data parallelism wraps *this* module: DDP then follows the autograd graph back from the
+    objective itself (so a model output no term reads, such as the logits of a pre-training
+    stage that only reads extras, never leaves parameters waiting for a gradient), and the
+    loss terms' own trainable parameters are averaged over the ranks like the model's.
 
     Args:
-        model: the recommender, on this rank's device.
+        model: the recommender (only called).
+        losses: its loss terms, in the run's order.
+        extras: the named extras the terms read (:func:`extras_needed`).
+        use_amp: run the model under CUDA autocast (the terms always see float32 logits).
+    """
+
+    def __init__(self, model: torch.nn.Module, losses: list[Loss], extras: tuple[str, ...], use_amp: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.losses = torch.nn.ModuleList(losses)
+        self.extras = extras
+        self.use_amp = use_amp
+
+    def forward(self, batch: PaddedBatch) -> torch.Tensor:
+        """The scalar objective of ``batch`` (:func:`run_model`, then :func:`compute_loss`)."""
+        with torch.autocast(batch.visit_mask.device.type, enabled=self.use_amp):
+            logits, extras = run_model(self.model, batch, self.extras)
+        return compute_loss(list(self.losses), logits.float(), batch, extras if self.extras else None)
+
+
+def wrap_data_parallel(objective: torch.nn.Module, find_unused: bool) -> torch.nn.Module:
+    """``objective`` in PyTorch's ``DistributedDataParallel`` for this rank (a process group must exist).
+
+    The inputs are already on the device, so DDP is not asked to move them. Buffers are not
+    broadcast from rank 0 before every step (``broadcast_buffers=False``): the models' buffers
+    are constants or fitted after training, and the loss terms' buffers hold each rank's own
+    counters, which their :meth:`~medtoolkit.components.base.Loss.tracked` sums over the ranks.
+
+    Args:
+        objective: a :class:`TrainingObjective` on this rank's device.
         find_unused: some trainable parameter may get no gradient in a step (DDP then
             searches the autograd graph every step, ``find_unused_parameters``).
     """
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=None, find_unused_parameters=find_unused)
+    return DistributedDataParallel(objective, device_ids=None, find_unused_parameters=find_unused,
+                                   broadcast_buffers=False)

@@ -229,7 +229,7 @@ def test_two_process_resume_continues_the_run(tmp_path: Path) -> None:
 #: one preset per recommender (and per staged shape), with what makes each a one-epoch run
 EVERY_RECOMMENDER = {
     "gamenet": [], "logistic_regression": [], "previous_visit": [], "algnet": [], "safedrug": [],
-    "gamenet_controllable_ddi": [], "dnmdr": [], "dpr_ncf": [], "dpr_nn": ["-o", "stages.0.trainer.epochs=1"],
+    "gamenet_controllable_ddi": [], "dnmdr": [], "dpr_ncf": [], "dpr_nn": [],
     "dpr_wg": ["-o", "stages.0.trainer.epochs=1"], "dpr_ag": ["-o", "stages.0.trainer.epochs=1"],
     "tempt": [], "tempt_lora": [],
 }
