@@ -437,10 +437,16 @@ def _main(argv: list[str], debug: bool) -> int:
     except Exception as error:  # noqa: BLE001 - the command line reports, it never dumps a traceback
         if debug:
             traceback.print_exc()
+        from medtoolkit.training.distributed import PeerFailed, launch_rank
+
+        rank = launch_rank()
+        if isinstance(error, PeerFailed) and not debug:  # the failing rank printed the reason
+            return 1
         details = error_details(error)
         if details:
             print(details, file=sys.stderr)
-        print(f"error: {error_message(error, _subject(args))}", file=sys.stderr)
+        where = f"rank {rank}: " if rank else ""  # torchrun's ranks other than 0 say who they are
+        print(f"error: {where}{error_message(error, _subject(args))}", file=sys.stderr)
         return 1
 
 

@@ -44,7 +44,7 @@ from medtoolkit.training.pipeline import (
     write_report,
 )
 from medtoolkit.training import distributed
-from medtoolkit.training.run_dir import RunDirectoryError, open_run_dir
+from medtoolkit.training.run_dir import open_run_dir
 from medtoolkit.yaml_limits import short_repr
 from medtoolkit.training.stages import StagedSplit, StageRunner, staged_metrics
 
@@ -172,8 +172,8 @@ class Experiment:
                 return self._run(None, resume, progress, device)
             if not distributed.is_main():
                 problem = distributed.broadcast_object(None)  # wait until rank 0 has prepared out_dir
-                if problem:
-                    raise RunDirectoryError(f"rank 0: {problem}")
+                if problem:  # rank 0 reports it
+                    raise distributed.PeerFailed(f"rank 0: {problem}")
                 return self._run(Path(out_dir), resume, progress, device)
             try:
                 opened = open_run_dir(out_dir, resume=resume, overwrite=overwrite)

@@ -25,6 +25,15 @@ import torch.distributed as dist
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
+class PeerFailed(RuntimeError):
+    """Another rank failed and reported why; this rank stops without repeating the message."""
+
+
+def launch_rank() -> int | None:
+    """This process's rank as torchrun set it (``RANK``), or None when not launched by torchrun."""
+    return int(os.environ["RANK"]) if launched_by_torchrun() else None
+
+
 def launched_by_torchrun() -> bool:
     """Whether this process was started by ``torchrun`` with more than one worker."""
     return all(name in os.environ for name in TORCHRUN_VARIABLES) and int(os.environ["WORLD_SIZE"]) > 1

@@ -256,3 +256,36 @@ def test_every_recommender_trains_under_torchrun(preset: str, tmp_path: Path) ->
     assert finished.returncode == 0, finished.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["jaccard"]["mean"] is not None
+
+
+def _as_torchrun_rank(monkeypatch: pytest.MonkeyPatch, rank: int) -> None:
+    for name, value in {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_cli_errors_of_other_ranks_name_the_rank(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from medtoolkit.cli import main
+
+    _as_torchrun_rank(monkeypatch, 1)
+    assert main(["train", "gamenet", "-o", "trainer.epochs=x"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: rank 1: preset 'gamenet': trainer.epochs:")
+    _as_torchrun_rank(monkeypatch, 0)
+    assert main(["train", "gamenet", "-o", "trainer.epochs=x"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: preset 'gamenet': trainer.epochs:")
+
+
+def test_cli_stays_silent_when_another_rank_reported_the_failure(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from medtoolkit.cli import main
+    from medtoolkit.experiment import Experiment
+
+    def fail(self, **kwargs):
+        raise distributed.PeerFailed("rank 0: DIR already holds a run")
+
+    _as_torchrun_rank(monkeypatch, 1)
+    monkeypatch.setattr(Experiment, "run", fail)
+    assert main(["train", "gamenet", "-o", "trainer.epochs=1", "--out", "somewhere"]) == 1
+    assert "error" not in capsys.readouterr().err
