@@ -15,6 +15,7 @@ from medtoolkit.components.base import Loss, Recommender
 from medtoolkit.data.batching import PaddedBatch, make_batch
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.trainer import compute_loss
+from paths import without_machine_paths
 
 
 def machine() -> dict[str, Any]:
@@ -81,5 +82,5 @@ def papers_way_epoch(
 
 def write_json(payload: dict[str, Any], path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    Path(path).write_text(without_machine_paths(json.dumps(payload, indent=2)), encoding="utf-8")
     print(f"wrote {path}")

@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paths import without_machine_paths
+
 RESULTS = Path(__file__).resolve().parent / "results" / "raw_engines.json"
 TARGETS = {"rows": 20_000_000, "build_seconds": 120.0, "build_peak_rss_mb": 6144.0, "cache_hit_seconds": 5.0}
 LOADERS = {
@@ -143,15 +145,6 @@ def _machine() -> dict[str, Any]:
             "shared": "machine shared with 3 other workers; see loadavg_before/after of every step"}
 
 
-def _without_machine_paths(text: str) -> str:
-    """Replace this machine's absolute paths (temporary dirs, the checkout) with placeholders."""
-    import re
-
-    repo = str(Path(__file__).resolve().parents[1])
-    text = text.replace(repo, "<repo>")
-    return re.sub(re.escape(tempfile.gettempdir()) + r"/[^/\"]+", "<tmp>", text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
@@ -243,7 +236,7 @@ def main() -> None:
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_without_machine_paths(json.dumps(result, indent=2, default=str)) + "\n")
+    args.out.write_text(without_machine_paths(json.dumps(result, indent=2, default=str)) + "\n")
     print(f"wrote {args.out}")
 
 
