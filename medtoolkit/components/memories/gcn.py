@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 
 from medtoolkit.components.base import Memory
-from medtoolkit.components.encoders.gru import apply_dropout
+from medtoolkit.components.dropout import apply_dropout
 from medtoolkit.components.params import Params
 
 if TYPE_CHECKING:

@@ -147,22 +147,6 @@ def test_pool_codes_refuses_an_unknown_pooling() -> None:
         pool_codes(torch.nn.Embedding(3, 2, padding_idx=0), torch.ones(1, 1, 1, dtype=torch.long), None, "max")
 
 
-def test_mask_dropout_keeps_a_share_and_rescales() -> None:
-    from medtoolkit.components.encoders.gru import apply_dropout, mask_dropout
-
-    values = torch.ones(200, 500)
-    torch.manual_seed(0)
-    dropped = mask_dropout(values, 0.4)
-    kept = dropped != 0
-    assert abs(float(kept.float().mean()) - 0.6) < 0.01
-    assert torch.allclose(dropped[kept], torch.full_like(dropped[kept], 1 / 0.6))
-    assert mask_dropout(values, 0.4, training=False) is values
-    module = torch.nn.Dropout(0.4).eval()
-    assert apply_dropout(module, values) is values
-    with pytest.raises(ValueError, match="dropout probability"):
-        mask_dropout(values, 1.5)
-
-
 def test_stacked_gru_equals_torch_gru_values_and_gradients() -> None:
     from medtoolkit.components.encoders.gru import stackable, stacked_gru
 
