@@ -175,15 +175,13 @@ class Experiment:
                 if problem:  # rank 0 reports it
                     raise distributed.PeerFailed(f"rank 0: {problem}")
                 return self._run(Path(out_dir), resume, progress, device)
-            try:
-                opened = open_run_dir(out_dir, resume=resume, overwrite=overwrite)
-                out = opened.__enter__()
-            except Exception as error:
-                distributed.broadcast_object(str(error) or type(error).__name__)
-                raise
-            distributed.broadcast_object("")
             with contextlib.ExitStack() as stack:
-                stack.push(opened)
+                try:
+                    out = stack.enter_context(open_run_dir(out_dir, resume=resume, overwrite=overwrite))
+                except Exception as error:
+                    distributed.broadcast_object(str(error) or type(error).__name__)
+                    raise
+                distributed.broadcast_object("")
                 return self._run(out, resume, progress, device)
 
     def _run(self, out: Path | None, resume: bool, progress: bool, device: torch.device) -> RunResult:

@@ -66,7 +66,7 @@ from medtoolkit.training.checkpoint import load_weights
 from medtoolkit.training.device import seed_everything
 from medtoolkit.training import distributed
 from medtoolkit.training.pipeline import SplitResult, task_collate, write_prediction_table
-from medtoolkit.training.predict import Predictions, predict_across_ranks
+from medtoolkit.training.predict import Predictions, merge_parts, predict_across_ranks
 from medtoolkit.training.stage_files import (
     check_stage_file,
     is_stage_file,
@@ -204,16 +204,12 @@ def _merge_predictions(parts: list[Predictions], n_drugs: int, with_hospital: bo
         return Predictions(np.zeros((0, n_drugs), np.float32), np.zeros((0, n_drugs), bool),
                            np.zeros(0, np.int64), np.zeros(0, np.int64),
                            np.zeros(0, np.int64) if with_hospital else None)
-    patient = np.concatenate([p.visit_patient for p in parts])
-    position = np.concatenate([p.visit_position for p in parts])
-    order = np.lexsort((position, patient))
-    hospital = None
-    if with_hospital:
-        hospital = np.concatenate([p.visit_hospital for p in parts if p.visit_hospital is not None])[order]
+    merged = merge_parts(parts)
+    order = np.lexsort((merged.visit_position, merged.visit_patient))
     return Predictions(
-        probabilities=np.concatenate([p.probabilities for p in parts])[order],
-        targets=np.concatenate([p.targets for p in parts])[order],
-        visit_patient=patient[order], visit_position=position[order], visit_hospital=hospital,
+        probabilities=merged.probabilities[order], targets=merged.targets[order],
+        visit_patient=merged.visit_patient[order], visit_position=merged.visit_position[order],
+        visit_hospital=merged.visit_hospital[order] if with_hospital and merged.visit_hospital is not None else None,
     )
 
 

@@ -7,8 +7,9 @@ returned :class:`~medtoolkit.components.base.ModelOutput`'s extras to every term
 reached into, so a wrapper (``DistributedDataParallel``) can stand in for it.
 
 Data parallelism (``torchrun``, :mod:`medtoolkit.training.distributed`): when a process
-group of more than one process is initialised, the trainer wraps the model in PyTorch's
-``DistributedDataParallel`` for the training step. Every rank cuts the same *global*
+group of more than one process is initialised, the trainer wraps the model and its loss
+terms (:class:`TrainingObjective`) in PyTorch's ``DistributedDataParallel`` for the
+training step. Every rank cuts the same *global*
 batches (``batch_size`` patients, the same shuffling seed) and trains on its contiguous
 part of each (rank 0 the first patients), so every rank takes the same number of steps;
 a rank whose part is empty (a last batch with fewer patients than ranks) trains on a
@@ -357,9 +358,10 @@ class Trainer:
 
         Batches are cut :attr:`TrainerParams.prefetch` steps ahead in a background thread
         (pinned on CUDA; by default 2 on CUDA and none on the CPU, where a thread slows the
-        step down by competing for the interpreter lock). The step itself never waits for the device: the loss is summed on
-        the device and read once at the end of the epoch; a non-finite loss stops training
-        at the step on the CPU and at the end of the epoch on an accelerator.
+        step down by competing for the interpreter lock). The step itself never waits for
+        the device: the loss is summed on the device and read once at the end of the epoch;
+        a non-finite loss stops training at the step on the CPU and at the end of the epoch
+        on an accelerator.
 
         Raises:
             FloatingPointError: the loss became NaN or infinite.
@@ -397,11 +399,10 @@ class Trainer:
             steps += 1
             if progress is not None:
                 progress.update(global_size)
-        if not check_each_step and not bool(distributed.reduce_sum(finite.float().reshape(1)).item() ==
-                                             distributed.world_size()):
+        if not check_each_step and distributed.reduce_sum(finite.float().reshape(1)).item() < distributed.world_size():
             raise FloatingPointError("the loss became NaN or infinite during the epoch; lower trainer.lr?")
         # the sum over ranks of the scaled losses is world_size times each global batch's loss
-        mean = float(distributed.reduce_sum(total.reshape(1)).item()) / distributed.world_size()
+        mean = distributed.reduce_sum(total.reshape(1)).item() / distributed.world_size()
         return mean / max(steps, 1)
 
     def validate(self, data: EHRData, patients: np.ndarray, ddi_adjacency: np.ndarray | None,

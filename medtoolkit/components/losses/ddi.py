@@ -158,12 +158,6 @@ def predicted_ddi_rate(predicted: torch.Tensor, adjacency: torch.Tensor) -> floa
     return interacting / all_pairs if all_pairs else 0.0
 
 
-def rate_of(interacting: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    """Pooled rate ``interacting / pairs`` as a 0-d float64 tensor (0 without pairs; no host sync)."""
-    interacting, pairs = interacting.double(), pairs.double()
-    return torch.where(pairs > 0, interacting / pairs.clamp(min=1), torch.zeros_like(pairs))
-
-
 class DDIMatrixLoss(Loss):
     """Base of losses that read the data's DDI matrix: needs ``"ddi"``, holds it as a buffer.
 
