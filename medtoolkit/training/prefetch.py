@@ -78,24 +78,19 @@ class Prefetcher(Generic[Item, Made]):
     def _work(self, waiting: "queue.Queue[object]") -> None:
         try:
             for item in self.items:
-                if self._stop.is_set():
+                if self._stop.is_set() or not self._put(waiting, self.make(item)):
                     return
-                made = self.make(item)
-                while not self._stop.is_set():
-                    try:
-                        waiting.put(made, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put_final(waiting, _Failure(error))
+            self._put(waiting, _Failure(error))
             return
-        self._put_final(waiting, _DONE)
+        self._put(waiting, _DONE)
 
-    def _put_final(self, waiting: "queue.Queue[object]", value: object) -> None:
+    def _put(self, waiting: "queue.Queue[object]", value: object) -> bool:
+        """Queue ``value``, waiting while the queue is full; False when the consumer has left."""
         while not self._stop.is_set():
             try:
                 waiting.put(value, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
