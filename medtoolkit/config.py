@@ -63,6 +63,12 @@ class TrainerParams(BaseModel):
         description="patients per optimizer step (under torchrun: over all processes together)",
     )
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm (None: no clipping)")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1,
+        description="keep an exponential moving average of the trainable weights with this per-step decay "
+                    "(0.99: about the last 100 steps) and validate, select and keep the averaged weights; "
+                    "None: the raw weights",
+    )
     amp: bool = Field(False, description="automatic mixed precision (CUDA only)")
     early_stopping_patience: int | None = Field(
         None, ge=1, le=MAX_EPOCHS, description="stop after this many epochs without validation improvement"

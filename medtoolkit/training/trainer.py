@@ -23,6 +23,7 @@ stopping agree); only rank 0 writes checkpoints and prints.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -48,6 +49,7 @@ from medtoolkit.training.checkpoint import (
     state_dict_mismatch,
 )
 from medtoolkit.training import distributed
+from medtoolkit.training.averaging import WeightAverage
 from medtoolkit.training.predict import predict, predict_across_ranks
 from medtoolkit.training.prefetch import Prefetcher
 
@@ -310,6 +312,11 @@ class Trainer:
             if trainable
             else None
         )
+        #: the averaged weights (``params.ema_decay``) that validation and selection use; None: off
+        self.weight_average = (
+            WeightAverage([p for p in self.model.parameters() if p.requires_grad], params.ema_decay)
+            if params.ema_decay is not None and self.optimizer is not None else None
+        )
         self.use_amp = bool(params.amp and device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.rng = np.random.default_rng(seed)
@@ -393,6 +400,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.params.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.weight_average is not None:
+                self.weight_average.update()
             total += loss.detach().double()
             if not check_each_step:
                 finite &= torch.isfinite(loss.detach())
@@ -498,6 +507,9 @@ class Trainer:
                 problem = state_dict_mismatch(self.model.state_dict(), best_state)
                 if problem:
                     raise ValueError(problem)
+            part = "weight_average"
+            if self.weight_average is not None:
+                self.weight_average.load_state_dict(state["weight_average"])
             part = "rng_seed"
             self.rng = np.random.default_rng(state["rng_seed"])
             part = "torch_rng"
@@ -582,24 +594,24 @@ class Trainer:
             self.rng = np.random.default_rng(next_seed)
             if bar is not None:
                 bar.close()
-            validation = self.validate(data, val, ddi_adjacency) if len(val) else {}
-            if validation and self.params.select_metric == "loss":
-                validation["loss"] = self.validation_loss(data, val)
+            with self.averaged_weights():  # validated, selected and kept: the averaged weights, if any
+                validation = self.validate(data, val, ddi_adjacency) if len(val) else {}
+                if validation and self.params.select_metric == "loss":
+                    validation["loss"] = self.validation_loss(data, val)
+                score = selection_score(validation, self.params.select_metric) if validation else None
+                improved = score is None or score > history.best_score
+                if score is not None and improved:
+                    best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             record = EpochRecord(epoch + 1, train_loss, seconds, validation, tracked)
             history.epochs.append(record)
-            if not validation:  # nothing to select on: the latest weights are the ones kept
-                improved = True
+            if score is None:  # nothing to select on: the latest weights are the ones kept
                 history.best_epoch, best_state = epoch + 1, None
                 patience_left = self.params.early_stopping_patience
-            else:
-                score = selection_score(validation, self.params.select_metric)
-                improved = score > history.best_score
-                if improved:
-                    history.best_score, history.best_epoch = score, epoch + 1
-                    best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-                    patience_left = self.params.early_stopping_patience
-                elif patience_left is not None:
-                    patience_left -= 1
+            elif improved:
+                history.best_score, history.best_epoch = score, epoch + 1
+                patience_left = self.params.early_stopping_patience
+            elif patience_left is not None:
+                patience_left -= 1
             if self.params.progress != "none" and main:
                 summary = " ".join(f"{k}={'n/a' if v is None else f'{v:.4f}'}" for k, v in validation.items())
                 message = (f"epoch {epoch + 1}/{self.params.epochs} loss={train_loss:.4f} "
@@ -628,6 +640,7 @@ class Trainer:
                         "rng_seed": next_seed,
                         "torch_rng": torch.get_rng_state(),
                         "scaler": self.scaler.state_dict(),
+                        **({"weight_average": self.weight_average.state_dict()} if self.weight_average else {}),
                         **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
                         **(checkpoint_extra or {}),
                     },
@@ -637,7 +650,13 @@ class Trainer:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
+        elif self.weight_average is not None and history.epochs:  # no selection: the last averaged weights
+            self.weight_average.copy_to_parameters()
         return history
+
+    def averaged_weights(self) -> Any:
+        """A context in which the model holds the averaged weights (a no-op without ``ema_decay``)."""
+        return self.weight_average.applied() if self.weight_average is not None else contextlib.nullcontext()
 
 
 def selection_score(validation: Mapping[str, float], metric: str) -> float:

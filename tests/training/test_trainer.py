@@ -873,3 +873,48 @@ def test_prefetching_batches_in_a_thread_trains_exactly_as_cutting_them_in_the_l
         weights.append((losses, {k: v.clone() for k, v in model.state_dict().items()}))
     assert weights[0][0] == weights[1][0]
     assert same_state(weights[0][1], weights[1][1])
+
+
+# ---------------------------------------------------------------------------- weight average (ema_decay)
+def test_ema_validates_and_selects_the_averaged_weights(data: EHRData, schema: DataSchema) -> None:
+    trainer = Trainer(gamenet(schema, seed=3), [BCELoss(BCELoss.Params(), schema)], params(epochs=3, ema_decay=0.8),
+                      CPU, seed=3)
+    seen: list[tuple[dict[str, float], dict[str, float], float, float]] = []
+
+    def check(record: EpochRecord) -> None:  # called with the raw weights in the model
+        raw_loss = trainer.validation_loss(data, VAL)
+        with trainer.averaged_weights():
+            averaged = trainer.validate(data, VAL, schema.ddi_adjacency)
+            averaged_loss = trainer.validation_loss(data, VAL)
+        seen.append((record.validation, averaged, averaged_loss, raw_loss))
+
+    history = trainer.fit(data, TRAIN, VAL, schema.ddi_adjacency, on_epoch=check)
+    assert [recorded for recorded, _, _, _ in seen] == [averaged for _, averaged, _, _ in seen]
+    assert all(abs(averaged - raw) > 1e-6 for _, _, averaged, raw in seen)  # the two weight sets differ
+    best = history.epochs[history.best_epoch - 1].validation
+    assert trainer.validate(data, VAL, schema.ddi_adjacency) == best  # the kept weights are the selected average
+
+
+def test_ema_without_validation_keeps_the_last_averaged_weights(data: EHRData, schema: DataSchema) -> None:
+    trainer = Trainer(gamenet(schema, seed=3), [BCELoss(BCELoss.Params(), schema)], params(epochs=2, ema_decay=0.9),
+                      CPU, seed=3)
+    trainer.fit(data, TRAIN, np.arange(0), schema.ddi_adjacency)
+    trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+    assert trainer.weight_average is not None and trainer.weight_average.steps == 2 * 4  # 28 patients / 8
+    assert all(torch.equal(p.detach(), a) for p, a in zip(trainable, trainer.weight_average.averages))
+
+
+def test_resume_with_ema_matches_an_uninterrupted_run(
+    data: EHRData, schema: DataSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, reference_history = run_training(data, schema, tmp_path / "reference.pt", ema_decay=0.7)
+    with monkeypatch.context() as patch:
+        interrupt_during_epoch(patch, 3)
+        with pytest.raises(Interrupt):
+            run_training(data, schema, tmp_path / "run.pt", ema_decay=0.7)
+    assert load_checkpoint(tmp_path / "run.pt")["weight_average"]["steps"] == 2 * 4
+    resumed, resumed_history = run_training(data, schema, tmp_path / "run.pt", resume=True, ema_decay=0.7)
+    assert without_seconds(resumed_history) == without_seconds(reference_history)
+    assert same_state(resumed.model.state_dict(), reference.model.state_dict())
+    with pytest.raises(ValueError, match="'weight_average' entry does not fit this run .*decay 0.7, this run uses 0.6"):
+        run_training(data, schema, tmp_path / "run.pt", resume=True, ema_decay=0.6)
