@@ -4,9 +4,11 @@ After every optimizer step each averaged tensor moves towards its parameter::
 
     average = decay_n * average + (1 - decay_n) * parameter,   decay_n = min(decay, (1 + n) / (10 + n))
 
-where ``n`` counts the updates so far: the warm-up term keeps the first steps from being
+where ``n`` numbers the update (1 for the first): the warm-up term keeps the first steps from being
 dominated by the random initial weights (the same schedule as TensorFlow's
-``ExponentialMovingAverage`` with ``num_updates``). Validation, epoch selection and the final
+``ExponentialMovingAverage`` with ``num_updates``). It reaches ``decay`` after
+``(10 decay - 1) / (1 - decay)`` steps (890 for 0.99, 4,490 for 0.998); a shorter run is
+averaged by the warm-up term alone, so larger decays then give the same weights. Validation, epoch selection and the final
 model use the averaged weights; training continues on the raw ones. Buffers (running
 statistics, fixed graphs) are not averaged.
 """
@@ -46,14 +48,16 @@ class WeightAverage:
         self.averages = [p.detach().clone() for p in self.parameters]
 
     def rate(self) -> float:
-        """The weight the next update gives the current parameters (``1 - decay_n``)."""
-        return 1.0 - min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        """The weight the next update gives the current parameters: ``1 - decay_n``, ``n = steps + 1``."""
+        n = self.steps + 1
+        return 1.0 - min(self.decay, (1.0 + n) / (10.0 + n))
 
     @torch.no_grad()
     def update(self) -> None:
         """Move every average towards its parameter (call after each optimizer step)."""
+        rate = self.rate()
         self.steps += 1
-        torch._foreach_lerp_(self.averages, [p.detach() for p in self.parameters], self.rate())
+        torch._foreach_lerp_(self.averages, [p.detach() for p in self.parameters], rate)
 
     @torch.no_grad()
     def _exchange(self) -> None:

@@ -64,3 +64,15 @@ def test_state_round_trips_and_refuses_another_layout() -> None:
 def test_a_decay_outside_the_open_unit_interval_is_refused(decay: float) -> None:
     with pytest.raises(ValueError, match="must be in \\(0, 1\\)"):
         WeightAverage([parameter(1.0)], decay=decay)
+
+
+def test_before_the_warm_up_reaches_the_decay_larger_decays_average_alike() -> None:
+    weight = parameter(0.0)
+    slow, slower = WeightAverage([weight], decay=0.998), WeightAverage([weight], decay=0.999)
+    for step in range(1, 200):
+        with torch.no_grad():
+            weight.fill_(float(step % 7))
+        slow.update()
+        slower.update()
+    assert torch.equal(slow.averages[0], slower.averages[0])
+    assert slow.rate() == pytest.approx(1 - 201 / 210)  # the 200th update: (1 + n) / (10 + n), n = 200
