@@ -66,8 +66,8 @@ class TrainerParams(BaseModel):
     ema_decay: float | None = Field(
         None, gt=0, lt=1,
         description="keep an exponential moving average of the trainable weights with this per-step decay "
-                    "(0.99: about the last 100 steps) and validate, select and keep the averaged weights; "
-                    "None: the raw weights",
+                    "(0.99: about the last 100 steps, after a warm-up decay (1 + n) / (10 + n) at step n) and "
+                    "validate, select and keep the averaged weights; None: the raw weights",
     )
     amp: bool = Field(False, description="automatic mixed precision (CUDA only)")
     early_stopping_patience: int | None = Field(

@@ -8,9 +8,9 @@ where ``n`` numbers the update (1 for the first): the warm-up term keeps the fir
 dominated by the random initial weights (the same schedule as TensorFlow's
 ``ExponentialMovingAverage`` with ``num_updates``). It reaches ``decay`` after
 ``(10 decay - 1) / (1 - decay)`` steps (890 for 0.99, 4,490 for 0.998); a shorter run is
-averaged by the warm-up term alone, so larger decays then give the same weights. Validation, epoch selection and the final
-model use the averaged weights; training continues on the raw ones. Buffers (running
-statistics, fixed graphs) are not averaged.
+averaged by the warm-up term alone, so larger decays then give the same weights.
+Validation, epoch selection and the final model use the averaged weights; training
+continues on the raw ones. Buffers (running statistics, fixed graphs) are not averaged.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ class WeightAverage:
 
     Args:
         parameters: the trainable parameters to average (order fixes the state's layout).
-        decay: the per-step decay in ``(0, 1)``; the averaging horizon is about
-            ``1 / (1 - decay)`` steps (0.99: the last ~100 steps).
+        decay: the per-step decay in ``(0, 1)``; once the warm-up has reached it, the
+            average spans about ``1 / (1 - decay)`` steps (0.99: the last ~100 steps).
 
     Example::
 

@@ -19,6 +19,11 @@ ranks, an objective that is a mean over visits has the gradient of the whole glo
 batch. Validation predictions are cut across the ranks and gathered to rank 0, which
 computes the metrics and hands them to every rank (the epoch selection and early
 stopping agree); only rank 0 writes checkpoints and prints.
+
+Weight average (``trainer.ema_decay``, :mod:`medtoolkit.training.averaging`): after each
+optimizer step an exponential moving average of the trainable weights is updated; each
+epoch is validated with it, the best epoch's averaged weights are the ones kept, and the
+checkpoint carries it for ``--resume``. Under torchrun every rank keeps the same average.
 """
 
 from __future__ import annotations
