@@ -556,7 +556,8 @@ class Trainer:
         nothing is selected, never on the training loss: the last epoch's weights are kept
         (``best_epoch`` is the last epoch, ``best_score`` stays unset) and early stopping
         never triggers. With ``resume`` and an existing checkpoint the run continues after
-        its last finished epoch.
+        its last finished epoch. With ``params.ema_decay`` every epoch is validated with the
+        averaged weights, and the kept weights (best or last) are averaged ones.
         """
         history = TrainingHistory()
         best_state: dict[str, torch.Tensor] | None = None
@@ -659,7 +660,7 @@ class Trainer:
             self.weight_average.copy_to_parameters()
         return history
 
-    def averaged_weights(self) -> Any:
+    def averaged_weights(self) -> contextlib.AbstractContextManager[None]:
         """A context in which the model holds the averaged weights (a no-op without ``ema_decay``)."""
         return self.weight_average.applied() if self.weight_average is not None else contextlib.nullcontext()
 
