@@ -68,7 +68,7 @@ VARIANTS: tuple[Variant, ...] = (
             ("model.memory.views=[]",)),
     Variant("dnmdr_dynn", "DNMDR_dynn", 4, _paper(0.5218, 0.6768, 0.7716, 0.05955, 20.03),
             ("model.encoder={type: gru, embedding_dim: 64, hidden_dim: 64, output_dim: 64, dropout: 0.4, "
-             "pooling: mean, vocabularies: [diagnoses, procedures]}",)),
+             "pooling: sum, vocabularies: [diagnoses, procedures]}",)),
     Variant("dnmdr_dim128", "dim 128", 5, _paper(0.5283, 0.6810, 0.7795, 0.06020, 19.11), _width(128)),
     Variant("dnmdr_dim256", "dim 256", 5, _paper(0.5309, 0.6847, 0.7816, 0.05980, 20.34), _width(256)),
 )
