@@ -26,12 +26,51 @@ def mask_dropout(values: torch.Tensor, p: float, training: bool = True) -> torch
     Returns:
         a tensor of ``values``'s shape (``values`` itself when nothing is dropped).
     """
+    keep = dropout_keep(values.shape, p, values.dtype, values.device, training)
+    return values if keep is None else values * keep
+
+
+def dropout_keep(
+    shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device, training: bool = True
+) -> torch.Tensor | None:
+    """The scaled keep mask :func:`mask_dropout` multiplies by: ``1 / (1 - p)`` where kept, else 0.
+
+    Draws ``torch.rand(shape)`` from torch's global generator (the same draw as
+    :func:`mask_dropout` on a tensor of that shape).
+
+    Args:
+        shape: the mask's shape.
+        p: drop probability in ``[0, 1)``.
+        dtype: the mask's dtype (that of the values it multiplies).
+        device: the mask's device.
+        training: None when false (or ``p == 0``): nothing is dropped, nothing is drawn.
+
+    Returns:
+        a ``shape`` tensor, or None when nothing is dropped.
+
+    Raises:
+        ValueError: ``p`` outside ``[0, 1)``.
+    """
     if not training or p == 0.0:
-        return values
+        return None
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    keep = torch.rand(values.shape, dtype=values.dtype, device=values.device).ge_(p).mul_(1.0 / (1.0 - p))
-    return values * keep
+    return torch.rand(shape, dtype=dtype, device=device).ge_(p).mul_(1.0 / (1.0 - p))
+
+
+def plain_dropout_keep(dropout: nn.Module | None, values_shape: tuple[int, ...], dtype: torch.dtype,
+                       device: torch.device) -> tuple[bool, torch.Tensor | None]:
+    """:func:`dropout_keep` for a plain ``nn.Dropout`` (or no dropout), for code that multiplies the mask itself.
+
+    Returns:
+        ``(handled, keep)``: ``handled`` is false for any other dropout module (call it on
+        the values instead); ``keep`` is None when nothing is dropped.
+    """
+    if dropout is None:
+        return True, None
+    if type(dropout) is nn.Dropout and 0.0 <= float(dropout.p) < 1.0:
+        return True, dropout_keep(values_shape, float(dropout.p), dtype, device, dropout.training)
+    return False, None
 
 
 def apply_dropout(dropout: nn.Module | None, values: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,27 @@ class PaddedBatch:
         """Number of real (unpadded) visits."""
         return int(self.visit_mask.sum())
 
+    def real_visit_rows(self) -> torch.Tensor:
+        """Flat slots ``b * T + t`` of the real visits, row-major: ``[V]`` int64 on the mask's device.
+
+        Computed once per batch (cached with the ``visit_mask`` it came from: a batch whose
+        mask is replaced computes them again).
+        """
+        cached = self.__dict__.get("_real_visit_rows")
+        if cached is not None and cached[0] is self.visit_mask:
+            return cached[1]
+        rows = self.visit_mask.reshape(-1).nonzero().squeeze(1)
+        self.__dict__["_real_visit_rows"] = (self.visit_mask, rows)
+        return rows
+
+    def real_visits(self, values: torch.Tensor) -> torch.Tensor:
+        """``values[visit_mask]`` for per-visit values ``[B, T, ...]``: ``[V, ...]``, row-major.
+
+        The same rows as boolean indexing, gathered with the cached :meth:`real_visit_rows`
+        (no search for the mask's true entries on every call).
+        """
+        return values.flatten(0, 1).index_select(0, self.real_visit_rows())
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "PaddedBatch":
         """A copy with every tensor (and every item with a ``.to`` method) on ``device``."""
         return self._map(lambda value: value.to(device, non_blocking=non_blocking), "to")

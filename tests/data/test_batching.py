@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,17 @@ def test_iterate_batches_shuffle_is_reproducible() -> None:
     assert order(5) == order(5) and order(5) != order(6)
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         next(iterate_batches(data, np.arange(3), 0))
+
+
+def test_real_visits_equal_boolean_indexing_and_follow_a_replaced_mask(data: EHRData) -> None:
+    batch = make_batch(data, [0, 1, 2])
+    logits = torch.randn(*batch.visit_mask.shape, 5)
+    assert torch.equal(batch.real_visits(logits), logits[batch.visit_mask])
+    assert torch.equal(batch.real_visits(batch.medications), batch.medications[batch.visit_mask])
+    assert batch.real_visit_rows() is batch.real_visit_rows()  # cached
+    fewer = batch.visit_mask.clone()
+    fewer[0] = False
+    replaced = dataclasses.replace(batch, visit_mask=fewer)
+    assert torch.equal(replaced.real_visits(logits), logits[fewer])
+    batch.visit_mask = fewer  # an assigned mask is not served the old rows either
+    assert torch.equal(batch.real_visits(logits), logits[fewer])

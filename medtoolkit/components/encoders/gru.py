@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from medtoolkit.components.base import Encoder
-from medtoolkit.components.dropout import apply_dropout
+from medtoolkit.components.dropout import apply_dropout, plain_dropout_keep
 from medtoolkit.components.params import InputVocabularies, Params
 
 if TYPE_CHECKING:
@@ -37,11 +37,53 @@ def flat_codes(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
         ``(values [N], slot [N], counts [B, T])``: the N real codes in row-major order, the
         flat visit slot ``b * T + t`` of each, and the number of real codes per visit.
     """
+    width = codes.shape[-1]
     present = codes > 0
-    counts = present.sum(dim=2)  # [B, T]
-    values = codes[present]
-    slot = torch.repeat_interleave(torch.arange(counts.numel(), device=codes.device), counts.flatten())
-    return values, slot, counts
+    positions = present.view(-1).nonzero().squeeze(1)  # flat positions of the real codes, row-major
+    values = codes.reshape(-1).index_select(0, positions)
+    slot = torch.div(positions, max(width, 1), rounding_mode="floor")
+    return values, slot, present.sum(dim=2)
+
+
+class PooledEmbeddingFunction(torch.autograd.Function):
+    """Embedding rows of flat codes, times a dropout mask, summed into visit slots, in one node.
+
+    ``pooled[s] = sum_{i: slot[i] = s} weight[values[i]] * keep[i]`` (divided by ``divisor[s]``
+    when one is given); the backward pass scatters the slots' gradients back into the rows
+    of ``weight`` without the intermediate ``[N, E]`` autograd nodes.
+
+    Shapes: ``apply(weight [V, E], values [N], slot [N], keep [N, E] or None,
+    divisor [S, 1] or None, n_slots S) -> [S, E]``.
+    """
+
+    @staticmethod
+    def forward(ctx, weight, values, slot, keep, divisor, n_slots):  # type: ignore[override]
+        vectors = weight.index_select(0, values)  # [N, E]
+        if keep is not None:
+            vectors.mul_(keep)
+        pooled = vectors.new_zeros(n_slots, weight.shape[1]).index_add_(0, slot, vectors)
+        if divisor is not None:
+            pooled = pooled / divisor
+        ctx.save_for_backward(values, slot, keep, divisor)
+        ctx.n_rows = weight.shape[0]
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad_pooled):  # type: ignore[override]
+        values, slot, keep, divisor = ctx.saved_tensors
+        if divisor is not None:
+            grad_pooled = grad_pooled / divisor
+        rows = grad_pooled.index_select(0, slot)  # [N, E]
+        if keep is not None:
+            rows = rows * keep
+        grad_weight = rows.new_zeros(ctx.n_rows, rows.shape[1]).index_add_(0, values, rows)
+        return grad_weight, None, None, None, None, None
+
+
+def plain_embedding(embedding: nn.Module) -> bool:
+    """Whether ``embedding`` is a plain dense ``nn.Embedding`` (no max norm, frequency scaling or sparse gradient)."""
+    return (type(embedding) is nn.Embedding and embedding.max_norm is None
+            and not embedding.scale_grad_by_freq and not embedding.sparse)
 
 
 def pool_codes(
@@ -83,6 +125,13 @@ def pool_codes_flat(
     """
     batch_size, n_visits, _ = codes.shape
     values, slot, counts = flat_codes(codes)
+    if plain_embedding(embedding):
+        weight = embedding.weight  # type: ignore[union-attr]
+        handled, keep = plain_dropout_keep(dropout, (values.shape[0], weight.shape[1]), weight.dtype, weight.device)
+        if handled:  # one autograd node for the lookup, the dropout, the pooling and the mean
+            divisor = counts.view(-1, 1).clamp(min=1).to(weight.dtype) if pooling == "mean" else None
+            pooled = PooledEmbeddingFunction.apply(weight, values, slot, keep, divisor, batch_size * n_visits)
+            return pooled.view(batch_size, n_visits, -1)
     vectors = apply_dropout(dropout, embedding(values))  # [N, E]
     pooled = vectors.new_zeros(batch_size * n_visits, vectors.shape[-1]).index_add_(0, slot, vectors)
     return _mean_if_asked(pooled.view(batch_size, n_visits, -1), counts, pooling)
@@ -113,7 +162,12 @@ class StackedGRUFunction(torch.autograd.Function):
     computes each weight gradient with one matrix product over all time steps (autograd
     through ``torch.gru`` on the CPU does one per step and GRU). Gate order ``(r, z, n)``:
     ``r = sigma(x W_ir + b_ir + h W_hr + b_hr)``, ``z`` likewise,
-    ``n = tanh(x W_in + b_in + r * (h W_hn + b_hn))``, ``h' = (1 - z) n + z h``; ``h_0 = 0``.
+    ``n = tanh(x W_in + b_in + r * (h W_hn + b_hn))``, ``h' = (1 - z) n + z h``; ``h_0 = 0``,
+    so the first step's hidden gates are the bias alone (no product).
+
+    The forward pass keeps, per step, only what the recurrence needs; the local derivatives
+    of all steps are formed at once afterwards (only when a gradient is wanted), so the
+    backward loop does one product and three elementwise operations per step.
 
     Shapes: ``apply(inputs [G, B, T, E], weight_ih [G, 3H, E], weight_hh [G, 3H, H],
     bias_ih [G, 3H], bias_hh [G, 3H]) -> [G, B, T, H]`` (every step's hidden state).
@@ -123,72 +177,77 @@ class StackedGRUFunction(torch.autograd.Function):
     def forward(ctx, inputs, weight_ih, weight_hh, bias_ih, bias_hh):  # type: ignore[override]
         groups, batch_size, n_steps, width = inputs.shape
         hidden_size = weight_hh.shape[-1]
+        two = 2 * hidden_size
         x_gates = torch.baddbmm(bias_ih.unsqueeze(1), inputs.reshape(groups, batch_size * n_steps, width),
-                                weight_ih.transpose(1, 2)).view(groups, batch_size, n_steps, 3, hidden_size)
+                                weight_ih.transpose(1, 2)).view(groups, batch_size, n_steps, 3 * hidden_size)
         weight_hh_t = weight_hh.transpose(1, 2)
-        bias_hh = bias_hh.unsqueeze(1)
-        hidden = inputs.new_zeros(groups, batch_size, hidden_size)
-        outputs, resets, updates, candidates, hidden_n = [], [], [], [], []
-        for step in range(n_steps):
-            h_gates = torch.baddbmm(bias_hh, hidden, weight_hh_t).view(groups, batch_size, 3, hidden_size)
-            x_step = x_gates[:, :, step]
-            rz = torch.sigmoid(x_step[:, :, :2] + h_gates[:, :, :2])
-            reset, update = rz[:, :, 0], rz[:, :, 1]
-            h_n = h_gates[:, :, 2]
-            candidate = torch.tanh(torch.addcmul(x_step[:, :, 2], reset, h_n))
-            hidden = torch.addcmul(candidate, update, hidden - candidate)  # (1 - z) n + z h
+        bias_hh = bias_hh.unsqueeze(1)  # [G, 1, 3H]
+        hidden: torch.Tensor | None = None
+        outputs, gates, candidates, hidden_n = [], [], [], []
+        for x_step in x_gates.unbind(2):  # [G, B, 3H] per step
+            h_gates = bias_hh if hidden is None else torch.baddbmm(bias_hh, hidden, weight_hh_t)
+            rz = torch.sigmoid(x_step[..., :two] + h_gates[..., :two])  # [G, B, 2H]: r | z
+            reset, update = rz[..., :hidden_size], rz[..., hidden_size:]
+            h_n = h_gates[..., two:]
+            candidate = torch.tanh(torch.addcmul(x_step[..., two:], reset, h_n))
+            # (1 - z) n + z h, with h = 0 at the first step
+            hidden = candidate - update * candidate if hidden is None else torch.addcmul(
+                candidate, update, hidden - candidate)
             outputs.append(hidden)
-            resets.append(reset)
-            updates.append(update)
+            gates.append(rz)
             candidates.append(candidate)
-            hidden_n.append(h_n)
+            hidden_n.append(h_n.expand_as(candidate))
         output = torch.stack(outputs, dim=2)  # [G, B, T, H]
-        reset, update = torch.stack(resets, dim=2), torch.stack(updates, dim=2)
-        candidate, h_n = torch.stack(candidates, dim=2), torch.stack(hidden_n, dim=2)
-        previous = torch.cat([output.new_zeros(groups, batch_size, 1, hidden_size), output[:, :, :-1]], dim=2)
-        # the local derivatives of every step at once (the backward loop then only multiplies):
-        # dL/dn_pre = g (1 - z)(1 - n^2), dL/dz_pre = g (h - n) z (1 - z), dL/dr_pre = dL/dn_pre h_n r (1 - r)
-        to_candidate = (1 - update) * (1 - candidate * candidate)
-        to_update = (previous - candidate) * update * (1 - update)
-        to_reset = h_n * reset * (1 - reset)
-        ctx.save_for_backward(inputs, weight_ih, weight_hh, previous, reset, update,
-                              to_candidate, to_update, to_reset)
+        if any(ctx.needs_input_grad):
+            rz = torch.stack(gates, dim=2)
+            reset, update = rz[..., :hidden_size], rz[..., hidden_size:]
+            candidate, h_n = torch.stack(candidates, dim=2), torch.stack(hidden_n, dim=2)
+            previous = torch.cat([output.new_zeros(groups, batch_size, 1, hidden_size), output[:, :, :-1]], dim=2)
+            # with g = dL/dh': dL/dn_pre = g (1 - z)(1 - n^2), dL/dz_pre = g (h - n) z (1 - z),
+            # dL/dr_pre = dL/dn_pre h_n r (1 - r); the hidden gates' n part also carries the factor r
+            to_candidate = (1 - update) * (1 - candidate * candidate)
+            to_reset = to_candidate * h_n * reset * (1 - reset)
+            to_update = (previous - candidate) * update * (1 - update)
+            to_x = torch.cat([to_reset, to_update, to_candidate], dim=-1)  # [G, B, T, 3H]
+            to_h = torch.cat([to_reset, to_update, to_candidate * reset], dim=-1)
+            ctx.save_for_backward(inputs, weight_ih, weight_hh, output, update, to_x, to_h)
         return output
 
     @staticmethod
     def backward(ctx, grad_output):  # type: ignore[override]
-        inputs, weight_ih, weight_hh, previous, reset, update, to_candidate, to_update, to_reset = ctx.saved_tensors
+        inputs, weight_ih, weight_hh, output, update, to_x, to_h = ctx.saved_tensors
         groups, batch_size, n_steps, width = inputs.shape
         hidden_size = weight_hh.shape[-1]
-        d_x_steps: list[torch.Tensor] = []
-        d_h_steps: list[torch.Tensor] = []
-        grad_hidden = None
+        three = 3 * hidden_size
+        # the factors as [..., 3, H], so that dL/dh ([..., 1, H]) broadcasts over the three gates
+        to_h = to_h.view(groups, batch_size, n_steps, 3, hidden_size)
+        incoming, to_h_steps, update_steps = grad_output.unbind(2), to_h.unbind(2), update.unbind(2)
+        grads: list[torch.Tensor] = [grad_output[:, :, 0]] * n_steps
+        carry: torch.Tensor | None = None
         for step in range(n_steps - 1, -1, -1):
-            incoming = grad_output[:, :, step]
-            grad_hidden = incoming if grad_hidden is None else grad_hidden + incoming
-            d_n = grad_hidden * to_candidate[:, :, step]
-            d_z = grad_hidden * to_update[:, :, step]
-            d_r = d_n * to_reset[:, :, step]
-            d_x_steps.append(torch.stack([d_r, d_z, d_n], dim=2))  # [G, B, 3, H]
-            d_h = torch.stack([d_r, d_z, d_n * reset[:, :, step]], dim=2)
-            d_h_steps.append(d_h)
+            grad_hidden = incoming[step] if carry is None else carry + incoming[step]  # dL/dh at this step
+            grads[step] = grad_hidden
             if step > 0:
-                grad_hidden = torch.baddbmm(grad_hidden * update[:, :, step],
-                                            d_h.view(groups, batch_size, 3 * hidden_size), weight_hh)
-        rows = batch_size * n_steps
-        d_x_flat = torch.stack(d_x_steps[::-1], dim=2).view(groups, rows, 3 * hidden_size)
-        d_h_flat = torch.stack(d_h_steps[::-1], dim=2).view(groups, rows, 3 * hidden_size)
+                d_h = (grad_hidden.unsqueeze(2) * to_h_steps[step]).view(groups, batch_size, three)
+                carry = torch.baddbmm(grad_hidden * update_steps[step], d_h, weight_hh)
+        grad_all = torch.stack(grads, dim=2).unsqueeze(3)  # [G, B, T, 1, H]
+        d_x = (grad_all * to_x.view(to_h.shape)).view(groups, batch_size * n_steps, three)
+        d_h = (grad_all * to_h).view(groups, batch_size, n_steps, three)
         grad_inputs = grad_weight_ih = grad_weight_hh = grad_bias_ih = grad_bias_hh = None
         if ctx.needs_input_grad[0]:
-            grad_inputs = torch.bmm(d_x_flat, weight_ih).view(groups, batch_size, n_steps, width)
+            grad_inputs = torch.bmm(d_x, weight_ih).view(groups, batch_size, n_steps, width)
         if ctx.needs_input_grad[1]:
-            grad_weight_ih = torch.bmm(d_x_flat.transpose(1, 2), inputs.reshape(groups, rows, width))
-        if ctx.needs_input_grad[2]:
-            grad_weight_hh = torch.bmm(d_h_flat.transpose(1, 2), previous.reshape(groups, rows, hidden_size))
+            grad_weight_ih = torch.bmm(d_x.transpose(1, 2), inputs.reshape(groups, -1, width))
+        if ctx.needs_input_grad[2]:  # the first step's hidden state is 0: only later steps count
+            grad_weight_hh = (
+                torch.bmm(d_h[:, :, 1:].reshape(groups, -1, three).transpose(1, 2),
+                          output[:, :, :-1].reshape(groups, -1, hidden_size))
+                if n_steps > 1 else torch.zeros_like(weight_hh)
+            )
         if ctx.needs_input_grad[3]:
-            grad_bias_ih = d_x_flat.sum(dim=1)
+            grad_bias_ih = d_x.sum(dim=1)
         if ctx.needs_input_grad[4]:
-            grad_bias_hh = d_h_flat.sum(dim=1)
+            grad_bias_hh = d_h.sum(dim=(1, 2))
         return grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh
 
 

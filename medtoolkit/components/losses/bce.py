@@ -32,4 +32,6 @@ class BCELoss(Loss):
         mask = batch.visit_mask
         if not bool(mask.any()):
             return logits.sum() * 0.0
-        return F.binary_cross_entropy_with_logits(logits[mask], batch.medications[mask].to(logits.dtype))
+        return F.binary_cross_entropy_with_logits(
+            batch.real_visits(logits), batch.real_visits(batch.medications).to(logits.dtype)
+        )

@@ -282,7 +282,7 @@ class DDILoss(DDIMatrixLoss):
         mask = batch.visit_mask
         if not bool(mask.any()):
             return logits.sum() * 0.0
-        probabilities = torch.sigmoid(logits[mask])
+        probabilities = torch.sigmoid(batch.real_visits(logits))
         adjacency = self.ddi_adjacency.to(probabilities.dtype)
         return ddi_penalty(probabilities, adjacency, self.params.reduction).mean()
 
@@ -298,7 +298,7 @@ class DDILoss(DDIMatrixLoss):
     def _batch_pair_counts(self, logits: torch.Tensor, batch: "PaddedBatch") -> tuple[torch.Tensor, torch.Tensor]:
         """Interacting and all unordered pairs of the batch's predicted sets, summed (0-d tensors)."""
         with torch.no_grad():
-            probabilities = torch.sigmoid(logits[batch.visit_mask].float())
+            probabilities = torch.sigmoid(batch.real_visits(logits).float())
             interacting, pairs = pair_counts_off_diagonal(self._predicted(probabilities), self.ddi_off_diagonal.float())
             return interacting.sum(), pairs.sum()
 
@@ -379,8 +379,7 @@ class DDILoss(DDIMatrixLoss):
         the global share, and ``V`` is this rank's visit count (the trainer weights each
         rank's loss by its share of the global visits).
         """
-        mask = batch.visit_mask
-        probabilities = torch.sigmoid(logits[mask])  # [V, N], this rank's visits
+        probabilities = torch.sigmoid(batch.real_visits(logits))  # [V, N], this rank's visits
         n_visits = probabilities.shape[0]
         with torch.no_grad():
             counts = torch.stack(

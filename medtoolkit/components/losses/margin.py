@@ -59,4 +59,4 @@ class MultiLabelMarginLoss(Loss):
         mask = batch.visit_mask
         if not bool(mask.any()):
             return logits.sum() * 0.0
-        return multilabel_margin(torch.sigmoid(logits[mask]), batch.medications[mask]).mean()
+        return multilabel_margin(torch.sigmoid(batch.real_visits(logits)), batch.real_visits(batch.medications)).mean()

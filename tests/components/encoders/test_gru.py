@@ -147,14 +147,15 @@ def test_pool_codes_refuses_an_unknown_pooling() -> None:
         pool_codes(torch.nn.Embedding(3, 2, padding_idx=0), torch.ones(1, 1, 1, dtype=torch.long), None, "max")
 
 
-def test_stacked_gru_equals_torch_gru_values_and_gradients() -> None:
+@pytest.mark.parametrize("n_steps", [1, 2, 4])
+def test_stacked_gru_equals_torch_gru_values_and_gradients(n_steps: int) -> None:
     from medtoolkit.components.encoders.gru import stackable, stacked_gru
 
     torch.manual_seed(5)
     rnns = [torch.nn.GRU(4, 3, batch_first=True).double() for _ in range(2)]
-    inputs = [torch.randn(5, 4, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    inputs = [torch.randn(5, n_steps, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     assert stackable(rnns, inputs)
-    weights = [torch.randn(5, 4, 3, dtype=torch.float64) for _ in range(2)]
+    weights = [torch.randn(5, n_steps, 3, dtype=torch.float64) for _ in range(2)]
     parameters = [p for rnn in rnns for p in rnn.parameters()]
 
     def values_and_gradients(outputs: list[torch.Tensor]) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
@@ -166,7 +167,80 @@ def test_stacked_gru_equals_torch_gru_values_and_gradients() -> None:
     for a, b in zip(expected[0] + list(expected[1]), actual[0] + list(actual[1])):
         assert torch.allclose(a, b, atol=1e-12)
     assert not stackable([torch.nn.LSTM(4, 3, batch_first=True)] * 2, inputs)
-    assert not stackable(rnns, [inputs[0], inputs[1][:, :2]])
+    assert not stackable(rnns, [inputs[0], inputs[1][:, :0]])
+
+
+def test_stacked_gru_without_gradients_saves_nothing_and_gives_the_same_values() -> None:
+    from medtoolkit.components.encoders.gru import stacked_gru
+
+    torch.manual_seed(6)
+    rnns = [torch.nn.GRU(4, 3, batch_first=True).double() for _ in range(2)]
+    inputs = [torch.randn(2, 3, 4, dtype=torch.float64) for _ in range(2)]
+    with torch.no_grad():
+        outputs = stacked_gru(rnns, inputs)
+        expected = [rnn(x)[0] for rnn, x in zip(rnns, inputs)]
+    assert all(not out.requires_grad for out in outputs)
+    for out, ref in zip(outputs, expected):
+        assert torch.allclose(out, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_fused_pooling_with_dropout_equals_the_module_path(pooling: str) -> None:
+    """The one-node pooling draws the same dropout mask and gives the same values and gradients."""
+    from medtoolkit.components.dropout import apply_dropout
+    from medtoolkit.components.encoders.gru import flat_codes, pool_codes_flat
+
+    torch.manual_seed(3)
+    table = torch.nn.Embedding(40, 6, padding_idx=0).double()
+    codes = torch.randint(1, 40, (4, 3, 5))
+    codes[torch.rand(4, 3, 5) < 0.5] = 0
+    codes[2, 1] = 0
+    dropout = torch.nn.Dropout(0.4)
+    weights = torch.randn(4, 3, 6, dtype=torch.float64)
+
+    torch.manual_seed(11)
+    fused = pool_codes_flat(table, codes, dropout, pooling)
+    (fused * weights).sum().backward()
+    fused_grad = table.weight.grad.clone()
+    table.zero_grad()
+    torch.manual_seed(11)
+    values, slot, counts = flat_codes(codes)
+    vectors = apply_dropout(dropout, table(values))
+    reference = vectors.new_zeros(12, 6).index_add_(0, slot, vectors).view(4, 3, 6)
+    if pooling == "mean":
+        reference = reference / counts.clamp(min=1).unsqueeze(-1).to(reference.dtype)
+    (reference * weights).sum().backward()
+    assert torch.equal(fused, reference)
+    assert torch.allclose(fused_grad, table.weight.grad, atol=1e-12)
+    assert torch.equal(fused_grad[0], torch.zeros(6, dtype=torch.float64))
+    # some rows were dropped: the mask was drawn (values differ from pooling without dropout)
+    assert not torch.allclose(fused, pool_codes_flat(table, codes, None, pooling))
+
+
+def test_flat_codes_lists_real_codes_row_major_with_their_slots() -> None:
+    from medtoolkit.components.encoders.gru import flat_codes
+
+    codes = torch.tensor([[[3, 0, 5], [0, 0, 0]], [[0, 2, 0], [7, 1, 4]]])  # [B=2, T=2, L=3]
+    values, slot, counts = flat_codes(codes)
+    assert values.tolist() == [3, 5, 2, 7, 1, 4]
+    assert slot.tolist() == [0, 0, 2, 3, 3, 3]
+    assert counts.tolist() == [[2, 0], [1, 3]]
+
+
+def test_pooling_falls_back_for_embeddings_and_dropouts_it_does_not_fuse() -> None:
+    """A max-norm table or a dropout subclass goes through the modules themselves."""
+    from medtoolkit.components.encoders.gru import plain_embedding, pool_codes_flat
+
+    class HalfDropout(torch.nn.Dropout):
+        def forward(self, values: torch.Tensor) -> torch.Tensor:
+            return values * 0.5
+
+    codes = torch.tensor([[[1, 2], [3, 0]]])
+    table = torch.nn.Embedding(4, 2, padding_idx=0)
+    assert plain_embedding(table)
+    assert not plain_embedding(torch.nn.Embedding(4, 2, max_norm=1.0))
+    halved = pool_codes_flat(table, codes, HalfDropout(0.3), "sum")
+    assert torch.allclose(halved, 0.5 * pool_codes_flat(table, codes, None, "sum"))
 
 
 def test_encoder_stacked_path_equals_one_gru_per_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
