@@ -57,14 +57,15 @@ class PaddedBatch:
     def real_visit_rows(self) -> torch.Tensor:
         """Flat slots ``b * T + t`` of the real visits, row-major: ``[V]`` int64 on the mask's device.
 
-        Computed once per batch (cached with the ``visit_mask`` it came from: a batch whose
-        mask is replaced computes them again).
+        Computed once per batch (cached with the ``visit_mask`` it came from and that tensor's
+        version counter: a mask that is replaced or changed in place is searched again).
         """
+        mask = self.visit_mask
         cached = self.__dict__.get("_real_visit_rows")
-        if cached is not None and cached[0] is self.visit_mask:
-            return cached[1]
-        rows = self.visit_mask.reshape(-1).nonzero().squeeze(1)
-        self.__dict__["_real_visit_rows"] = (self.visit_mask, rows)
+        if cached is not None and cached[0] is mask and cached[1] == mask._version:
+            return cached[2]
+        rows = mask.reshape(-1).nonzero().squeeze(1)
+        self.__dict__["_real_visit_rows"] = (mask, mask._version, rows)
         return rows
 
     def real_visits(self, values: torch.Tensor) -> torch.Tensor:

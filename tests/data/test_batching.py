@@ -114,3 +114,5 @@ def test_real_visits_equal_boolean_indexing_and_follow_a_replaced_mask(data: EHR
     assert torch.equal(replaced.real_visits(logits), logits[fewer])
     batch.visit_mask = fewer  # an assigned mask is not served the old rows either
     assert torch.equal(batch.real_visits(logits), logits[fewer])
+    fewer[1] = False  # nor a mask changed in place
+    assert torch.equal(batch.real_visits(logits), logits[fewer])
