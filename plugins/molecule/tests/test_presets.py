@@ -60,7 +60,7 @@ def test_safedrug_preset_has_the_paper_settings(host: PluginHost) -> None:
     (loss,) = config["losses"]
     # the paper's loss, with gamma and the target chosen on validation (paper: 0.0005 and 0.06)
     assert {k: loss[k] for k in ("alpha", "ddi_weight", "reduction", "target", "kp", "threshold")} == {
-        "alpha": 0.95, "ddi_weight": 0.0025, "reduction": "sum", "target": 0.0575, "kp": 0.05, "threshold": 0.5}
+        "alpha": 0.95, "ddi_weight": 0.0025, "reduction": "sum", "target": 0.055, "kp": 0.05, "threshold": 0.5}
     assert loss["granularity"] == "visit" and loss["below_target"] == "prediction"
     model = config["model"]
     assert {k: model["encoder"][k] for k in ("type", "embedding_dim", "hidden_dim", "output_dim", "dropout",
@@ -68,7 +68,7 @@ def test_safedrug_preset_has_the_paper_settings(host: PluginHost) -> None:
         "type": "gru", "embedding_dim": 64, "hidden_dim": 64, "output_dim": 64, "dropout": 0.5, "pooling": "sum"}
     assert {k: model["drug_encoder"][k] for k in ("type", "dim", "layers", "radius", "trainable")} == {
         "type": "mpnn", "dim": 64, "layers": 2, "radius": 2, "trainable": True}
-    assert config["trainer"]["epochs"] == 50 and config["seed"] == 1203
+    assert config["trainer"]["epochs"] == 80 and config["seed"] == 1203  # chosen on validation (public code: 50)
     assert config["eval"]["threshold"] == 0.5
     assert config["dataset"]["type"] == "mimic3"  # the built-in demo, like the core gamenet preset
 
