@@ -89,6 +89,12 @@ class TrainerParams(BaseModel):
                     "depend on the batch, e.g. a model reading earlier visits); false is faster for a model that "
                     "uses every parameter in every step",
     )
+    flush_denormal: bool = Field(
+        True,
+        description="on the CPU, treat denormal floats (below 1.2e-38) as zero while training: once Adam's "
+                    "moments of rarely seen embedding rows decay into that range every operation on them is many "
+                    "times slower; the weights do not change (such a moment moves a weight by less than 1e-30)",
+    )
     prefetch: int | None = Field(
         None, ge=0, le=64,
         description="training batches cut ahead in a background thread (0: in the training loop; None: 2 on "

@@ -55,6 +55,7 @@ from medtoolkit.training.checkpoint import (
 )
 from medtoolkit.training import distributed
 from medtoolkit.training.averaging import WeightAverage
+from medtoolkit.training.denormals import flushing_denormals
 from medtoolkit.training.predict import predict, predict_across_ranks
 from medtoolkit.training.prefetch import Prefetcher
 
@@ -375,9 +376,18 @@ class Trainer:
         a non-finite loss stops training at the step on the CPU and at the end of the epoch
         on an accelerator.
 
+        On the CPU, denormal floats are flushed to zero during the epoch unless
+        ``trainer.flush_denormal`` is false (:func:`~medtoolkit.training.denormals.flushing_denormals`;
+        the mode the caller had is restored afterwards).
+
         Raises:
             FloatingPointError: the loss became NaN or infinite.
         """
+        with flushing_denormals(self.params.flush_denormal and self.device.type == "cpu"):
+            return self._train_steps(data, patients, progress)
+
+    def _train_steps(self, data: EHRData, patients: np.ndarray, progress: Any) -> float:
+        """:meth:`train_epoch`'s loop over this rank's batches (same arguments and result)."""
         assert self.optimizer is not None
         self.model.train()
         pin = self.device.type == "cuda"
