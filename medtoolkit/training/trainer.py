@@ -24,6 +24,10 @@ Weight average (``trainer.ema_decay``, :mod:`medtoolkit.training.averaging`): af
 optimizer step an exponential moving average of the trainable weights is updated; each
 epoch is validated with it, the best epoch's averaged weights are the ones kept, and the
 checkpoint carries it for ``--resume``. Under torchrun every rank keeps the same average.
+
+Denormal floats (``trainer.flush_denormal``, :mod:`medtoolkit.training.denormals`): on the
+CPU, training epochs run with denormals flushed to zero (the caller's mode is restored
+after each epoch).
 """
 
 from __future__ import annotations
