@@ -90,10 +90,11 @@ class TrainerParams(BaseModel):
                     "uses every parameter in every step",
     )
     flush_denormal: bool = Field(
-        True,
-        description="on the CPU, treat denormal floats (below 1.2e-38) as zero while training: once Adam's "
-                    "moments of rarely seen embedding rows decay into that range every operation on them is many "
-                    "times slower; the weights do not change (such a moment moves a weight by less than 1e-30)",
+        False,
+        description="on the CPU, treat denormal floats (below 1.2e-38) as zero during training epochs: once "
+                    "Adam's moments of rarely seen embedding rows decay into that range every operation on them is "
+                    "many times slower. A model whose passes produce such values trains along a slightly different "
+                    "path, so it is off unless a run asks for it (the gamenet preset does: its runs are the same)",
     )
     prefetch: int | None = Field(
         None, ge=0, le=64,

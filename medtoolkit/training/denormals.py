@@ -6,6 +6,10 @@ an embedding row that gets no gradient for some hundred steps decay geometricall
 range (``0.9 ** 800`` is about 1e-37), and from then on every step's update runs on them. The
 processor's flush-to-zero / denormals-are-zero mode (``torch.set_flush_denormal``) treats
 them as 0 instead. The mode is a processor setting of the calling thread.
+
+Flushing changes results only where a computation meets such values: Adam's update from a
+denormal moment is below the weight's last digit, so GAMENet trains to the same model to the
+last digit; DNMDR's passes do meet them, and its runs take a slightly different path.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ optimizer step an exponential moving average of the trainable weights is updated
 epoch is validated with it, the best epoch's averaged weights are the ones kept, and the
 checkpoint carries it for ``--resume``. Under torchrun every rank keeps the same average.
 
-Denormal floats (``trainer.flush_denormal``, :mod:`medtoolkit.training.denormals`): on the
-CPU, training epochs run with denormals flushed to zero (the caller's mode is restored
-after each epoch).
+Denormal floats (``trainer.flush_denormal``, :mod:`medtoolkit.training.denormals`): when
+set, training epochs on the CPU run with denormals flushed to zero (the caller's mode is
+restored after each epoch).
 """
 
 from __future__ import annotations
@@ -380,9 +380,9 @@ class Trainer:
         a non-finite loss stops training at the step on the CPU and at the end of the epoch
         on an accelerator.
 
-        On the CPU, denormal floats are flushed to zero during the epoch unless
-        ``trainer.flush_denormal`` is false (:func:`~medtoolkit.training.denormals.flushing_denormals`;
-        the mode the caller had is restored afterwards).
+        On the CPU with ``trainer.flush_denormal``, denormal floats are flushed to zero during
+        the epoch (:func:`~medtoolkit.training.denormals.flushing_denormals`; the mode the
+        caller had is restored afterwards).
 
         Raises:
             FloatingPointError: the loss became NaN or infinite.

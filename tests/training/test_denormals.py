@@ -84,5 +84,9 @@ def test_training_epochs_flush_denormals_on_the_cpu_unless_switched_off(flush: b
     assert not flush_denormal_enabled()  # restored after the epoch
 
 
-def test_flush_denormal_is_on_by_default() -> None:
-    assert TrainerParams().flush_denormal is True
+def test_flush_denormal_is_off_by_default_and_on_in_the_gamenet_preset() -> None:
+    from medtoolkit.config import validate_config
+    from medtoolkit.presets import preset_config
+
+    assert TrainerParams().flush_denormal is False
+    assert validate_config(preset_config("gamenet")).trainer.flush_denormal is True
