@@ -48,7 +48,8 @@ def main(out_dir: str = "runs/gamenet-python", epochs: int = 40, device: str = "
     ]
     return fit_evaluate(
         model, losses, data, task=task, split=split, dataset=dataset, name="gamenet", seed=1203, device=device,
-        trainer=TrainerParams(epochs=epochs, lr=1e-3, batch_size=16), eval=EvalParams(bootstrap_rounds=10),
+        trainer=TrainerParams(epochs=epochs, lr=1e-3, batch_size=16, flush_denormal=True),
+        eval=EvalParams(bootstrap_rounds=10),
         out_dir=out_dir, overwrite=True,
     )
 
