@@ -39,8 +39,9 @@ def flushing_denormals(enabled: bool = True) -> Iterator[bool]:
     Yields:
         whether denormals are flushed inside the block (False where the CPU cannot).
     """
-    if not enabled or flush_denormal_enabled():
-        yield flush_denormal_enabled() if not enabled else True
+    already = flush_denormal_enabled()
+    if not enabled or already:  # nothing to switch (or asked not to)
+        yield already
         return
     switched = bool(torch.set_flush_denormal(True))
     try:
