@@ -75,8 +75,7 @@ def plain_dropout_keep(dropout: nn.Module | None, values_shape: tuple[int, ...],
 
 def apply_dropout(dropout: nn.Module | None, values: torch.Tensor) -> torch.Tensor:
     """``dropout(values)``; a plain ``nn.Dropout`` goes through :func:`mask_dropout` (same rule, faster)."""
-    if dropout is None:
-        return values
-    if type(dropout) is nn.Dropout and 0.0 <= float(dropout.p) < 1.0:
-        return mask_dropout(values, float(dropout.p), dropout.training)
-    return dropout(values)
+    handled, keep = plain_dropout_keep(dropout, tuple(values.shape), values.dtype, values.device)
+    if not handled:
+        return dropout(values)  # type: ignore[misc]
+    return values if keep is None else values * keep

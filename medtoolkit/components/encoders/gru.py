@@ -129,7 +129,7 @@ def pool_codes_flat(
         weight = embedding.weight  # type: ignore[union-attr]
         handled, keep = plain_dropout_keep(dropout, (values.shape[0], weight.shape[1]), weight.dtype, weight.device)
         if handled:  # one autograd node for the lookup, the dropout, the pooling and the mean
-            divisor = counts.view(-1, 1).clamp(min=1).to(weight.dtype) if pooling == "mean" else None
+            divisor = mean_divisor(counts, weight.dtype).view(-1, 1) if pooling == "mean" else None
             pooled = PooledEmbeddingFunction.apply(weight, values, slot, keep, divisor, batch_size * n_visits)
             return pooled.view(batch_size, n_visits, -1)
     vectors = apply_dropout(dropout, embedding(values))  # [N, E]
@@ -148,10 +148,15 @@ def pool_codes_padded(
     return _mean_if_asked(pooled, (codes > 0).sum(dim=2), pooling)
 
 
+def mean_divisor(counts: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """What mean pooling divides each visit's sum by: its code count, at least 1 (same shape, ``dtype``)."""
+    return counts.clamp(min=1).to(dtype)
+
+
 def _mean_if_asked(pooled: torch.Tensor, counts: torch.Tensor, pooling: str) -> torch.Tensor:
     """``pooled [B, T, E]`` divided by the code counts ``[B, T]`` (at least 1) for ``"mean"``."""
     if pooling == "mean":
-        return pooled / counts.clamp(min=1).unsqueeze(-1).to(pooled.dtype)
+        return pooled / mean_divisor(counts, pooled.dtype).unsqueeze(-1)
     return pooled
 
 
