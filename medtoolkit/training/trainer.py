@@ -400,38 +400,60 @@ class Trainer:
             batch = self._collated(make_batch(data, part[0]))
             return (batch.pin_memory() if pin else batch), part[1], part[2]
 
-        check_each_step = self.device.type == "cpu"
+        # on the CPU the loss is read every step (no device to wait for): a NaN stops at its step,
+        # and the epoch's sum is kept as a Python float (the same float64 additions, fewer operations)
+        on_host = self.device.type == "cpu"
+        host_total = 0.0
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         steps = 0
         depth = self.params.prefetch if self.params.prefetch is not None else (2 if pin else 0)
         for batch, global_size, scale in Prefetcher(self.rank_batches(data, patients), cut, depth):
-            batch = batch.to(self.device, non_blocking=True)
+            if not on_host:
+                batch = batch.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.objective(batch)
             if scale != 1.0:
                 loss = loss * scale
-            if check_each_step and not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {steps}; lower trainer.lr?")
-            self.scaler.scale(loss).backward()
-            if self.params.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.params.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.weight_average is not None:
-                self.weight_average.update()
-            total += loss.detach().double()
-            if not check_each_step:
+            if on_host:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"loss became {value} at step {steps}; lower trainer.lr?")
+                host_total += value
+            self._backward_and_step(loss)
+            if not on_host:
+                total += loss.detach().double()
                 finite &= torch.isfinite(loss.detach())
             steps += 1
             if progress is not None:
                 progress.update(global_size)
-        if not check_each_step and distributed.reduce_sum(finite.float().reshape(1)).item() < distributed.world_size():
+        if not on_host and distributed.reduce_sum(finite.float().reshape(1)).item() < distributed.world_size():
             raise FloatingPointError("the loss became NaN or infinite during the epoch; lower trainer.lr?")
+        if on_host:
+            total = torch.tensor(host_total, dtype=torch.float64)
         # the sum over ranks of the scaled losses is world_size times each global batch's loss
         mean = distributed.reduce_sum(total.reshape(1)).item() / distributed.world_size()
         return mean / max(steps, 1)
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        """Backward pass of ``loss``, optional gradient clipping, optimizer step, weight average.
+
+        Without AMP the gradient scaler is off and bypassed (its calls would be identities).
+        """
+        assert self.optimizer is not None
+        scaling = self.scaler.is_enabled()
+        (self.scaler.scale(loss) if scaling else loss).backward()
+        if self.params.grad_clip is not None:
+            if scaling:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.params.grad_clip)
+        if scaling:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.weight_average is not None:
+            self.weight_average.update()
 
     def validate(self, data: EHRData, patients: np.ndarray, ddi_adjacency: np.ndarray | None,
                  batch_size: int = 256) -> dict[str, float]:
@@ -775,7 +797,10 @@ class TrainingObjective(torch.nn.Module):
 
     def forward(self, batch: PaddedBatch) -> torch.Tensor:
         """The scalar objective of ``batch`` (:func:`run_model`, then :func:`compute_loss`)."""
-        with torch.autocast(batch.visit_mask.device.type, enabled=self.use_amp):
+        if self.use_amp:
+            with torch.autocast(batch.visit_mask.device.type):
+                logits, extras = run_model(self.model, batch, self.extras)
+        else:
             logits, extras = run_model(self.model, batch, self.extras)
         return compute_loss(list(self.losses), logits.float(), batch, extras if self.extras else None)
 

@@ -52,20 +52,30 @@ class PooledEmbeddingFunction(torch.autograd.Function):
     when one is given); the backward pass scatters the slots' gradients back into the rows
     of ``weight`` without the intermediate ``[N, E]`` autograd nodes.
 
-    Shapes: ``apply(weight [V, E], values [N], slot [N], keep [N, E] or None,
-    divisor [S, 1] or None, n_slots S) -> [S, E]``.
+    Several tables (one per vocabulary) go through one node: the flat codes are the tables'
+    codes one after the other, ``sizes[g]`` of them for table ``g`` (their ``values`` index
+    that table), and the slots of table ``g`` are numbered after those of the tables before it.
+
+    Shapes: ``apply(values [N], slot [N], keep [N, E] or None, divisor [S, 1] or None,
+    n_slots S, sizes (N_0, N_1, ...), weight_0 [V_0, E], weight_1 [V_1, E], ...) -> [S, E]``.
     """
 
     @staticmethod
-    def forward(ctx, weight, values, slot, keep, divisor, n_slots):  # type: ignore[override]
-        vectors = weight.index_select(0, values)  # [N, E]
+    def forward(ctx, values, slot, keep, divisor, n_slots, sizes, *weights):  # type: ignore[override]
+        if len(weights) == 1:
+            vectors = weights[0].index_select(0, values)  # [N, E]
+        else:
+            vectors = weights[0].new_empty(values.shape[0], weights[0].shape[1])
+            for weight, rows, out in zip(weights, values.split(sizes), vectors.split(sizes)):
+                torch.index_select(weight, 0, rows, out=out)
         if keep is not None:
             vectors.mul_(keep)
-        pooled = vectors.new_zeros(n_slots, weight.shape[1]).index_add_(0, slot, vectors)
+        pooled = vectors.new_zeros(n_slots, vectors.shape[1]).index_add_(0, slot, vectors)
         if divisor is not None:
             pooled = pooled / divisor
         ctx.save_for_backward(values, slot, keep, divisor)
-        ctx.n_rows = weight.shape[0]
+        ctx.sizes = sizes
+        ctx.table_rows = [weight.shape[0] for weight in weights]
         return pooled
 
     @staticmethod
@@ -76,8 +86,11 @@ class PooledEmbeddingFunction(torch.autograd.Function):
         rows = grad_pooled.index_select(0, slot)  # [N, E]
         if keep is not None:
             rows = rows * keep
-        grad_weight = rows.new_zeros(ctx.n_rows, rows.shape[1]).index_add_(0, values, rows)
-        return grad_weight, None, None, None, None, None
+        grads = [
+            rows.new_zeros(n_rows, rows.shape[1]).index_add_(0, table_values, table_rows)
+            for n_rows, table_values, table_rows in zip(ctx.table_rows, values.split(ctx.sizes), rows.split(ctx.sizes))
+        ]
+        return (None, None, None, None, None, None, *grads)
 
 
 def plain_embedding(embedding: nn.Module) -> bool:
@@ -130,7 +143,8 @@ def pool_codes_flat(
         handled, keep = plain_dropout_keep(dropout, (values.shape[0], weight.shape[1]), weight.dtype, weight.device)
         if handled:  # one autograd node for the lookup, the dropout, the pooling and the mean
             divisor = mean_divisor(counts, weight.dtype).view(-1, 1) if pooling == "mean" else None
-            pooled = PooledEmbeddingFunction.apply(weight, values, slot, keep, divisor, batch_size * n_visits)
+            pooled = PooledEmbeddingFunction.apply(values, slot, keep, divisor, batch_size * n_visits,
+                                                   (values.shape[0],), weight)
             return pooled.view(batch_size, n_visits, -1)
     vectors = apply_dropout(dropout, embedding(values))  # [N, E]
     pooled = vectors.new_zeros(batch_size * n_visits, vectors.shape[-1]).index_add_(0, slot, vectors)
@@ -256,38 +270,37 @@ class StackedGRUFunction(torch.autograd.Function):
         return grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih, grad_bias_hh
 
 
-def stacked_gru(rnns: list[nn.GRU], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+def stacked_gru(rnns: list[nn.GRU], inputs: torch.Tensor) -> torch.Tensor:
     """Run single-layer, batch-first, unidirectional ``nn.GRU`` s on their inputs together.
 
-    The same values as ``[rnn(x)[0] for rnn, x in zip(rnns, inputs)]`` (zero initial state),
-    computed by :class:`StackedGRUFunction`.
+    The same values as ``torch.stack([rnn(x)[0] for rnn, x in zip(rnns, inputs)])`` (zero
+    initial state), computed by :class:`StackedGRUFunction`.
 
     Args:
-        rnns: GRUs of equal input and hidden sizes (one layer, bias, batch first, one direction).
-        inputs: one ``[B, T, E]`` tensor per GRU, all of one shape.
+        rnns: G GRUs of equal input and hidden sizes (one layer, bias, batch first, one direction).
+        inputs: ``[G, B, T, E]``: GRU g reads ``inputs[g]``.
 
     Returns:
-        one ``[B, T, H]`` tensor per GRU.
+        ``[G, B, T, H]``: every step's hidden state of every GRU.
     """
-    output = StackedGRUFunction.apply(
-        torch.stack(inputs),
+    return StackedGRUFunction.apply(
+        inputs,
         torch.stack([rnn.weight_ih_l0 for rnn in rnns]),
         torch.stack([rnn.weight_hh_l0 for rnn in rnns]),
         torch.stack([rnn.bias_ih_l0 for rnn in rnns]),
         torch.stack([rnn.bias_hh_l0 for rnn in rnns]),
     )
-    return list(output.unbind(0))
 
 
-def stackable(rnns: list[nn.Module], inputs: list[torch.Tensor]) -> bool:
-    """Whether :func:`stacked_gru` can run these recurrent modules on these inputs (CPU, plain GRUs)."""
+def stackable(rnns: list[nn.Module], inputs: torch.Tensor) -> bool:
+    """Whether :func:`stacked_gru` can run these recurrent modules on ``inputs [G, B, T, E]`` (CPU, plain GRUs)."""
     return (
-        len({tuple(x.shape) for x in inputs}) == 1
-        and all(x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) for x in inputs)
+        inputs.device.type == "cpu" and inputs.dtype in (torch.float32, torch.float64)
+        and inputs.shape[0] == len(rnns)
         and all(
             type(rnn) is nn.GRU and rnn.num_layers == 1 and rnn.bias and rnn.batch_first
             and not rnn.bidirectional and getattr(rnn, "proj_size", 0) == 0
-            and rnn.weight_ih_l0.dtype == inputs[0].dtype and rnn.weight_ih_l0.device == inputs[0].device
+            and rnn.weight_ih_l0.dtype == inputs.dtype and rnn.weight_ih_l0.device == inputs.device
             for rnn in rnns
         )
         and len({(rnn.input_size, rnn.hidden_size) for rnn in rnns}) == 1
@@ -314,6 +327,18 @@ def reset_code_embeddings(tables: nn.ModuleDict) -> None:
             table.weight[0].zero_()
 
 
+def vocabulary_codes(owner: str, batch: "PaddedBatch", name: str) -> torch.Tensor:
+    """``batch.codes[name]`` (``[B, T, L]``).
+
+    Raises:
+        KeyError: the batch has no ``name`` codes (the message names ``owner``).
+    """
+    codes = batch.codes.get(name)
+    if codes is None:
+        raise KeyError(f"{owner} reads {name!r} codes but the batch has {sorted(batch.codes)}")
+    return codes
+
+
 def pool_vocabulary(
     owner: str, tables: nn.ModuleDict, batch: "PaddedBatch", name: str, dropout: nn.Module, pooling: str
 ) -> torch.Tensor:
@@ -322,10 +347,45 @@ def pool_vocabulary(
     Raises:
         KeyError: the batch has no ``name`` codes (the message names ``owner``).
     """
-    codes = batch.codes.get(name)
-    if codes is None:
-        raise KeyError(f"{owner} reads {name!r} codes but the batch has {sorted(batch.codes)}")
-    return pool_codes(tables[name], codes, dropout, pooling)
+    return pool_codes(tables[name], vocabulary_codes(owner, batch, name), dropout, pooling)
+
+
+def pool_vocabularies(
+    owner: str, tables: nn.ModuleDict, batch: "PaddedBatch", names: tuple[str, ...], dropout: nn.Module,
+    pooling: str,
+) -> torch.Tensor:
+    """:func:`pool_vocabulary` of several vocabularies, stacked: ``[G, B, T, embedding_dim]``, G = ``len(names)``.
+
+    On the CPU, with plain tables of one width and dtype and a plain ``nn.Dropout`` (or
+    none), all vocabularies go through one :class:`PooledEmbeddingFunction` node with one
+    dropout draw for all their codes. The values are those of pooling the vocabularies one
+    after the other: a draw of ``N_0 + N_1`` rows is the two draws in a row, so every
+    vocabulary gets the same mask. Otherwise each is pooled on its own and stacked.
+
+    Raises:
+        KeyError: the batch lacks one of the vocabularies (the message names ``owner``).
+        ValueError: ``pooling`` is neither ``"mean"`` nor ``"sum"``.
+    """
+    if pooling not in ("mean", "sum"):
+        raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+    codes = [vocabulary_codes(owner, batch, name) for name in names]
+    weights = [tables[name].weight for name in names]
+    if (all(table.device.type == "cpu" for table in codes) and all(plain_embedding(tables[name]) for name in names)
+            and len({(weight.shape[1], weight.dtype, weight.device) for weight in weights}) == 1):
+        flats = [flat_codes(table) for table in codes]  # (values, slot, counts) per vocabulary
+        sizes = tuple(int(values.shape[0]) for values, _, _ in flats)
+        handled, keep = plain_dropout_keep(dropout, (sum(sizes), weights[0].shape[1]), weights[0].dtype,
+                                           weights[0].device)
+        if handled:
+            batch_size, n_visits = codes[0].shape[:2]
+            n_slots = batch_size * n_visits  # slots per vocabulary; vocabulary g's come after g's predecessors'
+            slot = torch.cat([slot + group * n_slots for group, (_, slot, _) in enumerate(flats)])
+            divisor = (mean_divisor(torch.cat([counts.reshape(-1) for _, _, counts in flats]), weights[0].dtype)
+                       .view(-1, 1) if pooling == "mean" else None)
+            pooled = PooledEmbeddingFunction.apply(torch.cat([values for values, _, _ in flats]), slot, keep, divisor,
+                                                   len(names) * n_slots, sizes, *weights)
+            return pooled.view(len(names), batch_size, n_visits, -1)
+    return torch.stack([pool_codes(tables[name], table, dropout, pooling) for name, table in zip(names, codes)])
 
 
 class GRUEncoder(Encoder):
@@ -381,13 +441,12 @@ class GRUEncoder(Encoder):
         Returns:
             ``[B, T, output_dim]`` (values at padding visits are meaningless).
         """
-        pooled = [
-            pool_vocabulary(type(self).__name__, self.embeddings, batch, name, self.dropout, self.params.pooling)
-            for name in self.vocabularies
-        ]  # [B, T, E] each
+        pooled = pool_vocabularies(type(self).__name__, self.embeddings, batch, self.vocabularies, self.dropout,
+                                   self.params.pooling)  # [G, B, T, E], one per vocabulary
         rnns = [self.rnns[name] for name in self.vocabularies]
         if stackable(rnns, pooled):  # the CPU: every vocabulary's GRU in one recurrence
             states = stacked_gru(rnns, pooled)  # type: ignore[arg-type]
+            joined = states.permute(1, 2, 0, 3).flatten(2)  # [B, T, G * H], vocabulary after vocabulary
         else:
-            states = [rnn(x)[0] for rnn, x in zip(rnns, pooled)]  # [B, T, H] each
-        return self.query(torch.relu(torch.cat(states, dim=-1)))
+            joined = torch.cat([rnn(x)[0] for rnn, x in zip(rnns, pooled.unbind(0))], dim=-1)
+        return self.query(torch.relu(joined))

@@ -154,7 +154,7 @@ def test_stacked_gru_equals_torch_gru_values_and_gradients(n_steps: int) -> None
     torch.manual_seed(5)
     rnns = [torch.nn.GRU(4, 3, batch_first=True).double() for _ in range(2)]
     inputs = [torch.randn(5, n_steps, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
-    assert stackable(rnns, inputs)
+    assert stackable(rnns, torch.stack(inputs))
     weights = [torch.randn(5, n_steps, 3, dtype=torch.float64) for _ in range(2)]
     parameters = [p for rnn in rnns for p in rnn.parameters()]
 
@@ -163,11 +163,12 @@ def test_stacked_gru_equals_torch_gru_values_and_gradients(n_steps: int) -> None
         return [out.detach() for out in outputs], torch.autograd.grad(objective, inputs + parameters)
 
     expected = values_and_gradients([rnn(x)[0] for rnn, x in zip(rnns, inputs)])
-    actual = values_and_gradients(stacked_gru(rnns, inputs))
+    actual = values_and_gradients(list(stacked_gru(rnns, torch.stack(inputs)).unbind(0)))
     for a, b in zip(expected[0] + list(expected[1]), actual[0] + list(actual[1])):
         assert torch.allclose(a, b, atol=1e-12)
-    assert not stackable([torch.nn.LSTM(4, 3, batch_first=True)] * 2, inputs)
-    assert not stackable(rnns, [inputs[0], inputs[1][:, :0]])
+    assert not stackable([torch.nn.LSTM(4, 3, batch_first=True)] * 2, torch.stack(inputs))
+    assert not stackable(rnns, torch.stack(inputs)[:1])  # fewer inputs than GRUs
+    assert not stackable(rnns, torch.stack(inputs).float())  # not the GRUs' dtype
 
 
 def test_stacked_gru_without_gradients_saves_nothing_and_gives_the_same_values() -> None:
@@ -177,7 +178,7 @@ def test_stacked_gru_without_gradients_saves_nothing_and_gives_the_same_values()
     rnns = [torch.nn.GRU(4, 3, batch_first=True).double() for _ in range(2)]
     inputs = [torch.randn(2, 3, 4, dtype=torch.float64) for _ in range(2)]
     with torch.no_grad():
-        outputs = stacked_gru(rnns, inputs)
+        outputs = stacked_gru(rnns, torch.stack(inputs))
         expected = [rnn(x)[0] for rnn, x in zip(rnns, inputs)]
     assert all(not out.requires_grad for out in outputs)
     for out, ref in zip(outputs, expected):
@@ -215,6 +216,45 @@ def test_fused_pooling_with_dropout_equals_the_module_path(pooling: str) -> None
     assert torch.equal(fused_grad[0], torch.zeros(6, dtype=torch.float64))
     # some rows were dropped: the mask was drawn (values differ from pooling without dropout)
     assert not torch.allclose(fused, pool_codes_flat(table, codes, None, pooling))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_pooling_vocabularies_in_one_node_equals_pooling_them_one_by_one(pooling: str) -> None:
+    """One node and one draw for two vocabularies: the same masks, values and gradients, bit for bit."""
+    from medtoolkit.components.encoders.gru import pool_vocabularies, pool_vocabulary
+    from medtoolkit.data.batching import PaddedBatch
+
+    torch.manual_seed(4)
+    tables = torch.nn.ModuleDict({"diagnoses": torch.nn.Embedding(30, 5, padding_idx=0),
+                                  "procedures": torch.nn.Embedding(12, 5, padding_idx=0)})
+    codes = {"diagnoses": torch.randint(1, 30, (3, 4, 6)), "procedures": torch.randint(1, 12, (3, 4, 2))}
+    for table in codes.values():
+        table[torch.rand(table.shape) < 0.4] = 0
+    codes["procedures"][1, 2] = 0  # a visit without procedures
+    batch = PaddedBatch(codes=codes, visit_mask=torch.ones(3, 4, dtype=torch.bool),
+                        medications=torch.zeros(3, 4, 2), patient_index=torch.arange(3))
+    dropout = torch.nn.Dropout(0.5)
+    names = ("diagnoses", "procedures")
+    weights = torch.randn(2, 3, 4, 5)
+
+    def pooled_and_gradients(pool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        tables.zero_grad()
+        torch.manual_seed(21)
+        pooled = pool()
+        (pooled * weights).sum().backward()
+        return pooled.detach(), [tables[name].weight.grad.clone() for name in names]
+
+    together, together_grads = pooled_and_gradients(
+        lambda: pool_vocabularies("test", tables, batch, names, dropout, pooling))
+    one_by_one, one_by_one_grads = pooled_and_gradients(
+        lambda: torch.stack([pool_vocabulary("test", tables, batch, name, dropout, pooling) for name in names]))
+    assert together.shape == (2, 3, 4, 5)
+    assert torch.equal(together, one_by_one)
+    for fused, reference in zip(together_grads, one_by_one_grads):
+        assert torch.equal(fused, reference)
+    assert torch.equal(together[1, 1, 2], torch.zeros(5))  # no procedures: mean and sum are 0
+    with pytest.raises(KeyError, match="test reads 'medications' codes"):
+        pool_vocabularies("test", tables, batch, ("diagnoses", "medications"), dropout, pooling)
 
 
 def test_flat_codes_lists_real_codes_row_major_with_their_slots() -> None:
