@@ -6,6 +6,7 @@ Code tensors hold vocabulary index **+ 1** so that 0 means padding
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -51,8 +52,8 @@ class PaddedBatch:
 
     @property
     def n_visits(self) -> int:
-        """Number of real (unpadded) visits."""
-        return int(self.visit_mask.sum())
+        """Number of real (unpadded) visits (the length of the cached :meth:`real_visit_rows`)."""
+        return int(self.real_visit_rows().shape[0])
 
     def real_visit_rows(self) -> torch.Tensor:
         """Flat slots ``b * T + t`` of the real visits, row-major: ``[V]`` int64 on the mask's device.
@@ -72,9 +73,39 @@ class PaddedBatch:
         """``values[visit_mask]`` for per-visit values ``[B, T, ...]``: ``[V, ...]``, row-major.
 
         The same rows as boolean indexing, gathered with the cached :meth:`real_visit_rows`
-        (no search for the mask's true entries on every call).
+        (no search for the mask's true entries on every call). Inside :meth:`sharing_gathers`
+        a gather of the same tensor is done once and shared.
         """
-        return values.flatten(0, 1).index_select(0, self.real_visit_rows())
+        rows = self.real_visit_rows()
+        kept: list[tuple[Any, ...]] | None = self.__dict__.get("_shared_gathers")
+        if kept is None or values.is_inference():  # inference tensors have no version counter to check
+            return values.flatten(0, 1).index_select(0, rows)
+        grad_mode = torch.is_grad_enabled()
+        for source, version, mode, from_rows, result, result_version in kept:
+            if (source is values and version == values._version and mode == grad_mode and from_rows is rows
+                    and result_version == result._version):
+                return result
+        result = values.flatten(0, 1).index_select(0, rows)
+        kept.append((values, values._version, grad_mode, rows, result, result._version))
+        return result
+
+    @contextlib.contextmanager
+    def sharing_gathers(self) -> Iterator["PaddedBatch"]:
+        """Within the block, :meth:`real_visits` of one tensor is gathered once and shared.
+
+        Loss terms that read the same logits (and targets) then share one gather and one
+        autograd node; the values are the same. A tensor changed in place since its gather
+        (or a gathered result changed in place), or a change of gradient mode, gives a new
+        gather. Leaving the block forgets the gathers, so a later pass over the same tensors
+        (another objective, another backward pass) builds its own.
+        """
+        outer = self.__dict__.get("_shared_gathers")
+        self.__dict__["_shared_gathers"] = [] if outer is None else outer
+        try:
+            yield self
+        finally:
+            if outer is None:
+                del self.__dict__["_shared_gathers"]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "PaddedBatch":
         """A copy with every tensor (and every item with a ``.to`` method) on ``device``."""

@@ -205,11 +205,12 @@ def compute_loss(
         the scalar objective.
     """
     total = logits.new_zeros(())
-    for loss in [term for term in losses if not term.gating] + [term for term in losses if term.gating]:
-        if loss.extras_needed(loss.params):
-            total = loss.combine(total, logits, batch, extras=extras)
-        else:
-            total = loss.combine(total, logits, batch)
+    with batch.sharing_gathers():  # the terms share one gather of the real visits' logits and targets
+        for loss in [term for term in losses if not term.gating] + [term for term in losses if term.gating]:
+            if loss.extras_needed(loss.params):
+                total = loss.combine(total, logits, batch, extras=extras)
+            else:
+                total = loss.combine(total, logits, batch)
     return total
 
 

@@ -116,3 +116,33 @@ def test_real_visits_equal_boolean_indexing_and_follow_a_replaced_mask(data: EHR
     assert torch.equal(batch.real_visits(logits), logits[fewer])
     fewer[1] = False  # nor a mask changed in place
     assert torch.equal(batch.real_visits(logits), logits[fewer])
+
+
+def test_sharing_gathers_shares_one_gather_inside_the_block_only(data: EHRData) -> None:
+    batch = make_batch(data, [0, 1, 2])
+    logits = torch.randn(*batch.visit_mask.shape, 5, requires_grad=True)
+    assert batch.real_visits(logits) is not batch.real_visits(logits)  # outside a block: a gather per call
+    with batch.sharing_gathers():
+        first = batch.real_visits(logits)
+        assert batch.real_visits(logits) is first  # shared: one autograd node for every term
+        assert torch.equal(first, logits[batch.visit_mask])
+        with batch.sharing_gathers():  # a nested block keeps sharing the outer one's gathers
+            assert batch.real_visits(logits) is first
+        assert batch.real_visits(logits) is first
+        with torch.no_grad():  # another gradient mode: its own gather, without history
+            detached = batch.real_visits(logits)
+            assert detached is not first and not detached.requires_grad
+        targets = batch.medications.clone()
+        gathered = batch.real_visits(targets)
+        targets.add_(1.0)  # changed in place: gathered again, with the new values
+        assert torch.equal(batch.real_visits(targets), targets[batch.visit_mask])
+        changed = batch.real_visits(targets)
+        changed.mul_(0.0)  # a shared result changed in place is not served again
+        assert torch.equal(batch.real_visits(targets), targets[batch.visit_mask])
+        assert gathered is not changed
+        # two terms reading the shared gather give the gradient of both
+        (first.sum() + 2 * batch.real_visits(logits).sum()).backward()
+    assert torch.equal(logits.grad, 3.0 * batch.visit_mask.unsqueeze(-1).expand_as(logits).float())
+    # after the block a second objective over the same logits builds its own graph
+    batch.real_visits(logits).sum().backward()
+    assert torch.equal(logits.grad, 4.0 * batch.visit_mask.unsqueeze(-1).expand_as(logits).float())

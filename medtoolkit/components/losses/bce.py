@@ -29,8 +29,7 @@ class BCELoss(Loss):
     params: Params
 
     def forward(self, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
-        mask = batch.visit_mask
-        if not bool(mask.any()):
+        if batch.n_visits == 0:
             return logits.sum() * 0.0
         return F.binary_cross_entropy_with_logits(
             batch.real_visits(logits), batch.real_visits(batch.medications).to(logits.dtype)

@@ -279,8 +279,7 @@ class DDILoss(DDIMatrixLoss):
     # ------------------------------------------------------------------ loss
     def forward(self, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
         """DDI penalty averaged over the real visits (scalar)."""
-        mask = batch.visit_mask
-        if not bool(mask.any()):
+        if batch.n_visits == 0:
             return logits.sum() * 0.0
         probabilities = torch.sigmoid(batch.real_visits(logits))
         adjacency = self.ddi_adjacency.to(probabilities.dtype)

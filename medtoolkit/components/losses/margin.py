@@ -56,7 +56,6 @@ class MultiLabelMarginLoss(Loss):
     params: Params
 
     def forward(self, logits: torch.Tensor, batch: "PaddedBatch") -> torch.Tensor:
-        mask = batch.visit_mask
-        if not bool(mask.any()):
+        if batch.n_visits == 0:
             return logits.sum() * 0.0
         return multilabel_margin(torch.sigmoid(batch.real_visits(logits)), batch.real_visits(batch.medications)).mean()
