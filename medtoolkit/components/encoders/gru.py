@@ -370,22 +370,23 @@ def pool_vocabularies(
         raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
     codes = [vocabulary_codes(owner, batch, name) for name in names]
     weights = [tables[name].weight for name in names]
-    if (all(table.device.type == "cpu" for table in codes) and all(plain_embedding(tables[name]) for name in names)
+    if (all(vocabulary.device.type == "cpu" for vocabulary in codes)
+            and all(plain_embedding(tables[name]) for name in names)
             and len({(weight.shape[1], weight.dtype, weight.device) for weight in weights}) == 1):
-        flats = [flat_codes(table) for table in codes]  # (values, slot, counts) per vocabulary
+        flats = [flat_codes(vocabulary) for vocabulary in codes]  # (values, slot, counts) per vocabulary
         sizes = tuple(int(values.shape[0]) for values, _, _ in flats)
         handled, keep = plain_dropout_keep(dropout, (sum(sizes), weights[0].shape[1]), weights[0].dtype,
                                            weights[0].device)
         if handled:
             batch_size, n_visits = codes[0].shape[:2]
             n_slots = batch_size * n_visits  # slots per vocabulary; vocabulary g's come after g's predecessors'
-            slot = torch.cat([slot + group * n_slots for group, (_, slot, _) in enumerate(flats)])
+            slots = torch.cat([own_slots + group * n_slots for group, (_, own_slots, _) in enumerate(flats)])
             divisor = (mean_divisor(torch.cat([counts.reshape(-1) for _, _, counts in flats]), weights[0].dtype)
                        .view(-1, 1) if pooling == "mean" else None)
-            pooled = PooledEmbeddingFunction.apply(torch.cat([values for values, _, _ in flats]), slot, keep, divisor,
+            pooled = PooledEmbeddingFunction.apply(torch.cat([values for values, _, _ in flats]), slots, keep, divisor,
                                                    len(names) * n_slots, sizes, *weights)
             return pooled.view(len(names), batch_size, n_visits, -1)
-    return torch.stack([pool_codes(tables[name], table, dropout, pooling) for name, table in zip(names, codes)])
+    return torch.stack([pool_codes(tables[name], vocabulary, dropout, pooling) for name, vocabulary in zip(names, codes)])
 
 
 class GRUEncoder(Encoder):
