@@ -798,10 +798,8 @@ class TrainingObjective(torch.nn.Module):
 
     def forward(self, batch: PaddedBatch) -> torch.Tensor:
         """The scalar objective of ``batch`` (:func:`run_model`, then :func:`compute_loss`)."""
-        if self.use_amp:
-            with torch.autocast(batch.visit_mask.device.type):
-                logits, extras = run_model(self.model, batch, self.extras)
-        else:
+        # without AMP no autocast context is entered at all (it costs time on every step)
+        with torch.autocast(batch.visit_mask.device.type) if self.use_amp else contextlib.nullcontext():
             logits, extras = run_model(self.model, batch, self.extras)
         return compute_loss(list(self.losses), logits.float(), batch, extras if self.extras else None)
 

@@ -129,22 +129,66 @@ def pool_codes(
     return pool_codes_padded(embedding, codes, dropout, pooling)
 
 
+def poolable_in_one_node(embeddings: list[nn.Module]) -> bool:
+    """Whether :func:`pool_in_one_node` can take these tables: plain ``nn.Embedding`` s of one width, dtype and device."""
+    return (all(plain_embedding(embedding) for embedding in embeddings)
+            and len({(embedding.weight.shape[1], embedding.weight.dtype, embedding.weight.device)
+                     for embedding in embeddings}) == 1)
+
+
+def pool_in_one_node(
+    embeddings: list[nn.Module], flats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    slots_per_table: int, dropout: nn.Module | None, pooling: str,
+) -> torch.Tensor | None:
+    """Pool the flat codes of G tables through one :class:`PooledEmbeddingFunction` node.
+
+    One dropout draw covers every table's codes, table after table: a draw of ``N_0 + N_1``
+    rows is the two draws in a row, so each table gets the mask it would get alone.
+
+    Args:
+        embeddings: G tables accepted by :func:`poolable_in_one_node`.
+        flats: :func:`flat_codes` of each table's ``[B, T, L_g]`` codes.
+        slots_per_table: ``B * T``.
+        dropout: a plain ``nn.Dropout`` or None; any other module is not handled here.
+        pooling: ``"mean"`` or ``"sum"``.
+
+    Returns:
+        ``[G * B * T, E]`` (table after table), or None when ``dropout`` is another module
+        (nothing is drawn then).
+    """
+    weights = [embedding.weight for embedding in embeddings]
+    sizes = tuple(int(values.shape[0]) for values, _, _ in flats)
+    handled, keep = plain_dropout_keep(dropout, (sum(sizes), weights[0].shape[1]), weights[0].dtype, weights[0].device)
+    if not handled:
+        return None
+
+    def joined(parts: list[torch.Tensor]) -> torch.Tensor:
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    values = joined([table_values for table_values, _, _ in flats])
+    # table g's slots are numbered after those of the tables before it
+    slots = joined([table_slots if group == 0 else table_slots + group * slots_per_table
+                    for group, (_, table_slots, _) in enumerate(flats)])
+    divisor = (mean_divisor(joined([counts.reshape(-1) for _, _, counts in flats]), weights[0].dtype).view(-1, 1)
+               if pooling == "mean" else None)
+    return PooledEmbeddingFunction.apply(values, slots, keep, divisor, len(flats) * slots_per_table, sizes, *weights)
+
+
 def pool_codes_flat(
     embedding: nn.Embedding, codes: torch.Tensor, dropout: nn.Module | None = None, pooling: str = "mean"
 ) -> torch.Tensor:
     """:func:`pool_codes` over the real codes only: ``[N, E]`` embeddings summed into visit slots.
 
+    A plain table with a plain dropout takes one autograd node for the lookup, the dropout,
+    the pooling and the mean (:func:`pool_in_one_node`).
+
     Shapes: ``codes [B, T, L] -> [B, T, E]``.
     """
     batch_size, n_visits, _ = codes.shape
     values, slot, counts = flat_codes(codes)
-    if plain_embedding(embedding):
-        weight = embedding.weight  # type: ignore[union-attr]
-        handled, keep = plain_dropout_keep(dropout, (values.shape[0], weight.shape[1]), weight.dtype, weight.device)
-        if handled:  # one autograd node for the lookup, the dropout, the pooling and the mean
-            divisor = mean_divisor(counts, weight.dtype).view(-1, 1) if pooling == "mean" else None
-            pooled = PooledEmbeddingFunction.apply(values, slot, keep, divisor, batch_size * n_visits,
-                                                   (values.shape[0],), weight)
+    if poolable_in_one_node([embedding]):
+        pooled = pool_in_one_node([embedding], [(values, slot, counts)], batch_size * n_visits, dropout, pooling)
+        if pooled is not None:
             return pooled.view(batch_size, n_visits, -1)
     vectors = apply_dropout(dropout, embedding(values))  # [N, E]
     pooled = vectors.new_zeros(batch_size * n_visits, vectors.shape[-1]).index_add_(0, slot, vectors)
@@ -369,24 +413,15 @@ def pool_vocabularies(
     if pooling not in ("mean", "sum"):
         raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
     codes = [vocabulary_codes(owner, batch, name) for name in names]
-    weights = [tables[name].weight for name in names]
-    if (all(vocabulary.device.type == "cpu" for vocabulary in codes)
-            and all(plain_embedding(tables[name]) for name in names)
-            and len({(weight.shape[1], weight.dtype, weight.device) for weight in weights}) == 1):
-        flats = [flat_codes(vocabulary) for vocabulary in codes]  # (values, slot, counts) per vocabulary
-        sizes = tuple(int(values.shape[0]) for values, _, _ in flats)
-        handled, keep = plain_dropout_keep(dropout, (sum(sizes), weights[0].shape[1]), weights[0].dtype,
-                                           weights[0].device)
-        if handled:
-            batch_size, n_visits = codes[0].shape[:2]
-            n_slots = batch_size * n_visits  # slots per vocabulary; vocabulary g's come after g's predecessors'
-            slots = torch.cat([own_slots + group * n_slots for group, (_, own_slots, _) in enumerate(flats)])
-            divisor = (mean_divisor(torch.cat([counts.reshape(-1) for _, _, counts in flats]), weights[0].dtype)
-                       .view(-1, 1) if pooling == "mean" else None)
-            pooled = PooledEmbeddingFunction.apply(torch.cat([values for values, _, _ in flats]), slots, keep, divisor,
-                                                   len(names) * n_slots, sizes, *weights)
+    embeddings = [tables[name] for name in names]
+    if all(vocabulary.device.type == "cpu" for vocabulary in codes) and poolable_in_one_node(embeddings):
+        batch_size, n_visits = codes[0].shape[:2]
+        pooled = pool_in_one_node(embeddings, [flat_codes(vocabulary) for vocabulary in codes], batch_size * n_visits,
+                                  dropout, pooling)
+        if pooled is not None:
             return pooled.view(len(names), batch_size, n_visits, -1)
-    return torch.stack([pool_codes(tables[name], vocabulary, dropout, pooling) for name, vocabulary in zip(names, codes)])
+    return torch.stack([pool_codes(embedding, vocabulary, dropout, pooling)
+                        for embedding, vocabulary in zip(embeddings, codes)])
 
 
 class GRUEncoder(Encoder):
