@@ -304,6 +304,9 @@ class ConfigValidationError(ValueError):
     def __init__(self, errors: Sequence[ConfigError], source: str = "config") -> None:
         self.errors = list(errors)
         self.source = source
+        #: notes of the overrides applied before validation (a node whose type they switched
+        #: and the parameters that went with it), printed before the error by the command line
+        self.notes: list[str] = []
         if len(self.errors) == 1:
             super().__init__(f"{source}: {self.errors[0]}")
         else:
@@ -846,15 +849,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """Apply ``-o key=value`` overrides to a raw config.
 
-    Setting a node's ``type`` to a different name switches the node: its other parameters
-    are reset (they belonged to the old type) and the change is reported in the returned
-    notes; later overrides of the same node then fill in the new type's parameters.
+    Setting a node's ``type`` to a different name switches the node: the parameters the run
+    file gave it are reset (they belonged to the old type) and the change is reported in the
+    returned notes. Parameters set by the overrides themselves are kept, before the switch
+    or after it, so the order of the overrides does not matter
+    (``dataset.root=... dataset.type=...`` is ``dataset.type=... dataset.root=...``).
 
     Returns:
         the new raw config and human-readable notes about switched nodes.
     """
     data = copy.deepcopy(dict(raw))
     notes: list[str] = []
+    overridden: set[tuple[str, ...]] = set()  # key paths the overrides have set so far
     for text in overrides:
         keys, value = parse_override(text)
         target: Any = data
@@ -879,13 +885,44 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> tuple[d
                     f"override {short_repr(text)}: {clip(last, MAX_ECHO)} is not an index of a list of {len(target)}"
                 )
             target[int(last)] = value
+            overridden.add(tuple(keys))
             continue
         if last == "type" and target.get("type") not in (None, value):
-            dropped = sorted(k for k in target if k != "type")
+            node_path = tuple(keys[:-1])
+            kept = {name: part for name in target if name != "type"
+                    for part in [_overridden_part(target[name], node_path + (name,), overridden)]
+                    if part is not _NOTHING}
+            dropped = sorted(name for name in target if name != "type" and name not in kept)
             notes.append(
                 f"{'.'.join(keys[:-1])}: switched type {short_repr(target['type'])} -> {short_repr(value)}"
                 + (f"; reset parameters {', '.join(dropped)}" if dropped else "")
+                + (f"; kept {', '.join(sorted(kept))} (set by an override)" if kept else "")
             )
             target.clear()
+            target[last] = value  # first, as in a run file
+            target.update(kept)
         target[last] = value
+        overridden.add(tuple(keys))
     return data, notes
+
+
+#: what :func:`_overridden_part` returns for a value no override has touched
+_NOTHING = object()
+
+
+def _overridden_part(value: Any, path: tuple[str, ...], overridden: set[tuple[str, ...]]) -> Any:
+    """The part of ``value`` (at config ``path``) that overrides set, or ``_NOTHING``.
+
+    A value an override set (itself or a section around it, e.g. ``model.encoder={...}``)
+    is kept whole; a section is kept with only the entries overrides set inside it (a list
+    that an override reached into is kept whole).
+    """
+    if any(path[:depth] in overridden for depth in range(1, len(path) + 1)):
+        return value
+    if not any(key[: len(path)] == path for key in overridden):
+        return _NOTHING
+    if not isinstance(value, dict):
+        return value
+    kept = {name: part for name, item in value.items()
+            for part in [_overridden_part(item, path + (str(name),), overridden)] if part is not _NOTHING}
+    return kept if kept else _NOTHING

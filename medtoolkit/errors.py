@@ -151,24 +151,29 @@ def _is_pydantic_error(error: BaseException) -> bool:
 
 
 def error_details(error: BaseException) -> str:
-    """Lines printed before the ``error:`` line: every mistake of a multi-error run file.
+    """Lines printed before the ``error:`` line: the override notes and every mistake of a run file.
 
     Args:
         error: the exception that ended the command.
 
     Returns:
-        The indented detail lines, or ``""`` when the error line says everything.
+        ``note: ...`` lines of the overrides (a switched node type, what it reset) and the
+        indented detail lines of a multi-error run file, or ``""`` when the error line says
+        everything.
     """
-    if _is_config_error(error) and len(error.errors) > 1:  # type: ignore[attr-defined]
-        lines = error.detail_lines().splitlines()  # type: ignore[attr-defined]
+    if not _is_config_error(error):
+        return ""
+    lines = [f"note: {_cap(_collapse(note))}" for note in getattr(error, "notes", [])]
+    if len(error.errors) > 1:  # type: ignore[attr-defined]
         entries: list[str] = []
-        for line in lines:  # one line per mistake, even when a message has newlines of its own
+        for line in error.detail_lines().splitlines():  # type: ignore[attr-defined]
+            # one line per mistake, even when a message has newlines of its own
             if line.startswith("  - ") or not entries:
                 entries.append(line)
             else:
                 entries[-1] += " " + line
-        return "\n".join("  - " + _cap(_collapse(entry.removeprefix("  - "))) for entry in entries)
-    return ""
+        lines += ["  - " + _cap(_collapse(entry.removeprefix("  - "))) for entry in entries]
+    return "\n".join(lines)
 
 
 def _is_config_error(error: BaseException) -> bool:

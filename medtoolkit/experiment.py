@@ -28,7 +28,14 @@ from typing import Any
 import torch
 
 from medtoolkit.components.base import Recommender
-from medtoolkit.config import RunConfig, apply_overrides, load_yaml, parse_override, validate_config
+from medtoolkit.config import (
+    ConfigValidationError,
+    RunConfig,
+    apply_overrides,
+    load_yaml,
+    parse_override,
+    validate_config,
+)
 from medtoolkit.data.ehr import EHRData
 from medtoolkit.training.checkpoint import first_difference, load_checkpoint, load_weights
 from medtoolkit.training.device import resolve_device, seed_everything
@@ -130,7 +137,12 @@ class Experiment:
             return cls(config, host)
         raw, source = resolve_raw_config(config, host)
         raw, notes = apply_overrides(raw, overrides or [])
-        return cls(validate_config(raw, host, source=source), host, notes)
+        try:
+            config = validate_config(raw, host, source=source)
+        except ConfigValidationError as error:
+            error.notes = notes  # a switched type may explain the error (a parameter it reset)
+            raise
+        return cls(config, host, notes)
 
     # ------------------------------------------------------------------ pieces
     def load_data(self, progress: bool = True) -> EHRData:

@@ -185,6 +185,23 @@ def test_override_switching_the_dataset_type_prints_a_note(tmp_path: Path, capsy
     assert "dataset=safedrug_pickle" in captured.out
 
 
+def test_override_order_does_not_matter_for_a_switched_type(tmp_path: Path, capsys: Capture) -> None:
+    code = main(["validate", "gamenet", "-o", f"dataset.root={tmp_path}", "-o", "dataset.type=safedrug_pickle"])
+    assert code == 0
+    assert ("note: dataset: switched type 'mimic3' -> 'safedrug_pickle'; reset parameters min_visits; "
+            "kept root (set by an override)") in capsys.readouterr().err.splitlines()
+
+
+def test_switch_notes_come_before_a_validation_error(capsys: Capture) -> None:
+    code = main(["validate", "gamenet", "-o", "model.encoder.type=gruu", "-o", "trainer.epochs=-1"])
+    assert code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == ("note: model.encoder: switched type 'gru' -> 'gruu'; "
+                        "reset parameters dropout, embedding_dim, hidden_dim, output_dim")
+    assert lines[-1] == "error: preset 'gamenet': 2 errors (listed above)"
+    assert sum(line.startswith("error:") for line in lines) == 1
+
+
 def test_malformed_override_is_an_input_error(capsys: Capture) -> None:
     assert main(["validate", "gamenet", "-o", "trainer.epochs"]) == 1
     assert "override 'trainer.epochs' must look like key.path=value" in capsys.readouterr().err

@@ -481,6 +481,35 @@ def test_switching_a_node_type_resets_its_params_with_a_note() -> None:
     assert notes == ["dataset: switched type 'toy_data' -> 'toy_csv'; reset parameters n_patients"]
 
 
+def test_a_switch_keeps_what_the_overrides_set_in_any_order() -> None:
+    before, before_notes = apply_overrides(good_config(), ["dataset.seed=7", "dataset.type=toy_csv"])
+    after, _ = apply_overrides(good_config(), ["dataset.type=toy_csv", "dataset.seed=7"])
+    assert before["dataset"] == after["dataset"] == {"type": "toy_csv", "seed": 7}
+    assert before_notes == [
+        "dataset: switched type 'toy_data' -> 'toy_csv'; reset parameters n_patients; kept seed (set by an override)"
+    ]
+
+
+def test_a_switch_keeps_only_the_overridden_entries_of_a_section() -> None:
+    raw = good_config()
+    raw["model"]["hidden_size"] = 64
+    new, notes = apply_overrides(raw, ["model.memory.depth=3", "model.type=toy_linear"])
+    # the run file's memory type and layers go with the old model; the override's depth stays
+    assert new["model"] == {"type": "toy_linear", "memory": {"depth": 3}}
+    assert notes == ["model: switched type 'toy_recommender' -> 'toy_linear'; reset parameters hidden_size; "
+                     "kept memory (set by an override)"]
+
+
+def test_a_switch_keeps_a_section_an_override_set_whole_and_list_entries() -> None:
+    new, notes = apply_overrides(good_config(), ["model.memory={type: toy_memory, layers: 5}",
+                                                 "model.memory.type=toy_other"])
+    assert new["model"]["memory"] == {"type": "toy_other", "layers": 5}
+    assert notes == ["model.memory: switched type 'toy_memory' -> 'toy_other'; kept layers (set by an override)"]
+    new, notes = apply_overrides(good_config(), ["losses.1.weight=0.5", "losses.1.type=toy_bce"])
+    assert new["losses"][1] == {"type": "toy_bce", "weight": 0.5}
+    assert notes == ["losses.1: switched type 'toy_margin' -> 'toy_bce'; kept weight (set by an override)"]
+
+
 def test_switching_a_list_node_type_and_setting_the_same_type() -> None:
     new, notes = apply_overrides(good_config(), ["losses.1.type=toy_bce", "dataset.type=toy_data"])
     assert new["losses"][1] == {"type": "toy_bce"}
