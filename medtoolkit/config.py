@@ -888,11 +888,9 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> tuple[d
             overridden.add(tuple(keys))
             continue
         if last == "type" and target.get("type") not in (None, value):
-            node_path = tuple(keys[:-1])
-            kept = {name: part for name in target if name != "type"
-                    for part in [_overridden_part(target[name], node_path + (name,), overridden)]
-                    if part is not _NOTHING}
-            dropped = sorted(name for name in target if name != "type" and name not in kept)
+            parameters = {name: item for name, item in target.items() if name != "type"}
+            kept = _overridden_entries(parameters, tuple(keys[:-1]), overridden)
+            dropped = sorted(name for name in parameters if name not in kept)
             notes.append(
                 f"{'.'.join(keys[:-1])}: switched type {short_repr(target['type'])} -> {short_repr(value)}"
                 + (f"; reset parameters {', '.join(dropped)}" if dropped else "")
@@ -906,23 +904,28 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> tuple[d
     return data, notes
 
 
-#: what :func:`_overridden_part` returns for a value no override has touched
-_NOTHING = object()
+def _overridden_entries(
+    section: Mapping[str, Any], path: tuple[str, ...], overridden: set[tuple[str, ...]]
+) -> dict[str, Any]:
+    """The entries of ``section`` (at config ``path``) that overrides set.
 
+    An entry an override set (itself, or a section around it such as
+    ``model.encoder={...}``) is kept whole; a section an override reached into is kept with
+    only what overrides set inside it; a list an override reached into is kept whole.
 
-def _overridden_part(value: Any, path: tuple[str, ...], overridden: set[tuple[str, ...]]) -> Any:
-    """The part of ``value`` (at config ``path``) that overrides set, or ``_NOTHING``.
-
-    A value an override set (itself or a section around it, e.g. ``model.encoder={...}``)
-    is kept whole; a section is kept with only the entries overrides set inside it (a list
-    that an override reached into is kept whole).
+    Args:
+        section: a config section.
+        path: its dotted key path, split.
+        overridden: the key paths the overrides have set so far.
     """
-    if any(path[:depth] in overridden for depth in range(1, len(path) + 1)):
-        return value
-    if not any(key[: len(path)] == path for key in overridden):
-        return _NOTHING
-    if not isinstance(value, dict):
-        return value
-    kept = {name: part for name, item in value.items()
-            for part in [_overridden_part(item, path + (str(name),), overridden)] if part is not _NOTHING}
-    return kept if kept else _NOTHING
+    kept: dict[str, Any] = {}
+    for name, value in section.items():
+        entry = path + (str(name),)
+        if any(entry[:depth] in overridden for depth in range(1, len(entry) + 1)):
+            kept[name] = value
+        elif any(key[: len(entry)] == entry for key in overridden):
+            if not isinstance(value, dict):
+                kept[name] = value
+            elif inside := _overridden_entries(value, entry, overridden):
+                kept[name] = inside
+    return kept
