@@ -99,6 +99,12 @@ def plain_embedding(embedding: nn.Module) -> bool:
             and not embedding.scale_grad_by_freq and not embedding.sparse)
 
 
+def check_pooling(pooling: str) -> None:
+    """Refuse a pooling mode other than ``"mean"`` and ``"sum"`` (``ValueError`` naming it)."""
+    if pooling not in ("mean", "sum"):
+        raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+
+
 def pool_codes(
     embedding: nn.Embedding,
     codes: torch.Tensor,
@@ -122,8 +128,7 @@ def pool_codes(
     Returns:
         ``[B, T, embedding_dim]``.
     """
-    if pooling not in ("mean", "sum"):
-        raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+    check_pooling(pooling)
     if codes.device.type == "cpu":
         return pool_codes_flat(embedding, codes, dropout, pooling)
     return pool_codes_padded(embedding, codes, dropout, pooling)
@@ -410,8 +415,7 @@ def pool_vocabularies(
         KeyError: the batch lacks one of the vocabularies (the message names ``owner``).
         ValueError: ``pooling`` is neither ``"mean"`` nor ``"sum"``.
     """
-    if pooling not in ("mean", "sum"):
-        raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+    check_pooling(pooling)
     codes = [vocabulary_codes(owner, batch, name) for name in names]
     embeddings = [tables[name] for name in names]
     if all(vocabulary.device.type == "cpu" for vocabulary in codes) and poolable_in_one_node(embeddings):
